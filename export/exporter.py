@@ -1,0 +1,124 @@
+"""Write one self-contained ONNX file per checkpoint, with the contract's metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from export.onnx_model import OnnxDenoiser
+from n2n_infer import metadata as md
+from training.checkpoint import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+#: ONNX opset of the exported graphs.
+OPSET = 20
+
+
+def export_onnx(
+    checkpoint: str | Path,
+    out: str | Path,
+    name: str | None = None,
+    psnr: dict[str, Any] | None = None,
+) -> Path:
+    """Export ``checkpoint`` to the single ONNX file ``out`` and return its path.
+
+    The graph has input ``noisy`` and output ``denoised`` (float32 N×3×H×W in
+    [0, 1]) with dynamic N, H and W, is checked by ``onnx.checker`` (full
+    check), and carries the metadata of :mod:`n2n_infer.metadata`. ``psnr``
+    adds figures (e.g. from a parity run) to the metadata. The file is written
+    atomically.
+
+    Raises:
+        training.checkpoint.CheckpointError: the checkpoint cannot be loaded.
+    """
+    checkpoint, out = Path(checkpoint), Path(out)
+    ckpt = load_checkpoint(checkpoint)
+    wrapper = OnnxDenoiser(ckpt.build_model())
+    stride = ckpt.config.stride
+    example = torch.rand(1, 3, 2 * stride, 2 * stride)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        _torch_export(wrapper, example, raw)
+        model = onnx.load(str(raw))
+    summary = ckpt.summary
+    props = {
+        md.KEY_FORMAT_VERSION: str(md.FORMAT_VERSION),
+        md.KEY_STRIDE: str(stride),
+        md.KEY_NAME: name or out.stem,
+        md.KEY_CONFIG: json.dumps(ckpt.config.to_dict()),
+        md.KEY_NOISE: str(summary.get("noise", "")),
+        md.KEY_TRAINING: json.dumps(summary, default=str),
+        md.KEY_PSNR: json.dumps(psnr or {"val_psnr_torch": summary.get("val_psnr")}),
+        md.KEY_EXPORTER: json.dumps(exporter_versions()),
+        md.KEY_CHECKPOINT_SHA256: hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+    }
+    onnx.helper.set_model_props(model, props)
+    model.producer_name = "n2n-export"
+    onnx.checker.check_model(model, full_check=True)
+    _atomic_save(model, out)
+    log.info("exported %s -> %s (opset %d, stride %d)", checkpoint, out, OPSET, stride)
+    return out
+
+
+def _torch_export(wrapper: OnnxDenoiser, example: torch.Tensor, path: Path) -> None:
+    dims = {0: torch.export.Dim("N"), 2: torch.export.Dim("H"), 3: torch.export.Dim("W")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(path),
+            input_names=[md.INPUT_NAME],
+            output_names=[md.OUTPUT_NAME],
+            dynamic_shapes={"noisy": dims},
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+
+
+def _atomic_save(model: onnx.ModelProto, out: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        onnx.save_model(model, tmp, save_as_external_data=False)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def exporter_versions() -> dict[str, str]:
+    """Versions of the packages that produced the file."""
+    names = ("n2n", "torch", "onnx", "onnxscript")
+    out = {}
+    for n in names:
+        try:
+            out[n] = importlib_metadata.version(n)
+        except importlib_metadata.PackageNotFoundError:
+            out[n] = "unknown"
+    out["opset"] = str(OPSET)
+    return out
+
+
+def update_metadata(path: str | Path, props: dict[str, str]) -> None:
+    """Set (add or replace) metadata entries of an exported file, atomically."""
+    path = Path(path)
+    model = onnx.load(str(path))
+    merged = {p.key: p.value for p in model.metadata_props} | props
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, merged)
+    _atomic_save(model, path)

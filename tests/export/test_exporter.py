@@ -1,0 +1,44 @@
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from n2n_infer import metadata as md
+from training.checkpoint import load_checkpoint
+
+
+def test_one_self_contained_file_that_passes_the_checker(tiny_onnx):
+    assert [p.name for p in tiny_onnx.parent.iterdir()] == [tiny_onnx.name]
+    model = onnx.load(str(tiny_onnx), load_external_data=False)
+    assert not any(onnx.external_data_helper.uses_external_data(t) for t in model.graph.initializer)
+    onnx.checker.check_model(model, full_check=True)
+
+
+def test_signature_is_dynamic_nchw(tiny_onnx):
+    model = onnx.load(str(tiny_onnx))
+    (inp,), (out,) = model.graph.input, model.graph.output
+    assert (inp.name, out.name) == ("noisy", "denoised")
+    dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    assert dims[1] == 3 and all(isinstance(d, str) for d in (dims[0], dims[2], dims[3]))
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 4, 4), (3, 3, 32, 48), (2, 3, 68, 20)])
+def test_runs_on_any_batch_and_stride_multiple(tiny_onnx, shape):
+    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"noisy": np.random.default_rng(0).random(shape, dtype=np.float32)})[0]
+    assert out.shape == shape and out.min() >= 0 and out.max() <= 1
+
+
+def test_metadata_round_trips_the_config(tiny_onnx, tiny_run):
+    props = {p.key: p.value for p in onnx.load(str(tiny_onnx)).metadata_props}
+    info = md.ModelInfo.from_props(props, tiny_onnx)
+    ckpt = load_checkpoint(tiny_run["checkpoint"])
+    assert info.stride == ckpt.config.stride == 4
+    assert info.format_version == md.FORMAT_VERSION
+    assert info.config == ckpt.config.to_dict()
+    assert info.noise == "gaussian:25"
+    assert set(info.exporter) >= {"torch", "onnx", "opset"}
+    assert len(props[md.KEY_CHECKPOINT_SHA256]) == 64
+    assert json.loads(props[md.KEY_TRAINING])["best_epoch"] == ckpt.summary["best_epoch"]

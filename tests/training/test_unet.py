@@ -1,0 +1,28 @@
+import pytest
+import torch
+
+from training.config import UNetConfig
+from training.unet import UNet
+
+
+@pytest.mark.parametrize("hw", [(4, 4), (32, 32), (36, 20)])
+def test_output_has_input_shape(hw):
+    model = UNet().eval()
+    x = torch.rand(2, 3, *hw)
+    assert model(x).shape == x.shape
+
+
+def test_study_unet_layers():
+    model = UNet(UNetConfig())
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    # 3 down + 2 up 3×3 convolutions, then one 1×1 head
+    assert [c.kernel_size for c in convs] == [(3, 3)] * 5 + [(1, 1)]
+    assert [c.out_channels for c in convs] == [16, 32, 64, 32, 16, 3]
+    assert not any(
+        isinstance(m, (torch.nn.BatchNorm2d, torch.nn.Dropout2d)) for m in model.modules()
+    )
+    assert model.stride == 4
+
+
+def test_stride_follows_levels():
+    assert UNet(UNetConfig(features=(4, 8, 16, 32, 64))).stride == 16

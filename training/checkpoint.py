@@ -1,0 +1,112 @@
+"""Plain-dict checkpoints that load with ``torch.load(weights_only=True)``.
+
+A checkpoint is a dict of JSON types and tensors only::
+
+    {"format": "n2n-checkpoint", "format_version": 1,
+     "config": UNetConfig.to_dict(), "state_dict": {...tensors...},
+     "summary": {...training summary: data, noise, epochs, losses, PSNR...}}
+
+Nothing in it is a pickled object, so a checkpoint from a stranger cannot run
+code when it is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.config import ConfigError, UNetConfig
+from training.unet import UNet
+
+log = logging.getLogger(__name__)
+
+FORMAT = "n2n-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, unsafe or not an n2n checkpoint."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the config, the weights and the training summary."""
+
+    config: UNetConfig
+    state_dict: dict[str, torch.Tensor]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def build_model(self) -> UNet:
+        """Return a :class:`UNet` with these weights, in eval mode, on the CPU."""
+        model = UNet(self.config)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+
+def save_checkpoint(path: str | Path, model: UNet, summary: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` and ``summary`` (JSON types only) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "summary": dict(summary or {}),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.debug("saved checkpoint %s", path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: the file is missing, not a torch file, contains
+            pickled objects (refused by ``weights_only=True``), is not an n2n
+            checkpoint, has a newer format version, or its weights do not fit
+            its config. The message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a safe n2n checkpoint ({first})") from exc
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an n2n checkpoint (no 'format': {FORMAT!r})")
+    version = raw.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r} is newer than this code "
+            f"understands ({FORMAT_VERSION}); upgrade n2n"
+        )
+    try:
+        config = UNetConfig.from_dict(raw["config"], source=str(path))
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: checkpoint has no valid 'config'") from exc
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from exc
+    ckpt = Checkpoint(config, raw.get("state_dict", {}), raw.get("summary", {}))
+    try:
+        ckpt.build_model()
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match the config: {exc}") from exc
+    return ckpt

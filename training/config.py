@@ -1,0 +1,138 @@
+"""Model and training configuration: frozen dataclasses of JSON types.
+
+A config is data, not code. It is saved in every checkpoint and in the ONNX
+metadata, and read back with :func:`UNetConfig.from_dict` /
+:func:`TrainConfig.from_dict`, which reject unknown keys and newer versions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+_T = TypeVar("_T", bound="_Versioned")
+
+
+class ConfigError(ValueError):
+    """A config dict has unknown keys, a newer version or invalid values."""
+
+
+@dataclass(frozen=True)
+class _Versioned:
+    VERSION: ClassVar[int] = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-compatible dict, including the config's version."""
+        out = dataclasses.asdict(self)
+        out["version"] = self.VERSION
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls: type[_T], data: dict[str, Any], source: str = "config") -> _T:
+        """Build a config from :meth:`to_dict` output.
+
+        Raises:
+            ConfigError: unknown keys, a version newer than this code knows, or
+                invalid values; the message names ``source`` (e.g. a file).
+        """
+        data = dict(data)
+        version = data.pop("version", 1)
+        if not isinstance(version, int) or version > cls.VERSION:
+            raise ConfigError(
+                f"{source}: {cls.__name__} version {version!r} is newer than this code "
+                f"understands (version {cls.VERSION}); upgrade n2n"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"{source}: unknown {cls.__name__} keys {unknown}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: invalid {cls.__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class UNetConfig(_Versioned):
+    """Shape of a UNet.
+
+    ``features[i]`` is the channel count of level ``i``; there is one pooling
+    step between consecutive levels, so the stride (the multiple that input
+    heights and widths must have) is ``2 ** (len(features) - 1)``.
+    """
+
+    features: tuple[int, ...] = (16, 32, 64)
+    convs_per_level: int = 1
+    in_channels: int = 3
+    out_channels: int = 3
+    pooling: str = "avg"
+    upsampling: str = "nearest"
+    activation: str = "relu"
+    batch_norm: bool = False
+    dropout: float = 0.0
+
+    VERSION: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        if not 2 <= len(self.features) <= 6:
+            raise ValueError(f"features must list 2 to 6 levels, got {list(self.features)}")
+        if any(not isinstance(f, int) or f < 1 for f in self.features):
+            raise ValueError(f"features must be positive integers, got {list(self.features)}")
+        if self.convs_per_level not in (1, 2):
+            raise ValueError(f"convs_per_level must be 1 or 2, got {self.convs_per_level}")
+        _check_choice("pooling", self.pooling, ("avg", "max"))
+        _check_choice("upsampling", self.upsampling, ("nearest", "bilinear", "transposed"))
+        _check_choice("activation", self.activation, ("relu", "leaky_relu"))
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def levels(self) -> int:
+        return len(self.features)
+
+    @property
+    def stride(self) -> int:
+        """Input heights and widths must be multiples of this."""
+        return 2 ** (len(self.features) - 1)
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Versioned):
+    """How a UNet is trained (the study's final choices by default)."""
+
+    epochs: int = 15
+    batch_size: int = 50
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    val_fraction: float = 0.2
+    patch_size: int = 64
+    noise: str = "gaussian:25"
+    steps_per_epoch: int = 0
+    seed: int = 0
+
+    VERSION: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        _check_choice("optimizer", self.optimizer, ("sgd", "adam", "adagrad"))
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.patch_size < 1:
+            raise ValueError(f"patch_size must be positive, got {self.patch_size}")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+#: Named model shapes. ``study`` is the original study's final choice (table III).
+PRESETS: dict[str, UNetConfig] = {
+    "study": UNetConfig(),
+    "study-2conv": UNetConfig(convs_per_level=2),
+    "tiny": UNetConfig(features=(8, 16)),
+}

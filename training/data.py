@@ -1,0 +1,218 @@
+"""Training data: course-format pickles and clean photos with synthetic noise.
+
+Inside the code images are float32 N×C×H×W RGB in [0, 1]; the uint8 <-> float
+conversion happens here and nowhere else in ``training``.
+
+Course format (what the original study trained on)::
+
+    noisy_a, noisy_b = torch.load("train_data.pkl")  # uint8 N×3×32×32 each
+    noisy, clean = torch.load("val_data.pkl")        # uint8 N×3×32×32 each
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from training.noise import GaussianNoise
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+#: Refuse photos above this many pixels (decompression bombs).
+MAX_PIXELS = 64_000_000
+
+
+class DataError(ValueError):
+    """A data file or folder is missing, unreadable or not in the expected format."""
+
+
+def to_float(img_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 tensor (any layout) -> float32 in [0, 1]."""
+    return img_u8.float().div_(255.0)
+
+
+def to_uint8(img: torch.Tensor) -> torch.Tensor:
+    """float tensor in [0, 1] -> uint8, clipped and rounded."""
+    return img.clamp(0, 1).mul(255.0).round_().to(torch.uint8)
+
+
+def quantize(img: torch.Tensor) -> torch.Tensor:
+    """Clip to [0, 1] and round to 1/255 steps, as an 8-bit image file would."""
+    return img.clamp(0, 1).mul(255.0).round_().div_(255.0)
+
+
+def load_course_pairs(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read a course-format file: two uint8 tensors N×3×H×W of the same shape.
+
+    Raises:
+        DataError: missing file, unsafe pickle (objects other than tensors and
+            tuples are refused), or anything but two uint8 tensors of one shape.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for bad or unsafe files
+        raise DataError(f"{path}: not a readable course-format file ({exc})") from exc
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise DataError(f"{path}: expected a pair of tensors, found {type(data).__name__}")
+    a, b = data
+    for t in (a, b):
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or t.ndim != 4:
+            raise DataError(f"{path}: expected two uint8 tensors N×3×H×W, found {_describe(t)}")
+    if a.shape != b.shape or a.shape[1] != 3:
+        raise DataError(
+            f"{path}: the two tensors must have one shape N×3×H×W, found "
+            f"{tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    return a, b
+
+
+def save_course_pairs(path: str | Path, a: torch.Tensor, b: torch.Tensor) -> None:
+    """Write two uint8 tensors N×3×H×W in the course format."""
+    if a.dtype != torch.uint8 or b.dtype != torch.uint8 or a.shape != b.shape:
+        raise DataError(f"{path}: course format needs two uint8 tensors of one shape")
+    torch.save((a.contiguous(), b.contiguous()), Path(path))
+
+
+def _describe(t: object) -> str:
+    if isinstance(t, torch.Tensor):
+        return f"{t.dtype} tensor of shape {tuple(t.shape)}"
+    return type(t).__name__
+
+
+def load_photo_folder(folder: str | Path) -> list[torch.Tensor]:
+    """Read every image in ``folder`` (sorted by name) as uint8 3×H×W tensors.
+
+    Raises:
+        DataError: the folder is missing or holds no readable image; a file
+            that cannot be decoded is named in the message.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: photo folder not found")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    return [read_rgb(p) for p in files]
+
+
+def read_rgb(path: Path) -> torch.Tensor:
+    """Read one image file as a uint8 3×H×W RGB tensor (grey is repeated)."""
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise DataError(f"{path}: {im.width}×{im.height} exceeds {MAX_PIXELS} pixels")
+            arr = np.asarray(im.convert("RGB"))
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: cannot read image ({exc})") from exc
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+@dataclass
+class ValidationSet:
+    """Fixed validation pairs: input, target and (where known) clean, float N×3×H×W."""
+
+    noisy: torch.Tensor
+    target: torch.Tensor
+    clean: torch.Tensor | None
+
+
+class CoursePairs:
+    """Noise2Noise pairs from course-format tensors, split into train/validation."""
+
+    def __init__(
+        self,
+        noisy_a: torch.Tensor,
+        noisy_b: torch.Tensor,
+        val_fraction: float,
+        generator: torch.Generator,
+        val_clean: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        n = noisy_a.shape[0]
+        perm = torch.randperm(n, generator=generator)
+        n_val = max(1, round(n * val_fraction))
+        self._a, self._b = noisy_a[perm[n_val:]], noisy_b[perm[n_val:]]
+        va, vb = to_float(noisy_a[perm[:n_val]]), to_float(noisy_b[perm[:n_val]])
+        self.validation = ValidationSet(va, vb, None)
+        #: (noisy, clean) float tensors from a val_data.pkl, for PSNR.
+        self.psnr_set = None if val_clean is None else tuple(to_float(t) for t in val_clean)
+
+    def __len__(self) -> int:
+        return self._a.shape[0]
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of shuffled (input, target) float batches."""
+        perm = torch.randperm(len(self), generator=generator)
+        for i in range(0, len(self), batch_size):
+            idx = perm[i : i + batch_size]
+            yield to_float(self._a[idx]), to_float(self._b[idx])
+
+
+class PhotoPairs:
+    """Noise2Noise pairs drawn on the fly from clean photos.
+
+    Each step crops random ``patch_size`` patches (with random flips) and noises
+    each twice, independently. The input copy is clipped and quantized like an
+    8-bit file; the target copy is left unclipped so that its expectation is
+    the clean patch. Photos are split by image into train and validation.
+    """
+
+    def __init__(
+        self,
+        photos: Sequence[torch.Tensor],
+        noise: GaussianNoise,
+        patch_size: int,
+        val_fraction: float,
+        generator: torch.Generator,
+        val_patches: int = 256,
+    ) -> None:
+        photos = [p for p in photos if min(p.shape[1:]) >= patch_size]
+        if len(photos) < 2:
+            raise DataError(
+                f"need at least 2 photos of at least {patch_size}×{patch_size} pixels "
+                f"(one for validation), found {len(photos)}"
+            )
+        perm = torch.randperm(len(photos), generator=generator).tolist()
+        n_val = max(1, round(len(photos) * val_fraction))
+        self.noise, self.patch_size = noise, patch_size
+        self._train = [photos[i] for i in perm[n_val:]]
+        val_photos = [photos[i] for i in perm[:n_val]]
+        clean = self._crops(val_photos, val_patches, generator)
+        a, b = noise(clean, generator), noise(clean, generator)
+        self.validation = ValidationSet(quantize(a), b, clean)
+        self.psnr_set = (self.validation.noisy, clean)
+
+    def _crops(
+        self, photos: Sequence[torch.Tensor], n: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        ps = self.patch_size
+        out = torch.empty(n, 3, ps, ps)
+        picks = torch.randint(len(photos), (n,), generator=generator).tolist()
+        for k, i in enumerate(picks):
+            _, h, w = photos[i].shape
+            y = int(torch.randint(h - ps + 1, (1,), generator=generator))
+            x = int(torch.randint(w - ps + 1, (1,), generator=generator))
+            patch = photos[i][:, y : y + ps, x : x + ps]
+            if torch.rand(1, generator=generator) < 0.5:
+                patch = patch.flip(2)
+            out[k] = to_float(patch)
+        return out
+
+    def batches(
+        self, batch_size: int, steps: int, generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``steps`` batches of freshly cropped and noised (input, target) pairs."""
+        for _ in range(steps):
+            clean = self._crops(self._train, batch_size, generator)
+            yield quantize(self.noise(clean, generator)), self.noise(clean, generator)
