@@ -16,6 +16,8 @@ def main(verbose: int) -> None:
     """Export n2n checkpoints to ONNX and prove they match torch."""
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # torch's ONNX exporter warns about torchvision ops that n2n never uses.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
 
 _data_options = [
@@ -49,11 +51,20 @@ def _with_data_options(f):  # type: ignore[no-untyped-def]
 @click.argument("checkpoint", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--name", default=None, help="Model name in the metadata [default: OUT's stem].")
+@click.option(
+    "--card/--no-card",
+    default=True,
+    show_default=True,
+    help="Write a Markdown model card OUT.md from the metadata.",
+)
+@click.option("--reproduce", default="", help="Command that rebuilds the model, for the card.")
 @_with_data_options
 def onnx(
     checkpoint: Path,
     out: Path,
     name: str | None,
+    card: bool,
+    reproduce: str,
     val_data: Path | None,
     images: Path | None,
     noise: str,
@@ -64,6 +75,7 @@ def onnx(
     With --val-data or --images, the parity figures are measured and stored in
     the model's metadata (and the export fails if parity fails).
     """
+    from export.card import write_model_card
     from export.exporter import export_onnx, update_metadata
     from export.parity import check_parity
     from n2n_infer.errors import N2NError
@@ -89,6 +101,8 @@ def onnx(
                 },
             }
             update_metadata(out, {KEY_PSNR: json.dumps(psnr)})
+        if card:
+            write_model_card(out, reproduce)
     except (CheckpointError, DataError, N2NError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

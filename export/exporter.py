@@ -95,6 +95,7 @@ def _atomic_save(model: onnx.ModelProto, out: Path) -> None:
     os.close(fd)
     try:
         onnx.save_model(model, tmp, save_as_external_data=False)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -6,10 +6,14 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from n2n_infer.errors import N2NError
+
+if TYPE_CHECKING:
+    from n2n_infer.batch import FileResult
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -74,18 +78,19 @@ def batch(
         total = len(find_images(in_dir))
     except N2NError as exc:
         _fail(str(exc), 2)
-    lines: list[str] = []
     with tqdm(total=total, unit="img", disable=quiet, file=sys.stderr) as bar:
-
-        def on_file(r):  # type: ignore[no-untyped-def]
-            bar.update(1)
-            lines.append(_describe(r))
-
         report = denoise_folder(
-            denoiser, in_dir, out_dir, overwrite, skip_existing, reference, on_file
+            denoiser,
+            in_dir,
+            out_dir,
+            overwrite,
+            skip_existing,
+            reference,
+            on_file=lambda _: bar.update(1),
         )
-    for line in lines:
-        click.echo(line)
+    width = max((len(r.name) for r in report.results), default=0)
+    for r in report.results:
+        click.echo(_describe(r, width))
     n_ok = sum(r.status == "ok" for r in report.results)
     n_skip = sum(r.status == "skipped" for r in report.results)
     click.echo(
@@ -99,12 +104,13 @@ def batch(
         sys.exit(1)
 
 
-def _describe(r) -> str:  # type: ignore[no-untyped-def]
+def _describe(r: FileResult, width: int) -> str:
     if r.status == "error":
         return f"FAILED  {r.name}: {r.error}"
     if r.status == "skipped":
         return f"skipped {r.name} (output exists)"
-    text = f"ok      {r.name}  {r.size_hw[1]}×{r.size_hw[0]}  {r.seconds:.2f} s"
+    size = f"{r.size_hw[1]}×{r.size_hw[0]}" if r.size_hw else "?"
+    text = f"ok      {r.name:<{width}}  {size:>9}  {r.seconds:5.2f} s"
     if r.psnr_noisy is not None:
         text += (
             f"  PSNR {r.psnr_noisy:.2f} -> {r.psnr_denoised:.2f} dB "

@@ -60,6 +60,7 @@ def write_image(path: str | Path, img_hwc_u8: np.ndarray) -> None:
         with os.fdopen(fd, "wb") as f:
             options = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
             Image.fromarray(img_hwc_u8).save(f, format=fmt, **options)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

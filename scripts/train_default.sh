@@ -20,7 +20,8 @@ done
   --noise gaussian:0-50 --optimizer adam --epochs 20 --steps-per-epoch 100 \
   --batch-size 50 --patch-size 64 --seed 0
 "$py" -m export.cli onnx "$run/best.pt" models/photo.onnx --name photo \
+  --reproduce "bash scripts/train_default.sh" \
   --images "$cache/photos/TRAIN_EXTRA" --noise gaussian:25
 cp "$run/best.pt" models/photo.pt
-"$py" -m export.cli parity models/photo.pt models/photo.onnx \
+"$py" -m export.cli parity models/photo.pt models/photo.onnx --report models/photo.parity.json \
   --images "$cache/photos/TRAIN_EXTRA" --noise gaussian:25

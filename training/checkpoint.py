@@ -65,6 +65,7 @@ def save_checkpoint(path: str | Path, model: UNet, summary: dict[str, Any] | Non
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
