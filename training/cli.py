@@ -158,6 +158,7 @@ def fit(
     except (ConfigError, DataError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    torch.manual_seed(seed)  # the weights' initialisation
     summary = run_fit(UNet(model_cfg), data, cfg, out_dir, device=device, data_info=info)
     click.echo(json.dumps({k: v for k, v in summary.items() if k != "train_config"}, indent=2))
 

@@ -18,7 +18,7 @@ def test_best_checkpoint_is_the_lowest_validation_loss(tiny_run):
     rows = [
         json.loads(line) for line in (tiny_run["dir"] / "metrics.jsonl").read_text().splitlines()
     ]
-    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
     best = min(rows, key=lambda r: r["val_loss"])
     ckpt = load_checkpoint(tiny_run["checkpoint"])
     assert ckpt.summary["best_epoch"] == best["epoch"]
