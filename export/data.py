@@ -1,11 +1,17 @@
-"""The (noisy, clean) pairs that parity checks run on: float32 3×H×W in [0, 1]."""
+"""The noisy/clean images that parity checks and calibration run on.
+
+Every pair is two float32 3×H×W arrays in [0, 1]: the noisy input (clipped and
+rounded like an 8-bit file) and the clean reference.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from n2n_infer.batch import find_images
 from n2n_infer.imageio import read_image
@@ -13,6 +19,26 @@ from training.data import load_course_pairs, quantize
 from training.noise import parse_noise
 
 Pair = tuple[np.ndarray, np.ndarray]
+
+#: The parity cases: (height, width, batch). 33×47 goes through the runtime's padding.
+CASE_SHAPES: tuple[tuple[int, int, int], ...] = (
+    (32, 32, 1),
+    (32, 32, 16),
+    (256, 256, 1),
+    (256, 256, 4),
+    (320, 480, 1),
+    (320, 480, 2),
+    (33, 47, 1),
+    (33, 47, 3),
+)
+
+
+@dataclass(frozen=True)
+class ParityCase:
+    """Images of one shape that run as one batch, and the case's name in reports."""
+
+    name: str
+    pairs: list[Pair]
 
 
 def course_pairs(path: str | Path) -> list[Pair]:
@@ -25,13 +51,83 @@ def course_pairs(path: str | Path) -> list[Pair]:
     ]
 
 
-def noised_image_pairs(folder: str | Path, noise: str, seed: int = 0) -> list[Pair]:
-    """Clean images of ``folder`` with ``noise`` applied, clipped and rounded like 8-bit files."""
+def load_clean_images(folder: str | Path) -> list[np.ndarray]:
+    """The PNG/JPEG images of ``folder`` as uint8 H×W×3 arrays (sorted by name).
+
+    Raises:
+        ValueError: the folder holds no image.
+    """
+    images = [read_image(p) for p in find_images(Path(folder))]
+    if not images:
+        raise ValueError(f"{folder}: no PNG or JPEG images found")
+    return images
+
+
+def noised_pairs(clean_hwc_u8: list[np.ndarray], noise: str, seed: int = 0) -> list[Pair]:
+    """Apply ``noise`` (seeded) to each clean image; the noisy copy is clipped and rounded."""
     noise_fn = parse_noise(noise)
     gen = torch.Generator().manual_seed(seed)
     pairs = []
-    for path in find_images(Path(folder)):
-        clean = torch.from_numpy(read_image(path)).permute(2, 0, 1)[None].float() / 255.0
+    for img in clean_hwc_u8:
+        clean = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].float() / 255
         noisy = quantize(noise_fn(clean, gen))
         pairs.append((noisy[0].numpy(), clean[0].numpy()))
     return pairs
+
+
+def parity_cases(clean_hwc_u8: list[np.ndarray], noise: str, seed: int = 0) -> list[ParityCase]:
+    """The standard cases (see :data:`CASE_SHAPES`) plus the images at their own sizes.
+
+    Crops are taken at seeded random places; an image smaller than a case is
+    first enlarged (Lanczos) to cover it.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for h, w, batch in CASE_SHAPES:
+        crops = [_crop(clean_hwc_u8[i % len(clean_hwc_u8)], h, w, rng) for i in range(batch)]
+        name = f"{w}x{h} batch {batch}"
+        cases.append(ParityCase(name, noised_pairs(crops, noise, seed + len(cases))))
+    full = noised_pairs(clean_hwc_u8, noise, seed + len(cases))
+    cases.append(ParityCase(f"{len(full)} images at their own sizes", full))
+    return cases
+
+
+def _crop(img: np.ndarray, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    ih, iw = img.shape[:2]
+    if ih < h or iw < w:
+        scale = max(h / ih, w / iw)
+        size = (max(w, round(iw * scale)), max(h, round(ih * scale)))
+        img = np.asarray(Image.fromarray(img).resize(size, Image.Resampling.LANCZOS))
+        ih, iw = img.shape[:2]
+    y, x = int(rng.integers(0, ih - h + 1)), int(rng.integers(0, iw - w + 1))
+    return img[y : y + h, x : x + w]
+
+
+def calibration_batches(
+    clean_hwc_u8: list[np.ndarray], noise: str, count: int = 16, size: int = 128, seed: int = 0
+) -> list[np.ndarray]:
+    """Noisy float32 1×3×size×size crops for int8 calibration.
+
+    ``count`` seeded random crops from images spread evenly over the list
+    (several per image when there are fewer images than crops), noised with
+    ``noise`` (use the model's training noise).
+    """
+    rng = np.random.default_rng(seed)
+    picks = np.linspace(0, len(clean_hwc_u8), num=count, endpoint=False).astype(int)
+    crops = [_crop(clean_hwc_u8[i], size, size, rng) for i in picks]
+    return [p[0][None] for p in noised_pairs(crops, noise, seed)]
+
+
+def resized_crops(clean_hwc_u8: list[np.ndarray], h: int, w: int) -> list[np.ndarray]:
+    """Each image resized (Lanczos) to cover h×w, then centre-cropped to h×w (landscape)."""
+    out = []
+    for img in clean_hwc_u8:
+        if img.shape[0] > img.shape[1]:
+            img = np.ascontiguousarray(img.transpose(1, 0, 2))
+        ih, iw = img.shape[:2]
+        scale = max(h / ih, w / iw)
+        size = (max(w, round(iw * scale)), max(h, round(ih * scale)))
+        img = np.asarray(Image.fromarray(img).resize(size, Image.Resampling.LANCZOS))
+        y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+        out.append(img[y : y + h, x : x + w])
+    return out

@@ -10,12 +10,13 @@ import tempfile
 import warnings
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import onnx
 import torch
 
 from export.onnx_model import OnnxDenoiser
+from export.quantize import quantize_int8
 from n2n_infer import metadata as md
 from training.checkpoint import load_checkpoint
 
@@ -25,50 +26,69 @@ log = logging.getLogger(__name__)
 OPSET = 20
 
 
+#: The precisions the exporter writes; inputs and outputs are float32 for all.
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
 def export_onnx(
     checkpoint: str | Path,
     out: str | Path,
     name: str | None = None,
-    psnr: dict[str, Any] | None = None,
+    precision: str = "fp32",
+    calibration: list[np.ndarray] | None = None,
+    reproduce: str = "",
 ) -> Path:
     """Export ``checkpoint`` to the single ONNX file ``out`` and return its path.
 
     The graph has input ``noisy`` and output ``denoised`` (float32 N×3×H×W in
     [0, 1]) with dynamic N, H and W, is checked by ``onnx.checker`` (full
-    check), and carries the metadata of :mod:`n2n_infer.metadata`. ``psnr``
-    adds figures (e.g. from a parity run) to the metadata. The file is written
-    atomically.
+    check), and carries the metadata of :mod:`n2n_infer.metadata`. The file is
+    written atomically. ``precision`` is ``fp32``, ``fp16`` (the network runs
+    in float16 inside the graph, for GPUs) or ``int8`` (static quantization
+    calibrated on ``calibration``: float32 N×3×H×W noisy batches).
+    ``reproduce`` is the command that rebuilds the model (kept in the metadata).
 
     Raises:
         training.checkpoint.CheckpointError: the checkpoint cannot be loaded.
+        ValueError: unknown precision, or int8 without calibration data.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: expected one of {list(PRECISIONS)}")
     checkpoint, out = Path(checkpoint), Path(out)
     ckpt = load_checkpoint(checkpoint)
-    wrapper = OnnxDenoiser(ckpt.build_model())
+    wrapper = OnnxDenoiser(ckpt.build_model(), half=precision == "fp16")
     stride = ckpt.config.stride
     example = torch.rand(1, 3, 2 * stride, 2 * stride)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         raw = Path(tmp) / "raw.onnx"
         _torch_export(wrapper, example, raw)
+        if precision == "int8":
+            quantized = Path(tmp) / "int8.onnx"
+            quantize_int8(raw, quantized, calibration or [])
+            raw = quantized
         model = onnx.load(str(raw))
     summary = ckpt.summary
     props = {
         md.KEY_FORMAT_VERSION: str(md.FORMAT_VERSION),
         md.KEY_STRIDE: str(stride),
         md.KEY_NAME: name or out.stem,
+        md.KEY_PRECISION: precision,
         md.KEY_CONFIG: json.dumps(ckpt.config.to_dict()),
         md.KEY_NOISE: str(summary.get("noise", "")),
         md.KEY_TRAINING: json.dumps(summary, default=str),
-        md.KEY_PSNR: json.dumps(psnr or {"val_psnr_torch": summary.get("val_psnr")}),
+        md.KEY_PSNR: json.dumps({"val_psnr_torch": summary.get("val_psnr")}),
         md.KEY_EXPORTER: json.dumps(exporter_versions()),
         md.KEY_CHECKPOINT_SHA256: hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+        md.KEY_REPRODUCE: reproduce,
     }
     onnx.helper.set_model_props(model, props)
     model.producer_name = "n2n-export"
     onnx.checker.check_model(model, full_check=True)
     _atomic_save(model, out)
-    log.info("exported %s -> %s (opset %d, stride %d)", checkpoint, out, OPSET, stride)
+    log.info(
+        "exported %s -> %s (%s, opset %d, stride %d)", checkpoint, out, precision, OPSET, stride
+    )
     return out
 
 
@@ -103,14 +123,13 @@ def _atomic_save(model: onnx.ModelProto, out: Path) -> None:
 
 
 def exporter_versions() -> dict[str, str]:
-    """Versions of the packages that produced the file."""
-    names = ("n2n", "torch", "onnx", "onnxscript")
+    """Versions of the packages that produced the file (those installed), and the opset."""
     out = {}
-    for n in names:
+    for n in ("n2n", "torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu"):
         try:
             out[n] = importlib_metadata.version(n)
         except importlib_metadata.PackageNotFoundError:
-            out[n] = "unknown"
+            continue
     out["opset"] = str(OPSET)
     return out
 

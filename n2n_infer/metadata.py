@@ -25,6 +25,10 @@ KEY_PSNR = "n2n.psnr"
 KEY_EXPORTER = "n2n.exporter"
 KEY_CHECKPOINT_SHA256 = "n2n.checkpoint_sha256"
 KEY_NAME = "n2n.name"
+#: "fp32" (absent means fp32), "fp16" or "int8"; inputs and outputs are float32 for all.
+KEY_PRECISION = "n2n.precision"
+#: The command that rebuilds the model from scratch.
+KEY_REPRODUCE = "n2n.reproduce"
 
 INPUT_NAME = "noisy"
 OUTPUT_NAME = "denoised"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Reproduce models/photo.{pt,onnx,md}: fetch the photos, train, export, check parity.
+# Rebuild models/photo.{pt,onnx,md,parity.json}: fetch the photos, train, export, check parity.
 # Usage: bash scripts/train_default.sh [RUN_DIR]   (about 15 minutes on 2 CPU cores)
+# Then `python bench/variants.py` measures the fp16/int8 variants and `bash scripts/export_shipped.sh`
+# re-exports every shipped model from its checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=${1:-runs/photo}
@@ -19,9 +21,5 @@ done
 "$py" -m training.cli -v fit --photos "$photos" --out "$run" --preset study \
   --noise gaussian:0-50 --optimizer adam --epochs 20 --steps-per-epoch 100 \
   --batch-size 50 --patch-size 64 --seed 0
-"$py" -m export.cli onnx "$run/best.pt" models/photo.onnx --name photo \
-  --reproduce "bash scripts/train_default.sh" \
-  --images "$cache/photos/TRAIN_EXTRA" --noise gaussian:25
 cp "$run/best.pt" models/photo.pt
-"$py" -m export.cli parity models/photo.pt models/photo.onnx --report models/photo.parity.json \
-  --images "$cache/photos/TRAIN_EXTRA" --noise gaussian:25
+bash scripts/export_shipped.sh

@@ -1,48 +1,78 @@
-"""The shipped models: parity with their checkpoints and pinned figures on the sample images."""
+"""The shipped models: parity with their checkpoints, re-export, cards, pinned figures."""
+
+import hashlib
+import json
 
 import numpy as np
 import pytest
 
-from n2n_infer import Denoiser
+from export.data import load_clean_images, parity_cases
+from n2n_infer import Denoiser, available_models
+from n2n_infer import metadata as md
 from n2n_infer.imageio import read_image
 from n2n_infer.metrics import psnr
 from tests.conftest import REPO
 
+MODELS = REPO / "models"
 EXAMPLES = REPO / "examples"
 NAMES = ("astronaut", "chelsea", "coffee", "rocket")
+SHIPPED = available_models()
 
 #: Runtime PSNR (dB) of models/photo.onnx on examples/noisy vs examples/clean, as measured
 #: by `n2n-infer batch examples/noisy OUT --reference examples/clean` when the model was made.
 PHOTO_PSNR = {"astronaut": 27.71, "chelsea": 30.00, "coffee": 27.99, "rocket": 29.69}
 
 
-def _pairs():
-    return {
-        n: (
-            read_image(EXAMPLES / "noisy" / f"{n}.png"),
-            read_image(EXAMPLES / "clean" / f"{n}.png"),
-        )
-        for n in NAMES
-    }
+def _checkpoint_of(model: str):
+    """The committed checkpoint whose sha256 the model's metadata records."""
+    recorded = Denoiser(model, device="cpu").info.raw[md.KEY_CHECKPOINT_SHA256]
+    for pt in MODELS.glob("*.pt"):
+        if hashlib.sha256(pt.read_bytes()).hexdigest() == recorded:
+            return pt
+    raise AssertionError(f"no checkpoint in models/ matches {model}.onnx's sha256")
+
+
+def test_photo_is_shipped_and_default():
+    assert "photo" in SHIPPED
+    assert Denoiser(device="cpu").info.name == "photo"
 
 
 def test_photo_model_figures_on_the_samples_are_pinned():
     d = Denoiser("photo", device="cpu")
-    for name, (noisy, clean) in _pairs().items():
+    for name in NAMES:
+        noisy = read_image(EXAMPLES / "noisy" / f"{name}.png")
+        clean = read_image(EXAMPLES / "clean" / f"{name}.png")
         assert psnr(noisy, clean) == pytest.approx(20.5, abs=0.4)
         assert psnr(d.denoise(noisy), clean) == pytest.approx(PHOTO_PSNR[name], abs=0.02), name
 
 
-@pytest.mark.parametrize("model", ["photo"])
-def test_shipped_model_matches_its_checkpoint(model):
+@pytest.mark.parametrize("model", SHIPPED)
+def test_shipped_model_passes_parity_with_its_checkpoint(model):
     from export.parity import check_parity
 
-    pairs = [
-        (
-            n.transpose(2, 0, 1).astype(np.float32) / 255,
-            c.transpose(2, 0, 1).astype(np.float32) / 255,
-        )
-        for n, c in _pairs().values()
-    ]
-    report = check_parity(REPO / "models" / f"{model}.pt", REPO / "models" / f"{model}.onnx", pairs)
-    assert report.passed, report.to_dict()
+    cases = parity_cases(load_clean_images(EXAMPLES / "clean"), "gaussian:25")
+    report = check_parity(_checkpoint_of(model), MODELS / f"{model}.onnx", cases)
+    assert report.passed, report.to_json()
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_shipped_model_has_a_card_and_a_passed_parity_report(model):
+    card = (MODELS / f"{model}.md").read_text()
+    assert f"# Model `{model}`" in card and "## Reproduce" in card
+    report = json.loads((MODELS / f"{model}.parity.json").read_text())
+    assert report["passed"] is True and len(report["cases"]) >= 9
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_committed_onnx_matches_what_the_exporter_writes_today(model, tmp_path):
+    """Re-export the checkpoint and compare outputs numerically (not byte for byte)."""
+    from export.exporter import export_onnx
+
+    committed = Denoiser(model, device="cpu")
+    if committed.info.raw.get(md.KEY_PRECISION, "fp32") == "int8":
+        pytest.skip("int8 re-export needs the calibration photos: scripts/export_shipped.sh")
+    fresh = Denoiser(export_onnx(_checkpoint_of(model), tmp_path / "fresh.onnx"), device="cpu")
+    x = np.random.default_rng(0).random((2, 3, 45, 61), dtype=np.float32)
+    assert np.abs(committed.denoise_nchw(x) - fresh.denoise_nchw(x)).max() <= 1e-5
+    for key in ("stride", "config", "noise"):
+        assert committed.metadata[key] == fresh.metadata[key], key

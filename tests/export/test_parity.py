@@ -8,6 +8,7 @@ from onnx import numpy_helper
 from PIL import Image
 
 from export.cli import main as export_cli
+from export.data import CASE_SHAPES, ParityCase, load_clean_images, noised_pairs, parity_cases
 from export.parity import check_parity
 from tests.conftest import synthetic_photo
 
@@ -16,56 +17,105 @@ from tests.conftest import synthetic_photo
 def clean_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clean")
     rng = np.random.default_rng(1)
-    for i, (h, w) in enumerate([(64, 64), (64, 64), (33, 47)]):
+    for i, (h, w) in enumerate([(64, 64), (80, 120), (33, 47)]):
         Image.fromarray(synthetic_photo(rng, h, w)).save(folder / f"c{i}.png")
     return folder
 
 
-def _perturbed(src, dst):
+def _edit(src, dst, edit):
     model = onnx.load(str(src))
-    init = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
-    arr = numpy_helper.to_array(init).copy()
-    arr += 0.01 * np.random.default_rng(0).standard_normal(arr.shape).astype(arr.dtype)
-    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    edit(model)
     onnx.save(model, str(dst))
     return dst
 
 
+def _perturb_weights(model):
+    init = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    arr = numpy_helper.to_array(init).copy()
+    arr += 0.01 * np.random.default_rng(0).standard_normal(arr.shape).astype(arr.dtype)
+    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+
+
+def _set_stride(value):
+    def edit(model):
+        for p in model.metadata_props:
+            if p.key == "n2n.stride":
+                p.value = value
+
+    return edit
+
+
+def _parity(*args):
+    return CliRunner().invoke(export_cli, ["parity", *map(str, args)])
+
+
+def test_cases_cover_batches_sizes_and_padding(clean_dir):
+    cases = parity_cases(load_clean_images(clean_dir), "gaussian:25")
+    shapes = [(c.pairs[0][0].shape[1:], len(c.pairs)) for c in cases[: len(CASE_SHAPES)]]
+    assert shapes == [((h, w), b) for h, w, b in CASE_SHAPES]
+    assert {b for _, b in shapes} >= {1, 16} and ((33, 47), 3) in shapes
+    assert [p[0].shape[1:] for p in cases[-1].pairs] == [(64, 64), (80, 120), (33, 47)]
+
+
 def test_parity_passes_for_the_exported_model(tiny_run, tiny_onnx, clean_dir):
-    from export.data import noised_image_pairs
-
-    report = check_parity(
-        tiny_run["checkpoint"], tiny_onnx, noised_image_pairs(clean_dir, "gaussian:25")
-    )
-    assert report.passed, report
-    assert report.images == 3
-    assert report.max_abs_diff < 1e-5
-    assert report.psnr_torch > report.psnr_noisy
+    cases = parity_cases(load_clean_images(clean_dir), "gaussian:25")
+    report = check_parity(tiny_run["checkpoint"], tiny_onnx, cases)
+    assert report.passed, report.to_dict()
+    assert report.precision == "fp32" and not report.problems
+    for case in report.cases:
+        assert case.max_abs_diff < 1e-5 and abs(case.delta_psnr) < 1e-3
+    assert report.cases[-1].psnr_torch > report.cases[-1].psnr_noisy
 
 
-def test_parity_cli_fails_when_weights_are_perturbed(tiny_run, tiny_onnx, clean_dir, tmp_path):
-    bad = _perturbed(tiny_onnx, tmp_path / "bad.onnx")
-    runner = CliRunner()
-    good = runner.invoke(
-        export_cli,
-        [
-            "parity",
-            str(tiny_run["checkpoint"]),
-            str(tiny_onnx),
-            "--images",
-            str(clean_dir),
-            "--report",
-            str(tmp_path / "r.json"),
-        ],
+def test_report_json(tiny_run, tiny_onnx, clean_dir, tmp_path):
+    result = _parity(
+        tiny_run["checkpoint"], tiny_onnx, "--images", clean_dir, "--report", tmp_path / "r.json"
     )
-    assert good.exit_code == 0, good.output
-    assert "parity: PASSED" in good.output
-    assert json.loads((tmp_path / "r.json").read_text())["passed"] is True
-    result = runner.invoke(
-        export_cli, ["parity", str(tiny_run["checkpoint"]), str(bad), "--images", str(clean_dir)]
-    )
+    assert result.exit_code == 0, result.output
+    assert "parity: PASSED" in result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["passed"] is True and len(report["cases"]) == len(CASE_SHAPES) + 1
+    assert set(report["cases"][0]) >= {
+        "psnr_torch",
+        "psnr_onnx",
+        "delta_psnr",
+        "max_abs_diff",
+        "mean_abs_diff",
+        "passed",
+    }
+
+
+def test_perturbed_weights_fail(tiny_run, tiny_onnx, clean_dir, tmp_path):
+    bad = _edit(tiny_onnx, tmp_path / "bad.onnx", _perturb_weights)
+    result = _parity(tiny_run["checkpoint"], bad, "--images", clean_dir)
     assert result.exit_code == 1, result.output
     assert "parity: FAILED" in result.output
+
+
+@pytest.mark.parametrize("stride", ["8", "2"])
+def test_wrong_stride_metadata_fails(tiny_run, tiny_onnx, clean_dir, tmp_path, stride):
+    bad = _edit(tiny_onnx, tmp_path / "stride.onnx", _set_stride(stride))
+    result = _parity(tiny_run["checkpoint"], bad, "--images", clean_dir)
+    assert result.exit_code == 1, result.output
+    assert f"metadata: metadata stride {stride} differs from the checkpoint's 4" in result.output
+
+
+def test_truncated_model_file_fails(tiny_run, tiny_onnx, clean_dir, tmp_path):
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(tiny_onnx.read_bytes()[:4000])
+    result = _parity(tiny_run["checkpoint"], cut, "--images", clean_dir)
+    assert result.exit_code == 2
+    assert "cut.onnx" in result.output and "error:" in result.output
+
+
+def test_a_model_from_another_checkpoint_fails(tiny_run, tiny_onnx, clean_dir, tmp_path):
+    import shutil
+
+    other = tmp_path / "other.pt"
+    shutil.copy(tiny_run["dir"] / "last.pt", other)
+    result = _parity(other, tiny_onnx, "--images", clean_dir)
+    assert result.exit_code == 1
+    assert "checkpoint sha256" in result.output
 
 
 def test_parity_on_course_format_data(tiny_run, tiny_onnx, tmp_path):
@@ -77,21 +127,12 @@ def test_parity_on_course_format_data(tiny_run, tiny_onnx, tmp_path):
     clean = np.stack([synthetic_photo(rng, 32, 32) for _ in range(8)]).transpose(0, 3, 1, 2)
     noisy = np.clip(np.rint(clean + rng.normal(0, 25, clean.shape)), 0, 255).astype(np.uint8)
     save_course_pairs(tmp_path / "val_data.pkl", torch.from_numpy(noisy), torch.from_numpy(clean))
-    result = CliRunner().invoke(
-        export_cli,
-        [
-            "parity",
-            str(tiny_run["checkpoint"]),
-            str(tiny_onnx),
-            "--val-data",
-            str(tmp_path / "val_data.pkl"),
-        ],
-    )
+    result = _parity(tiny_run["checkpoint"], tiny_onnx, "--val-data", tmp_path / "val_data.pkl")
     assert result.exit_code == 0, result.output
-    assert "images:            8" in result.output
+    assert "course val_data.pkl     8" in result.output
 
 
-def test_onnx_cli_stores_parity_figures(tiny_run, clean_dir, tmp_path):
+def test_onnx_cli_stores_parity_figures_and_card(tiny_run, clean_dir, tmp_path):
     from n2n_infer import Denoiser
 
     out = tmp_path / "m.onnx"
@@ -110,3 +151,11 @@ def test_onnx_cli_stores_parity_figures(tiny_run, clean_dir, tmp_path):
     assert result.exit_code == 0, result.output
     psnr = Denoiser(out, device="cpu").metadata["psnr"]
     assert psnr["images"] == 3 and psnr["psnr_onnx"] == pytest.approx(psnr["psnr_torch"], abs=0.01)
+    card = (tmp_path / "m.md").read_text()
+    assert "# Model `tiny`" in card and f"{psnr['psnr_torch']:.4f}" in card
+
+
+def test_single_case_from_pairs(tiny_run, tiny_onnx, clean_dir):
+    pairs = noised_pairs(load_clean_images(clean_dir)[:1], "gaussian:10")
+    report = check_parity(tiny_run["checkpoint"], tiny_onnx, [ParityCase("one", pairs)])
+    assert report.passed and report.cases[0].images == 1
