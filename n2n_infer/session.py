@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from n2n_infer.errors import ModelLoadError, ProviderError
+from n2n_infer.errors import InferenceError, ModelLoadError, ProviderError
 from n2n_infer.metadata import INPUT_NAME, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
@@ -278,9 +278,22 @@ def run_model(
     With ``binding_device`` (``"cuda"`` or ``"cpu"``), the input is copied to
     that device once and the output is allocated there (I/O binding), then
     copied back; otherwise ``session.run`` does the transfers.
+
+    Raises:
+        InferenceError: onnxruntime failed (its message's first line is kept).
     """
-    if not binding_device:
-        return session.run([OUTPUT_NAME], {INPUT_NAME: noisy})[0]
+    try:
+        if not binding_device:
+            return session.run([OUTPUT_NAME], {INPUT_NAME: noisy})[0]
+        return _run_bound(session, noisy, binding_device, device_id)
+    except Exception as exc:
+        if not type(exc).__module__.startswith("onnxruntime"):
+            raise
+        shape = "×".join(map(str, noisy.shape))
+        raise InferenceError(f"onnxruntime failed on a {shape} batch: {_first(exc)}") from exc
+
+
+def _run_bound(session: Any, noisy: np.ndarray, binding_device: str, device_id: int) -> np.ndarray:
     binding = session.io_binding()
     value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(noisy), binding_device, device_id)
     binding.bind_ortvalue_input(INPUT_NAME, value)

@@ -38,11 +38,20 @@ def test_batch_keeps_order_and_matches_single_calls(den):
 @pytest.mark.parametrize(
     ("img", "message"),
     [
-        (np.zeros((8, 8, 3), np.float32), "dtype uint8"),
-        (np.zeros((8, 8), np.uint8), "H×W×3"),
-        (np.zeros((8, 8, 5), np.uint8), "H×W×3"),
+        (np.zeros((8, 8, 3), np.int16), "dtype int16 is not supported"),
+        (np.zeros((8, 8, 3), np.float16), "dtype float16 is not supported"),
+        (np.zeros((8, 8, 3), bool), "dtype bool is not supported"),
+        (np.zeros((8,), np.uint8), "expected 2 or 3 dimensions"),
+        (np.zeros((2, 8, 8, 3), np.uint8), "expected 2 or 3 dimensions"),
+        (np.zeros((8, 8, 5), np.uint8), "expected 1, 3 or 4 channels"),
+        (np.zeros((8, 8, 2), np.uint8), "expected 1, 3 or 4 channels"),
         (np.zeros((0, 8, 3), np.uint8), "empty"),
-        ([[1, 2, 3]], "numpy array"),
+        (np.zeros((8, 0), np.uint16), "empty"),
+        (np.full((4, 4, 3), np.nan, np.float32), "NaN or infinite"),
+        (np.full((4, 4), np.inf, np.float64), "NaN or infinite"),
+        (np.full((4, 4, 3), 1.5, np.float32), r"must lie in \[0, 1\]"),
+        (np.full((4, 4, 3), -0.1, np.float64), r"must lie in \[0, 1\]"),
+        ([[1, 2, 3]], "numpy array or PIL image"),
     ],
 )
 def test_bad_images_raise_image_error(den, img, message):
