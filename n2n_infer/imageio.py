@@ -62,8 +62,10 @@ class ImageFile:
     notes: list[str] = field(default_factory=list)
 
 
-def read_file(path: str | Path, max_pixels: int = MAX_PIXELS) -> ImageFile:
+def read_file(path: str | Path, max_pixels: int | None = None) -> ImageFile:
     """Decode an image file, keeping its bit depth, alpha, ICC profile and EXIF.
+
+    ``max_pixels`` defaults to :data:`MAX_PIXELS`.
 
     Raises:
         ImageError: the file is missing, empty, truncated, not an image, has more
@@ -71,6 +73,7 @@ def read_file(path: str | Path, max_pixels: int = MAX_PIXELS) -> ImageFile:
             the message names the file.
     """
     path = Path(path)
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     try:
         if path.stat().st_size == 0:
             raise ImageError(f"{path}: empty file (0 bytes)")
@@ -127,7 +130,7 @@ def _depth_notes(path: Path, im: Any) -> list[str]:
     return []
 
 
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as uint8 H×W×3 RGB (EXIF orientation applied).
 
     Raises:
