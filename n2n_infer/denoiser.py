@@ -19,8 +19,10 @@ from n2n_infer.tiling import TileSpec, default_overlap, denoise_tiled
 
 log = logging.getLogger(__name__)
 
-#: Images with more pixels than this are tiled when ``tile`` is left to ``None``.
-MAX_UNTILED_PIXELS = 2048 * 2048
+#: Images with more pixels than this are tiled when ``tile`` is left to ``None`` (1920×1080 is not).
+MAX_UNTILED_PIXELS = 2_100_000
+#: At most this many pixels go into one model call (about 450 MiB of activations on the CPU).
+MAX_BATCH_PIXELS = 1 << 20
 DEFAULT_TILE_SIZE = 512
 
 
@@ -41,6 +43,9 @@ class Denoiser:
         tile_overlap: pixels shared by neighbouring tiles; ``None`` picks four
             times the model's receptive radius (64 for the bundled model).
         max_untiled_pixels: images with more pixels are tiled automatically.
+        max_batch_pixels: fewer images (or tiles) than ``batch_size`` go into
+            one model call when they would exceed this many pixels together
+            (memory grows with it: about 440 bytes per pixel on the CPU).
         session_config: onnxruntime settings (threads, graph optimisation, CUDA
             options, I/O binding); see :class:`~n2n_infer.session.SessionConfig`.
 
@@ -61,6 +66,7 @@ class Denoiser:
         tile_size: int = DEFAULT_TILE_SIZE,
         tile_overlap: int | None = None,
         max_untiled_pixels: int = MAX_UNTILED_PIXELS,
+        max_batch_pixels: int = MAX_BATCH_PIXELS,
         session_config: SessionConfig | None = None,
     ) -> None:
         if batch_size < 1:
@@ -68,6 +74,7 @@ class Denoiser:
         self.path = resolve_model(model)
         self.batch_size = batch_size
         self.max_untiled_pixels = max_untiled_pixels
+        self.max_batch_pixels = max_batch_pixels
         config = session_config or SessionConfig()
         self._session = create_session(self.path, device, intra_op_threads, config)
         props = self._session.get_modelmeta().custom_metadata_map
@@ -203,6 +210,10 @@ class Denoiser:
     def _run(self, batch_nchw: np.ndarray) -> np.ndarray:
         return run_model(self._session, batch_nchw, self._binding, self._device_id)
 
+    def _per_call(self, h: int, w: int) -> int:
+        """Images (or tiles) of h×w per model call: ``batch_size``, capped by pixels."""
+        return max(1, min(self.batch_size, self.max_batch_pixels // (h * w)))
+
     def _wants_tiles(self, img: ImageArray, tile: bool | None) -> bool:
         if tile is None:
             h, w = img.size_hw
@@ -216,13 +227,17 @@ class Denoiser:
         for i, img in enumerate(images):
             if i not in tiled:
                 groups.setdefault(img.size_hw, []).append(i)
-        for idx in groups.values():
-            nchw = np.stack([to_unit(images[i].rgb).transpose(2, 0, 1) for i in idx])
-            denoised = self.denoise_nchw(nchw)
-            for k, i in enumerate(idx):
-                out[i] = restore(images[i], denoised[k].transpose(1, 2, 0))
+        for (h, w), idx in groups.items():
+            step = self._per_call(h, w)
+            for start in range(0, len(idx), step):
+                part = idx[start : start + step]
+                nchw = np.stack([to_unit(images[i].rgb).transpose(2, 0, 1) for i in part])
+                denoised = self.denoise_nchw(nchw)
+                for k, i in enumerate(part):
+                    out[i] = restore(images[i], denoised[k].transpose(1, 2, 0))
         jobs = ((images[i], new_output(images[i])) for i in tiled)
-        results = denoise_tiled(jobs, self.tiles, self.stride, self.batch_size, self._run)
+        per_call = self._per_call(self.tiles.size, self.tiles.size)
+        results = denoise_tiled(jobs, self.tiles, self.stride, per_call, self._run)
         for i, filled in zip(tiled, results, strict=True):
             out[i] = finish(images[i], filled)
         return out

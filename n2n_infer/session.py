@@ -52,6 +52,9 @@ class SessionConfig:
             image size), ``"EXHAUSTIVE"`` (benchmarks every new input shape once:
             pays off only when shapes repeat, e.g. fixed tiles) or ``"DEFAULT"``.
         gpu_mem_limit_mb: cap on the CUDA memory arena in MiB; 0 means no cap.
+        memory_pattern: let onnxruntime pre-plan one memory block per input
+            shape. Off by default: on the CPU it doubled peak memory (897 vs
+            465 MiB for 4×512×512 tiles) for no measurable speed-up.
         io_binding: bind inputs and outputs on the device; ``None`` turns it on
             when the session runs on CUDA.
     """
@@ -60,6 +63,7 @@ class SessionConfig:
     graph_optimization: str = "all"
     cudnn_conv_algo_search: str = "HEURISTIC"
     gpu_mem_limit_mb: int = 0
+    memory_pattern: bool = False
     io_binding: bool | None = None
 
     def check(self) -> None:
@@ -213,6 +217,7 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = config.intra_op_threads
     opts.graph_optimization_level = GRAPH_LEVELS[config.graph_optimization]
+    opts.enable_mem_pattern = config.memory_pattern
     opts.log_severity_level = 3
     return opts
 
