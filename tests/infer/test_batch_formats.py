@@ -191,3 +191,38 @@ def test_doctor_reports_versions_and_usable_providers():
     assert result.exit_code == 0, result.output
     assert "onnxruntime" in result.output and "numpy" in result.output
     assert "cpu: ok" in result.output and "usable providers: CPUExecutionProvider" in result.output
+
+
+def _png_rgb16(path, rgb16):
+    """A 16-bit colour PNG (Pillow cannot write one): IHDR, one IDAT of unfiltered rows, IEND."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb16.shape
+    raw = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_16_bit_colour_png_is_denoised_and_its_8_bit_decoding_is_said(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    _png_rgb16(src / "c16.png", _photo(7).astype(np.uint16) * 257)
+    loaded = imageio.read_file(src / "c16.png")
+    assert loaded.pixels.dtype == np.uint8 and "16-bit colour PNG" in loaded.notes[0]
+    result = _run(src, tmp_path / "out", "--report", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    assert "note    c16.png: 16-bit colour PNG" in result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["files"][0]["notes"] == loaded.notes
