@@ -123,7 +123,7 @@ def to_unit(pixels: np.ndarray) -> np.ndarray:
     scale = INT_SCALE.get(pixels.dtype)
     out = pixels.astype(np.float32)
     if scale is not None:
-        out *= np.float32(1.0 / scale)
+        out /= np.float32(scale)
     return out
 
 
