@@ -258,3 +258,6 @@ def _check_signature(session: Any, path: Path) -> None:
         raise ModelLoadError(
             f"{path}: input {INPUT_NAME!r} must be float32, found {inputs[INPUT_NAME].type}"
         )
+    shape = inputs[INPUT_NAME].shape
+    if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+        raise ModelLoadError(f"{path}: input {INPUT_NAME!r} must be N×3×H×W, found shape {shape}")
