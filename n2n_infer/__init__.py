@@ -2,23 +2,32 @@
 
 >>> from n2n_infer import Denoiser
 >>> d = Denoiser()                 # the bundled default model, CUDA if usable
->>> out = d.denoise(img_hwc_u8)    # H×W×3 uint8 in, same out
+>>> out = d.denoise(image)         # numpy (H×W, H×W×{1,3,4}; uint8/uint16/float) or PIL
 """
 
 from n2n_infer.denoiser import Denoiser
-from n2n_infer.errors import ImageError, ModelLoadError, N2NError, ProviderError
+from n2n_infer.errors import (
+    ImageError,
+    InferenceError,
+    ModelLoadError,
+    N2NError,
+    ProviderError,
+)
 from n2n_infer.metadata import ModelInfo
 from n2n_infer.registry import available_models
+from n2n_infer.session import SessionConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Denoiser",
     "ImageError",
+    "InferenceError",
     "ModelInfo",
     "ModelLoadError",
     "N2NError",
     "ProviderError",
+    "SessionConfig",
     "__version__",
     "available_models",
 ]

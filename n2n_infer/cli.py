@@ -13,7 +13,8 @@ import click
 from n2n_infer.errors import N2NError
 
 if TYPE_CHECKING:
-    from n2n_infer.batch import FileResult
+    from n2n_infer.batch import BatchReport, FileResult
+    from n2n_infer.denoiser import Denoiser
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -42,12 +43,31 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option("--model", default=None, help="Bundled model name or .onnx path [default: photo].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--tile",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Denoise in N×N tiles (a multiple of the model's stride); 0 never tiles "
+    "[default: 512-pixel tiles above 4.2 megapixels].",
+)
+@click.option("--recursive", is_flag=True, help="Also denoise subfolders, mirrored in OUT_DIR.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
-@click.option("--skip-existing", is_flag=True, help="Leave outputs that already exist.")
+@click.option("--skip-existing", is_flag=True, help="Leave outputs that already exist (resume).")
 @click.option(
     "--reference",
     type=click.Path(path_type=Path, file_okay=False),
     help="Folder of clean images with the same names: print PSNR before/after.",
+)
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write a JSON report (per file: status, size, seconds, error).",
+)
+@click.option(
+    "--quiet",
+    "quiet_batch",
+    is_flag=True,
+    help="No progress bar; print failures and the summary only.",
 )
 @click.pass_context
 def batch(
@@ -57,11 +77,19 @@ def batch(
     model: str | None,
     device: str,
     batch_size: int,
+    tile: int | None,
+    recursive: bool,
     overwrite: bool,
     skip_existing: bool,
     reference: Path | None,
+    report: Path | None,
+    quiet_batch: bool,
 ) -> None:
-    """Denoise every PNG and JPEG in IN_DIR into OUT_DIR under the same names.
+    """Denoise every PNG, JPEG, TIFF, WebP and BMP in IN_DIR into OUT_DIR under the same names.
+
+    Each output keeps its input's format, bit depth (16-bit grey PNG/TIFF stay
+    16-bit), alpha and ICC profile; EXIF orientation is applied. Outputs are
+    written atomically and never inside IN_DIR.
 
     Exit status: 0 when every file succeeded, 1 when any failed (the others are
     still written), 2 for unusable arguments (model, device, folders).
@@ -69,17 +97,20 @@ def batch(
     from tqdm import tqdm
 
     from n2n_infer.batch import check_folders, denoise_folder, find_images
-    from n2n_infer.denoiser import Denoiser
 
-    quiet = ctx.obj["quiet"]
+    quiet = ctx.obj["quiet"] or quiet_batch
+    if overwrite and skip_existing:
+        _fail("--overwrite and --skip-existing contradict each other; choose one", 2)
     try:
         check_folders(in_dir, out_dir)
-        denoiser = Denoiser(model, device=device, batch_size=batch_size)
-        total = len(find_images(in_dir))
-    except N2NError as exc:
+        if report is not None:
+            _check_report_path(report, in_dir)
+        denoiser = _denoiser(model, device, batch_size, tile)
+        total = len(find_images(in_dir, recursive))
+    except (N2NError, ValueError) as exc:
         _fail(str(exc), 2)
     with tqdm(total=total, unit="img", disable=quiet, file=sys.stderr) as bar:
-        report = denoise_folder(
+        result = denoise_folder(
             denoiser,
             in_dir,
             out_dir,
@@ -87,21 +118,60 @@ def batch(
             skip_existing,
             reference,
             on_file=lambda _: bar.update(1),
+            recursive=recursive,
+            tile=None if tile is None else tile > 0,
         )
-    width = max((len(r.name) for r in report.results), default=0)
-    for r in report.results:
-        click.echo(_describe(r, width))
-    n_ok = sum(r.status == "ok" for r in report.results)
-    n_skip = sum(r.status == "skipped" for r in report.results)
+    _print_results(result, quiet)
     click.echo(
-        f"{n_ok} denoised, {n_skip} skipped, {len(report.failed)} failed "
-        f"-> {out_dir} ({', '.join(denoiser.providers)})"
+        f"{result.count('ok')} denoised, {result.count('skipped')} skipped, "
+        f"{len(result.failed)} failed -> {out_dir} ({', '.join(denoiser.providers)})"
     )
-    gains = [r.psnr_denoised - r.psnr_noisy for r in report.results if r.psnr_noisy is not None]
+    gains = [r.psnr_denoised - r.psnr_noisy for r in result.results if r.psnr_noisy is not None]
     if gains:
         click.echo(f"mean PSNR gain: {sum(gains) / len(gains):+.2f} dB over {len(gains)} images")
-    if report.failed:
+    if report is not None:
+        _write_report(report, result, denoiser, in_dir, out_dir)
+    if result.failed:
         sys.exit(1)
+
+
+def _denoiser(model: str | None, device: str, batch_size: int, tile: int | None) -> Denoiser:
+    from n2n_infer.denoiser import DEFAULT_TILE_SIZE, Denoiser
+
+    size = tile if tile else DEFAULT_TILE_SIZE
+    return Denoiser(model, device=device, batch_size=batch_size, tile_size=size)
+
+
+def _check_report_path(report: Path, in_dir: Path) -> None:
+    if in_dir.resolve() in report.resolve().parents:
+        raise N2NError(f"report file {report} is inside input folder {in_dir}; choose another")
+
+
+def _write_report(
+    report: Path, result: BatchReport, denoiser: Denoiser, in_dir: Path, out_dir: Path
+) -> None:
+    from n2n_infer.batch import write_report
+
+    try:
+        write_report(
+            report,
+            result,
+            model=str(denoiser.path),
+            providers=denoiser.providers,
+            in_dir=str(in_dir),
+            out_dir=str(out_dir),
+        )
+    except OSError as exc:
+        _fail(f"{report}: cannot write the report: {exc}", 1)
+
+
+def _print_results(result: BatchReport, quiet: bool) -> None:
+    width = max((len(r.name) for r in result.results), default=0)
+    for r in result.results:
+        if not quiet or r.status == "error":
+            click.echo(_describe(r, width))
+        for note in r.notes:
+            click.echo(f"note    {r.name}: {note}", err=True)
 
 
 def _describe(r: FileResult, width: int) -> str:
@@ -123,44 +193,43 @@ def _describe(r: FileResult, width: int) -> str:
 @click.argument("model", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
 def info(model: str | None, as_json: bool) -> None:
-    """Print a model's metadata (default: the bundled default model)."""
+    """Print a model's metadata: stride, training noise, PSNR figures, sizes."""
     from n2n_infer.denoiser import Denoiser
 
     try:
         d = Denoiser(model, device="cpu")
-    except N2NError as exc:
+    except (N2NError, ValueError) as exc:
         _fail(str(exc), 2)
     meta = d.metadata
+    sizes = {
+        "file_bytes": d.path.stat().st_size,
+        "features": meta["config"].get("features"),
+        "tile_size": d.tiles.size,
+        "tile_overlap": d.tiles.overlap,
+    }
     if as_json:
-        click.echo(json.dumps({"path": str(d.path), **meta}, indent=2))
+        click.echo(json.dumps({"path": str(d.path), **meta, "sizes": sizes}, indent=2))
         return
-    click.echo(f"model:    {d.path}")
+    click.echo(f"model:    {d.path} ({sizes['file_bytes'] / 1e6:.2f} MB)")
     for key in ("name", "format_version", "stride", "noise"):
         click.echo(f"{key + ':':9} {meta[key]}")
-    for key in ("config", "psnr", "exporter"):
+    click.echo(f"tiles:    {d.tiles.size} px, overlap {d.tiles.overlap} px")
+    for key in ("config", "training", "psnr", "exporter"):
         click.echo(f"{key + ':':9} {json.dumps(meta[key])}")
 
 
 @main.command()
-def doctor() -> None:
-    """Print versions and providers, and run the default model once on each usable provider."""
-    import numpy as np
-    import onnxruntime as ort
+@click.option("--model", default=None, help="Model to run [default: the bundled default].")
+def doctor(model: str | None) -> None:
+    """Print versions and providers, and run the model once on each usable provider.
 
-    from n2n_infer import __version__
-    from n2n_infer.denoiser import Denoiser
+    Exit status 0 when the CPU works (CUDA is optional), 1 otherwise.
+    """
+    from n2n_infer.doctor import diagnose
 
-    click.echo(f"n2n_infer {__version__}, onnxruntime {ort.__version__}, numpy {np.__version__}")
-    click.echo(f"available providers: {', '.join(ort.get_available_providers())}")
-    ok = True
-    for device in ("cpu", "cuda"):
-        try:
-            d = Denoiser(device=device)
-            d.denoise(np.zeros((17, 23, 3), np.uint8))
-            click.echo(f"{device}: ok ({', '.join(d.providers)})")
-        except N2NError as exc:
-            click.echo(f"{device}: not usable: {exc}")
-            ok = ok and device != "cpu"
+    lines, ok = diagnose(model)
+    for line in lines:
+        click.echo(line)
     sys.exit(0 if ok else 1)
 
 

@@ -1,21 +1,29 @@
-"""The :class:`Denoiser`: numpy images in, denoised numpy images out."""
+"""The :class:`Denoiser`: numpy (or PIL) images in, denoised images of the same kind out."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from n2n_infer.arrays import ImageArray, as_image, finish, new_output, restore, to_unit
 from n2n_infer.errors import ImageError, ModelLoadError
 from n2n_infer.metadata import INPUT_NAME, OUTPUT_NAME, ModelInfo
 from n2n_infer.padding import crop, pad_to_multiple
 from n2n_infer.registry import resolve_model
-from n2n_infer.session import create_session
+from n2n_infer.session import CUDA, SessionConfig, create_session, parse_device, run_model
+from n2n_infer.tiling import TileSpec, default_overlap, denoise_tiled
 
 log = logging.getLogger(__name__)
+
+#: Images with more pixels than this are tiled when ``tile`` is left to ``None`` (1920×1080 is not).
+MAX_UNTILED_PIXELS = 2_100_000
+#: At most this many pixels go into one model call (about 450 MiB of activations on the CPU).
+MAX_BATCH_PIXELS = 1 << 20
+DEFAULT_TILE_SIZE = 512
 
 
 class Denoiser:
@@ -24,15 +32,28 @@ class Denoiser:
     Args:
         model: a bundled model name (``"photo"``), a path to an ``.onnx`` file, or
             ``None`` for the bundled default.
-        device: ``"auto"`` (CUDA when usable, else CPU, with a warning),
-            ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (an error if CUDA cannot be used).
-        batch_size: images run together in one call to the model.
-        intra_op_threads: CPU threads per call; 0 lets onnxruntime choose.
+        device: ``"auto"`` (CUDA when usable, else CPU, with one warning that
+            says why), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (an error if CUDA
+            cannot be used).
+        batch_size: images (or tiles) run together in one call to the model.
+        intra_op_threads: CPU threads per call; 0 lets onnxruntime choose
+            (overrides ``session_config.intra_op_threads`` when non-zero).
+        tile_size: edge of the square tiles large images are cut into (a
+            multiple of the model's stride).
+        tile_overlap: pixels shared by neighbouring tiles; ``None`` picks four
+            times the model's receptive radius (64 for the bundled model).
+        max_untiled_pixels: images with more pixels are tiled automatically.
+        max_batch_pixels: fewer images (or tiles) than ``batch_size`` go into
+            one model call when they would exceed this many pixels together
+            (memory grows with it: about 440 bytes per pixel on the CPU).
+        session_config: onnxruntime settings (threads, graph optimisation, CUDA
+            options, I/O binding); see :class:`~n2n_infer.session.SessionConfig`.
 
     Raises:
         ModelLoadError: missing or corrupt file, not an n2n model, unknown
             metadata format version, or unexpected inputs/outputs.
         ProviderError: CUDA was asked for explicitly and cannot be used.
+        ValueError: a size or setting out of range.
     """
 
     def __init__(
@@ -41,20 +62,47 @@ class Denoiser:
         device: str = "auto",
         batch_size: int = 8,
         intra_op_threads: int = 0,
+        *,
+        tile_size: int = DEFAULT_TILE_SIZE,
+        tile_overlap: int | None = None,
+        max_untiled_pixels: int = MAX_UNTILED_PIXELS,
+        max_batch_pixels: int = MAX_BATCH_PIXELS,
+        session_config: SessionConfig | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.path = resolve_model(model)
         self.batch_size = batch_size
-        self._session = create_session(self.path, device, intra_op_threads)
+        self.max_untiled_pixels = max_untiled_pixels
+        self.max_batch_pixels = max_batch_pixels
+        config = session_config or SessionConfig()
+        self._session = create_session(self.path, device, intra_op_threads, config)
         props = self._session.get_modelmeta().custom_metadata_map
         self.info = ModelInfo.from_props(dict(props), self.path)
         _check_signature(self._session, self.path)
+        overlap = (
+            default_overlap(self.info.config, self.stride) if tile_overlap is None else tile_overlap
+        )
+        self.tiles = TileSpec(tile_size, overlap)
+        self.tiles.check(self.stride)
+        self._binding, self._device_id = self._binding_device(device, config.io_binding)
+
+    def _binding_device(self, device: str, io_binding: bool | None) -> tuple[str, int]:
+        on_cuda = CUDA in self.providers
+        if io_binding is False or (io_binding is None and not on_cuda):
+            return "", 0
+        index = parse_device(device)[1]
+        return ("cuda" if on_cuda else "cpu"), int(index or 0) if on_cuda else 0
 
     @property
     def providers(self) -> list[str]:
         """The execution providers the session really uses, in order."""
         return list(self._session.get_providers())
+
+    @property
+    def io_binding(self) -> bool:
+        """Whether model calls bind inputs and outputs on the device."""
+        return bool(self._binding)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -75,63 +123,127 @@ class Denoiser:
         """Heights and widths are padded to multiples of this before the model runs."""
         return self.info.stride
 
-    def denoise(self, image: np.ndarray) -> np.ndarray:
-        """Denoise one H×W×3 uint8 RGB image; returns uint8 H×W×3.
+    def denoise(self, image: Any, layout: str = "hwc", tile: bool | None = None) -> Any:
+        """Denoise one image; the result has the input's shape, dtype and layout.
 
-        Any H, W ≥ 1 works: the image is reflect-padded to the model's stride and
-        cropped back. Raises :class:`ImageError` for any other shape or dtype.
+        Args:
+            image: numpy H×W (grey), H×W×1, H×W×3 (RGB) or H×W×4 (RGBA: alpha
+                passed through untouched), of dtype uint8, uint16 or float32/64
+                in [0, 1]; or a PIL image (a PIL image of the same mode comes
+                back). Any H, W ≥ 1: the image is reflect-padded to the model's
+                stride and cropped back. Grey is denoised as colour and the
+                three channels averaged back.
+            layout: ``"hwc"`` or ``"chw"`` (C×H×W arrays from torch-style code).
+            tile: ``None`` tiles images over ``max_untiled_pixels``; ``True``
+                always tiles, ``False`` never does.
+
+        Raises:
+            ImageError: (a ``ValueError``) NaN/inf, floats outside [0, 1], a wrong
+                number of dimensions or channels, an empty array, or a dtype
+                other than uint8, uint16, float32, float64.
         """
-        return self.denoise_batch([image])[0]
+        return self._denoise_chunk([as_image(image, 0, layout)], tile)[0]
 
-    def denoise_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Denoise a list of H×W×3 uint8 images (sizes may differ); results in order.
+    def denoise_batch(
+        self, images: Sequence[Any] | np.ndarray, layout: str = "hwc", tile: bool | None = None
+    ) -> list[Any] | np.ndarray:
+        """Denoise a list of images (any sizes and kinds) or an N×H×W×C array, in order.
 
-        Images of one size run together in batches of ``batch_size``.
+        Images of one size run together in batches of ``batch_size``; tiles of
+        large images are batched too. An array in gives an array out (N×C×H×W
+        with ``layout="chw"``). Every image is checked before any runs.
+
+        Raises:
+            ImageError: an image is unusable; the message names its index.
         """
-        arrays = [_check_image(img, i) for i, img in enumerate(images)]
-        out: list[np.ndarray | None] = [None] * len(arrays)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, arr in enumerate(arrays):
-            groups.setdefault(arr.shape, []).append(i)
-        for idx in groups.values():
-            nchw = np.stack([arrays[i] for i in idx]).transpose(0, 3, 1, 2)
-            denoised = self.denoise_nchw(nchw.astype(np.float32) / np.float32(255.0))
-            u8 = np.rint(np.clip(denoised, 0.0, 1.0) * 255.0).astype(np.uint8)
-            for k, i in enumerate(idx):
-                out[i] = np.ascontiguousarray(u8[k].transpose(1, 2, 0))
-        return [o for o in out if o is not None]
+        if isinstance(images, np.ndarray):
+            if images.ndim != 4:
+                raise ImageError(f"images: expected an N×H×W×C array, got shape {images.shape}")
+            return np.stack(self.denoise_batch(list(images), layout, tile))
+        checked = [as_image(img, i, layout) for i, img in enumerate(images)]
+        return self._denoise_chunk(checked, tile)
+
+    def denoise_iter(
+        self, images: Iterable[Any], layout: str = "hwc", tile: bool | None = None
+    ) -> Iterator[Any]:
+        """Denoise images from any iterable lazily, yielding results in order.
+
+        At most ``batch_size`` images (and their results) are held at a time, so
+        a generator that reads files one by one streams with bounded memory.
+        """
+        chunk: list[ImageArray] = []
+        for i, img in enumerate(images):
+            chunk.append(as_image(img, i, layout))
+            if len(chunk) == self.batch_size:
+                yield from self._denoise_chunk(chunk, tile)
+                chunk = []
+        if chunk:
+            yield from self._denoise_chunk(chunk, tile)
 
     def denoise_nchw(self, noisy: np.ndarray) -> np.ndarray:
         """Run the model on float32 N×3×H×W RGB in [0, 1]; returns the raw output.
 
         The output has the input's shape and is not clipped (this is what the
-        export parity check compares with torch). Any H, W ≥ 1 is accepted.
+        export parity check compares with torch). Any H, W ≥ 1 is accepted: the
+        batch is reflect-padded to the stride and cropped back; never tiled.
+
+        Raises:
+            ImageError: not a float32 N×3×H×W array.
         """
-        if noisy.ndim != 4 or noisy.shape[1] != 3 or noisy.dtype != np.float32:
+        if (
+            not isinstance(noisy, np.ndarray)
+            or noisy.ndim != 4
+            or noisy.shape[1] != 3
+            or noisy.dtype != np.float32
+        ):
             raise ImageError(
-                f"denoise_nchw expects float32 N×3×H×W, got {noisy.dtype} {noisy.shape}"
+                f"denoise_nchw expects float32 N×3×H×W, got {getattr(noisy, 'dtype', type(noisy))} "
+                f"{getattr(noisy, 'shape', '')}"
             )
         padded, size = pad_to_multiple(noisy, self.stride)
         parts = [
-            self._session.run([OUTPUT_NAME], {INPUT_NAME: padded[i : i + self.batch_size]})[0]
+            self._run(padded[i : i + self.batch_size])
             for i in range(0, len(padded), self.batch_size)
         ]
         return np.ascontiguousarray(crop(np.concatenate(parts), size))
 
+    def _run(self, batch_nchw: np.ndarray) -> np.ndarray:
+        return run_model(self._session, batch_nchw, self._binding, self._device_id)
+
+    def _per_call(self, h: int, w: int) -> int:
+        """Images (or tiles) of h×w per model call: ``batch_size``, capped by pixels."""
+        return max(1, min(self.batch_size, self.max_batch_pixels // (h * w)))
+
+    def _wants_tiles(self, img: ImageArray, tile: bool | None) -> bool:
+        if tile is None:
+            h, w = img.size_hw
+            return h * w > self.max_untiled_pixels
+        return tile
+
+    def _denoise_chunk(self, images: list[ImageArray], tile: bool | None) -> list[Any]:
+        out: list[Any] = [None] * len(images)
+        tiled = [i for i, img in enumerate(images) if self._wants_tiles(img, tile)]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, img in enumerate(images):
+            if i not in tiled:
+                groups.setdefault(img.size_hw, []).append(i)
+        for (h, w), idx in groups.items():
+            step = self._per_call(h, w)
+            for start in range(0, len(idx), step):
+                part = idx[start : start + step]
+                nchw = np.stack([to_unit(images[i].rgb).transpose(2, 0, 1) for i in part])
+                denoised = self.denoise_nchw(nchw)
+                for k, i in enumerate(part):
+                    out[i] = restore(images[i], denoised[k].transpose(1, 2, 0))
+        jobs = ((images[i], new_output(images[i])) for i in tiled)
+        per_call = self._per_call(self.tiles.size, self.tiles.size)
+        results = denoise_tiled(jobs, self.tiles, self.stride, per_call, self._run)
+        for i, filled in zip(tiled, results, strict=True):
+            out[i] = finish(images[i], filled)
+        return out
+
     def __repr__(self) -> str:
         return f"Denoiser({str(self.path)!r}, providers={self.providers})"
-
-
-def _check_image(img: object, index: int) -> np.ndarray:
-    if not isinstance(img, np.ndarray):
-        raise ImageError(f"image {index}: expected a numpy array, got {type(img).__name__}")
-    if img.dtype != np.uint8:
-        raise ImageError(f"image {index}: expected dtype uint8, got {img.dtype}")
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ImageError(f"image {index}: expected shape H×W×3 (RGB), got {img.shape}")
-    if img.shape[0] == 0 or img.shape[1] == 0:
-        raise ImageError(f"image {index}: empty image of shape {img.shape}")
-    return img
 
 
 def _check_signature(session: Any, path: Path) -> None:
@@ -146,3 +258,6 @@ def _check_signature(session: Any, path: Path) -> None:
         raise ModelLoadError(
             f"{path}: input {INPUT_NAME!r} must be float32, found {inputs[INPUT_NAME].type}"
         )
+    shape = inputs[INPUT_NAME].shape
+    if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+        raise ModelLoadError(f"{path}: input {INPUT_NAME!r} must be N×3×H×W, found shape {shape}")

@@ -17,3 +17,7 @@ class ProviderError(N2NError):
 
 class ImageError(N2NError, ValueError):
     """An input image has a shape, dtype or content that cannot be denoised."""
+
+
+class InferenceError(N2NError):
+    """onnxruntime failed while running the model (e.g. out of memory on the device)."""

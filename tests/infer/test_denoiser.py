@@ -38,11 +38,20 @@ def test_batch_keeps_order_and_matches_single_calls(den):
 @pytest.mark.parametrize(
     ("img", "message"),
     [
-        (np.zeros((8, 8, 3), np.float32), "dtype uint8"),
-        (np.zeros((8, 8), np.uint8), "H×W×3"),
-        (np.zeros((8, 8, 5), np.uint8), "H×W×3"),
+        (np.zeros((8, 8, 3), np.int16), "dtype int16 is not supported"),
+        (np.zeros((8, 8, 3), np.float16), "dtype float16 is not supported"),
+        (np.zeros((8, 8, 3), bool), "dtype bool is not supported"),
+        (np.zeros((8,), np.uint8), "expected 2 or 3 dimensions"),
+        (np.zeros((2, 8, 8, 3), np.uint8), "expected 2 or 3 dimensions"),
+        (np.zeros((8, 8, 5), np.uint8), "expected 1, 3 or 4 channels"),
+        (np.zeros((8, 8, 2), np.uint8), "expected 1, 3 or 4 channels"),
         (np.zeros((0, 8, 3), np.uint8), "empty"),
-        ([[1, 2, 3]], "numpy array"),
+        (np.zeros((8, 0), np.uint16), "empty"),
+        (np.full((4, 4, 3), np.nan, np.float32), "NaN or infinite"),
+        (np.full((4, 4), np.inf, np.float64), "NaN or infinite"),
+        (np.full((4, 4, 3), 1.5, np.float32), r"must lie in \[0, 1\]"),
+        (np.full((4, 4, 3), -0.1, np.float64), r"must lie in \[0, 1\]"),
+        ([[1, 2, 3]], "numpy array or PIL image"),
     ],
 )
 def test_bad_images_raise_image_error(den, img, message):
@@ -135,3 +144,39 @@ def test_explicit_cuda_without_a_gpu_is_an_error(tiny_onnx):
         pytest.skip("a usable GPU is present")
     with pytest.raises(ProviderError, match="cuda"):
         Denoiser(tiny_onnx, device="cuda")
+
+
+def _graph_with_n2n_metadata(tmp_path, name, in_name, elem_type, shape):
+    """A one-node (Identity) ONNX model carrying the bundled model's n2n metadata."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from n2n_infer.registry import resolve_model
+
+    inp = helper.make_tensor_value_info(in_name, getattr(TensorProto, elem_type), shape)
+    out = helper.make_tensor_value_info("denoised", getattr(TensorProto, elem_type), shape)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [in_name], ["denoised"])], "g", [inp], [out]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 10
+    for p in onnx.load(str(resolve_model(None))).metadata_props:
+        model.metadata_props.add(key=p.key, value=p.value)
+    path = tmp_path / name
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("in_name", "elem_type", "shape", "message"),
+    [
+        ("image", "FLOAT", ["N", 3, "H", "W"], "expected input 'noisy' and output 'denoised'"),
+        ("noisy", "FLOAT16", ["N", 3, "H", "W"], "must be float32, found tensor"),
+        ("noisy", "FLOAT", ["N", 1, "H", "W"], r"must be N×3×H×W, found shape \['N', 1"),
+        ("noisy", "FLOAT", ["N", "H", "W"], "must be N×3×H×W"),
+    ],
+)
+def test_wrong_signature_models_are_refused(tmp_path, in_name, elem_type, shape, message):
+    path = _graph_with_n2n_metadata(tmp_path, "wrong.onnx", in_name, elem_type, shape)
+    with pytest.raises(ModelLoadError, match=rf"wrong\.onnx: .*{message}"):
+        Denoiser(path, device="cpu")

@@ -1,0 +1,228 @@
+"""The batch CLI: formats, bit depth, orientation, ICC, subfolders, report, resume, exit codes."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from n2n_infer import Denoiser, imageio
+from n2n_infer.batch import denoise_folder
+from n2n_infer.cli import main
+from tests.conftest import synthetic_photo
+
+FORMATS = {"a.png": "PNG", "b.jpg": "JPEG", "c.tif": "TIFF", "d.webp": "WEBP", "e.bmp": "BMP"}
+
+
+def _run(*args):
+    return CliRunner().invoke(main, ["batch", *(str(a) for a in args), "--device", "cpu"])
+
+
+def _photo(seed, h=36, w=52):
+    return synthetic_photo(np.random.default_rng(seed), h, w)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    src = tmp_path / "in"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    for i, (name, fmt) in enumerate(FORMATS.items()):
+        Image.fromarray(_photo(i)).save(src / name, format=fmt)
+    Image.fromarray(_photo(9)).save(src / "sub" / "f.png")
+    Image.fromarray(_photo(10)).save(src / "sub" / "deeper" / "g.jpeg")
+    return src
+
+
+def test_every_format_is_written_in_its_own_format(tree, tmp_path):
+    out = tmp_path / "out"
+    result = _run(tree, out)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(FORMATS)  # no subfolders by default
+    for name, fmt in FORMATS.items():
+        with Image.open(out / name) as im:
+            assert (im.format, im.size, im.mode) == (fmt, (52, 36), "RGB")
+
+
+def test_recursive_mirrors_subfolders(tree, tmp_path):
+    out = tmp_path / "out"
+    result = _run(tree, out, "--recursive")
+    assert result.exit_code == 0, result.output
+    assert (out / "sub" / "f.png").is_file() and (out / "sub" / "deeper" / "g.jpeg").is_file()
+    assert "7 denoised" in result.output and "sub/deeper/g.jpeg" in result.output
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16_bit_grey_stays_16_bit(tmp_path, suffix):
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    grey = (_photo(1)[..., 0].astype(np.uint16) * 257 + rng.integers(0, 200, (36, 52))).astype(
+        np.uint16
+    )
+    Image.fromarray(grey).save(src / f"g{suffix}")
+    result = _run(src, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "out" / f"g{suffix}") as im:
+        assert im.mode == "I;16"
+        out = np.asarray(im)
+    assert out.dtype == np.uint16 and np.any(out % 257 != 0)
+
+
+def test_alpha_and_grey_modes_are_kept(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    rgba = np.dstack([_photo(2), np.tile(np.arange(52, dtype=np.uint8) * 4, (36, 1))])
+    Image.fromarray(rgba).save(src / "rgba.png")
+    Image.fromarray(_photo(3)).convert("L").save(src / "grey.png")
+    Image.fromarray(_photo(4)).convert("LA").save(src / "la.png")
+    assert _run(src, tmp_path / "out").exit_code == 0
+    with Image.open(tmp_path / "out" / "rgba.png") as im:
+        assert im.mode == "RGBA" and np.array_equal(np.asarray(im)[..., 3], rgba[..., 3])
+    for name, mode in (("grey.png", "L"), ("la.png", "LA")):
+        with Image.open(tmp_path / "out" / name) as im:
+            assert im.mode == mode
+
+
+def test_exif_orientation_is_applied_and_icc_profile_kept(tmp_path):
+    from PIL import ImageCms
+
+    src = tmp_path / "in"
+    src.mkdir()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    Image.fromarray(_photo(5, 30, 50)).save(src / "r.jpg", exif=exif, icc_profile=icc, quality=95)
+    assert _run(src, tmp_path / "out").exit_code == 0
+    with Image.open(tmp_path / "out" / "r.jpg") as im:
+        assert im.size == (30, 50)  # width×height after rotation
+        assert im.info.get("icc_profile") == icc
+        assert im.getexif().get(0x0112, 1) == 1
+
+
+def test_report_lists_every_file(tree, tmp_path):
+    (tree / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    report = tmp_path / "rep" / "report.json"
+    result = _run(tree, tmp_path / "out", "--report", report)
+    assert result.exit_code == 1
+    data = json.loads(report.read_text())
+    assert data["totals"] == {"ok": 5, "skipped": 0, "error": 1}
+    files = {f["name"]: f for f in data["files"]}
+    assert files["a.png"]["status"] == "ok" and files["a.png"]["size_hw"] == [36, 52]
+    assert files["a.png"]["seconds"] > 0
+    assert files["broken.png"]["status"] == "error" and "broken.png" in files["broken.png"]["error"]
+    assert data["providers"] == ["CPUExecutionProvider"]
+
+
+def test_report_inside_input_is_refused(tree, tmp_path):
+    result = _run(tree, tmp_path / "out", "--report", tree / "r.json")
+    assert result.exit_code == 2 and "inside input folder" in result.output
+    assert not (tree / "r.json").exists()
+
+
+def test_interrupted_write_leaves_no_file_and_rerun_resumes(tree, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real = Image.Image.save
+    calls = {"n": 0}
+
+    def dying_save(self, fp, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            fp.write(b"half")
+            raise KeyboardInterrupt  # the user pressed Ctrl-C mid-write
+        return real(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        denoise_folder(Denoiser(device="cpu"), tree, out)
+    monkeypatch.undo()
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]
+    (out / f"{imageio.TEMP_PREFIX}c.tif.x{imageio.TEMP_SUFFIX}").write_bytes(b"left by kill -9")
+    result = _run(tree, out, "--skip-existing")
+    assert result.exit_code == 0 and "3 denoised, 2 skipped" in result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(FORMATS)
+
+
+def test_pixel_limit_refuses_decompression_bombs(tree, tmp_path, monkeypatch):
+    monkeypatch.setattr(imageio, "MAX_PIXELS", 1000)
+    result = _run(tree, tmp_path / "out")
+    assert result.exit_code == 1 and "exceeds the limit of 1000" in result.output
+
+
+def test_tile_option_and_quiet(tree, tmp_path):
+    big = np.kron(_photo(6, 50, 60), np.ones((4, 4, 1), np.uint8))  # 200×240
+    Image.fromarray(big).save(tree / "big.png")
+    tiled = _run(tree, tmp_path / "t", "--tile", "160", "--quiet")
+    whole = _run(tree, tmp_path / "w", "--tile", "0")
+    assert tiled.exit_code == whole.exit_code == 0
+    assert tiled.output.splitlines()[0].startswith("6 denoised")  # quiet: summary only
+    a = np.asarray(Image.open(tmp_path / "t" / "big.png")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "w" / "big.png")).astype(int)
+    assert np.abs(a - b).max() <= 1
+    bad = _run(tree, tmp_path / "x", "--tile", "150")
+    assert bad.exit_code == 2 and "multiple of stride 4" in bad.output
+
+
+def test_contradictory_flags_are_refused(tree, tmp_path):
+    result = _run(tree, tmp_path / "out", "--overwrite", "--skip-existing")
+    assert result.exit_code == 2 and "contradict" in result.output
+
+
+def test_info_prints_stride_noise_psnr_and_sizes():
+    result = CliRunner().invoke(main, ["info", "--json"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads(result.output)
+    assert meta["stride"] == 4 and meta["noise"] == "gaussian:0-50"
+    assert meta["sizes"]["file_bytes"] > 100_000 and meta["sizes"]["tile_overlap"] == 64
+    text = CliRunner().invoke(main, ["info"]).output
+    assert "psnr:" in text and "tiles:" in text and "MB)" in text
+
+
+def test_info_on_a_corrupt_model_is_one_line(tmp_path):
+    (tmp_path / "bad.onnx").write_bytes(b"garbage")
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "bad.onnx")])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "bad.onnx: onnxruntime cannot load" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_doctor_reports_versions_and_usable_providers():
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 0, result.output
+    assert "onnxruntime" in result.output and "numpy" in result.output
+    assert "cpu: ok" in result.output and "usable providers: CPUExecutionProvider" in result.output
+
+
+def _png_rgb16(path, rgb16):
+    """A 16-bit colour PNG (Pillow cannot write one): IHDR, one IDAT of unfiltered rows, IEND."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb16.shape
+    raw = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_16_bit_colour_png_is_denoised_and_its_8_bit_decoding_is_said(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    _png_rgb16(src / "c16.png", _photo(7).astype(np.uint16) * 257)
+    loaded = imageio.read_file(src / "c16.png")
+    assert loaded.pixels.dtype == np.uint8 and "16-bit colour PNG" in loaded.notes[0]
+    result = _run(src, tmp_path / "out", "--report", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    assert "note    c16.png: 16-bit colour PNG" in result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["files"][0]["notes"] == loaded.notes
