@@ -11,7 +11,7 @@ import numpy as np
 
 from n2n_infer.arrays import ImageArray, as_image, finish, new_output, restore, to_unit
 from n2n_infer.errors import ImageError, ModelLoadError
-from n2n_infer.metadata import INPUT_NAME, OUTPUT_NAME, ModelInfo
+from n2n_infer.metadata import INPUT_NAME, KEY_PRECISION, OUTPUT_NAME, ModelInfo
 from n2n_infer.padding import crop, pad_to_multiple
 from n2n_infer.registry import resolve_model
 from n2n_infer.session import CUDA, SessionConfig, create_session, parse_device, run_model
@@ -111,6 +111,7 @@ class Denoiser:
             "name": self.info.name,
             "format_version": self.info.format_version,
             "stride": self.info.stride,
+            "precision": self.info.raw.get(KEY_PRECISION, "fp32"),
             "noise": self.info.noise,
             "config": self.info.config,
             "training": self.info.training,
