@@ -81,7 +81,7 @@ def _figures(psnr: dict[str, Any], train: dict[str, Any]) -> list[str]:
         )
     if "psnr_torch" in psnr:
         rows.append(
-            f"| {psnr.get('eval_set', '?')} ({psnr.get('images')} images) | "
+            f"| {psnr.get('eval_set', '?')} | "
             f"{psnr['psnr_noisy']:.2f} | {psnr['psnr_torch']:.4f} | {psnr['psnr_onnx']:.4f} |"
         )
     return rows
