@@ -1,23 +1,26 @@
 """Reading and writing image files: formats, bit depth, orientation, colour profile.
 
 Files are read into numpy arrays that :class:`~n2n_infer.Denoiser` accepts:
-H×W uint8 (8-bit grey), H×W uint16 (16-bit grey), H×W×3 uint8 (colour) or
-H×W×4 uint8 (with alpha). EXIF orientation is applied on reading; the ICC
-profile and the remaining EXIF data are kept and written back.
+H×W uint8 (8-bit grey), H×W uint16 (16-bit grey), H×W×3 uint8 (colour),
+H×W×4 uint8 (with alpha), or H×W×3 / H×W×4 uint16 (16-bit colour PNG, which
+Pillow cannot keep, so :mod:`n2n_infer.png16` reads and writes it). EXIF
+orientation is applied on reading; the ICC profile and the remaining EXIF data
+are kept and written back.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from n2n_infer import png16
 from n2n_infer.errors import ImageError
 
 #: Suffixes the batch job reads, and the format each is written back in.
@@ -39,6 +42,7 @@ NATIVE_MODES = {"L", "RGB", "RGBA", "I;16"}
 #: Temporary files of atomic writes: ``.n2n-<name>.<random>.part`` beside the target.
 TEMP_PREFIX = ".n2n-"
 TEMP_SUFFIX = ".part"
+ORIENTATION_TAG = 0x0112
 
 
 @dataclass
@@ -46,12 +50,14 @@ class ImageFile:
     """A decoded image file.
 
     Attributes:
-        pixels: H×W uint8/uint16, H×W×3 or H×W×4 uint8 (orientation applied).
+        pixels: H×W uint8/uint16, H×W×3 or H×W×4 uint8 (orientation applied), or
+            H×W×3 / H×W×4 uint16 from a 16-bit colour PNG.
         format: Pillow format name (``"PNG"``, ``"JPEG"``, ...).
-        mode: Pillow mode to write back (``"LA"`` is read as RGBA and written as LA).
+        mode: Pillow mode to write back (``"LA"`` is read as RGBA and written as LA;
+            16-bit colour PNGs have ``"RGB"``/``"RGBA"`` with uint16 pixels).
         icc_profile: the embedded ICC profile bytes, if any.
         exif: EXIF bytes with the orientation reset, if any.
-        notes: what could not be kept (e.g. 16-bit colour read as 8-bit).
+        notes: what could not be kept (e.g. 16-bit colour TIFF read as 8-bit).
     """
 
     pixels: np.ndarray
@@ -77,14 +83,18 @@ def read_file(path: str | Path, max_pixels: int | None = None) -> ImageFile:
     try:
         if path.stat().st_size == 0:
             raise ImageError(f"{path}: empty file (0 bytes)")
+        with open(path, "rb") as f:
+            head = f.read(32)
+        if png16.is_png16_colour(head) and SUFFIXES.get(path.suffix.lower()) == "PNG":
+            return _read_png16(path, max_pixels)
         with Image.open(path) as im:
             if im.width * im.height > max_pixels:
                 raise ImageError(
                     f"{path}: {im.width}×{im.height} pixels exceeds the limit of {max_pixels}"
                 )
+            notes = _depth_notes(im)
             im.load()
             fmt, icc = im.format or "", im.info.get("icc_profile")
-            notes = _depth_notes(path, im)
             im = ImageOps.exif_transpose(im)
             exif = im.getexif()
             pixels, mode = _pixels(path, im)
@@ -117,16 +127,42 @@ def _pixels(path: Path, im: Any) -> tuple[np.ndarray, str]:
     return np.asarray(im).copy(), mode
 
 
-def _depth_notes(path: Path, im: Any) -> list[str]:
-    """Pillow decodes 16-bit colour PNGs as 8-bit: say so instead of hiding it."""
-    if im.format != "PNG" or path.suffix.lower() != ".png":
+def _read_png16(path: Path, max_pixels: int) -> ImageFile:
+    """A 16-bit RGB/RGBA PNG, which Pillow would decode to 8 bits (see :mod:`png16`).
+
+    The EXIF orientation is applied like ``ImageOps.exif_transpose`` does it.
+    """
+    png = png16.decode_png16(path, path.read_bytes(), max_pixels)
+    pixels, exif_bytes = png.pixels, None
+    if png.exif:
+        exif = Image.Exif()
+        exif.load(png.exif)
+        pixels = _orient(pixels, exif.pop(ORIENTATION_TAG, 1))
+        exif_bytes = exif.tobytes() if exif else None
+    mode = "RGBA" if pixels.shape[2] == 4 else "RGB"
+    return ImageFile(np.ascontiguousarray(pixels), "PNG", mode, png.icc_profile, exif_bytes)
+
+
+def _orient(px: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to H×W×C pixels: the image as it is meant to be seen."""
+    if orientation in (5, 6, 7, 8):  # transposed: swap rows and columns first
+        px = px.swapaxes(0, 1)
+    flip_rows = orientation in (3, 4, 7, 8)
+    flip_cols = orientation in (2, 3, 6, 7)
+    return px[:: -1 if flip_rows else 1, :: -1 if flip_cols else 1]
+
+
+def _depth_notes(im: Any) -> list[str]:
+    """Pillow decodes 16-bit colour (TIFF, misnamed PNG) as 8-bit: say so instead of hiding it.
+
+    Call before ``im.load()``, which empties ``im.tile``.
+    """
+    if im.mode not in ("RGB", "RGBA"):
         return []
-    with open(path, "rb") as f:
-        head = f.read(29)
-    if len(head) == 29 and head[12:16] == b"IHDR":
-        depth, colour = struct.unpack(">BB", head[24:26])
-        if depth == 16 and colour in (2, 6):
-            return ["16-bit colour PNG: Pillow decodes it to 8 bits, written as 8-bit"]
+    rawmodes = [t[3] if isinstance(t[3], str) else str(t[3] and t[3][0]) for t in im.tile]
+    bits = getattr(im, "tag_v2", {}).get(258, ())
+    if any(";16" in r for r in rawmodes) or max(bits, default=8) > 8:
+        return [f"16-bit colour {im.format}: Pillow decodes it to 8 bits, written as 8-bit"]
     return []
 
 
@@ -152,11 +188,16 @@ def write_file(path: str | Path, loaded: ImageFile, pixels: np.ndarray | None = 
     """Write ``pixels`` (default ``loaded.pixels``) like ``loaded``: format, mode, ICC, EXIF.
 
     The format comes from the suffix of ``path``. The file is written atomically.
+    uint16 colour pixels are written as a 16-bit PNG (:mod:`n2n_infer.png16`).
 
     Raises:
-        ImageError: unknown suffix.
+        ImageError: unknown suffix, or uint16 colour pixels for a format other than PNG.
     """
+    path = Path(path)
     px = loaded.pixels if pixels is None else pixels
+    if px.dtype == np.uint16 and px.ndim == 3:
+        _write_png16(path, px, loaded.icc_profile, loaded.exif)
+        return
     im = Image.fromarray(px)
     if loaded.mode == "LA":
         im = im.convert("LA")
@@ -166,6 +207,13 @@ def write_file(path: str | Path, loaded: ImageFile, pixels: np.ndarray | None = 
     if loaded.exif:
         options["exif"] = loaded.exif
     _save_atomic(Path(path), im, options)
+
+
+def _write_png16(path: Path, px: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
+    if SUFFIXES.get(path.suffix.lower()) != "PNG":
+        raise ImageError(f"{path}: 16-bit colour can only be written as PNG, not {path.suffix!r}")
+    data = png16.encode_png16(px, icc, exif)
+    _write_atomic(path, lambda f: f.write(data))
 
 
 def write_image(path: str | Path, img_hwc_u8: np.ndarray) -> None:
@@ -184,12 +232,17 @@ def _save_atomic(path: Path, im: Any, options: dict[str, Any]) -> None:
     options = {**_format_options(fmt, im), **options}
     if fmt == "BMP":
         options.pop("exif", None)
+    _write_atomic(path, lambda f: im.save(f, format=fmt, **options))
+
+
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Call ``write`` on a temporary file in the same folder, then rename it to ``path``."""
     fd, tmp = tempfile.mkstemp(
         prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent
     )
     try:
         with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt, **options)
+            write(f)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:

@@ -193,36 +193,40 @@ def test_doctor_reports_versions_and_usable_providers():
     assert "cpu: ok" in result.output and "usable providers: CPUExecutionProvider" in result.output
 
 
-def _png_rgb16(path, rgb16):
-    """A 16-bit colour PNG (Pillow cannot write one): IHDR, one IDAT of unfiltered rows, IEND."""
+def _tiff_rgb16(path, rgb16):
+    """An uncompressed little-endian 16-bit RGB TIFF (Pillow cannot write one)."""
     import struct
-    import zlib
 
     h, w, _ = rgb16.shape
-    raw = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(h))
-
-    def chunk(kind, data):
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    data = rgb16.astype("<u2").tobytes()
+    tags = [(256, w), (257, h), (258, 8 + 2 + 9 * 12 + 4), (259, 1), (262, 2)]
+    tags += [(273, 8 + 2 + 9 * 12 + 4 + 6), (277, 3), (278, h), (279, len(data))]
+    ifd = struct.pack("<H", len(tags))
+    for tag, value in tags:
+        count = 3 if tag == 258 else 1
+        ifd += struct.pack("<HHII", tag, 4 if tag in (258, 273, 279) else 3, count, value)
+    ifd = ifd.replace(
+        struct.pack("<HHII", 258, 4, 3, tags[2][1]), struct.pack("<HHII", 258, 3, 3, tags[2][1])
+    )
     path.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
+        b"II*\x00"
+        + struct.pack("<I", 8)
+        + ifd
+        + b"\0\0\0\0"
+        + struct.pack("<3H", 16, 16, 16)
+        + data
     )
 
 
-def test_16_bit_colour_png_is_denoised_and_its_8_bit_decoding_is_said(tmp_path):
+def test_16_bit_colour_tiff_is_denoised_and_its_8_bit_decoding_is_said(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
-    _png_rgb16(src / "c16.png", _photo(7).astype(np.uint16) * 257)
-    loaded = imageio.read_file(src / "c16.png")
-    assert loaded.pixels.dtype == np.uint8 and "16-bit colour PNG" in loaded.notes[0]
+    _tiff_rgb16(src / "c16.tif", _photo(7).astype(np.uint16) * 257)
+    loaded = imageio.read_file(src / "c16.tif")
+    assert loaded.pixels.dtype == np.uint8 and "16-bit colour TIFF" in loaded.notes[0]
+    assert np.array_equal(loaded.pixels, _photo(7))
     result = _run(src, tmp_path / "out", "--report", tmp_path / "r.json")
     assert result.exit_code == 0, result.output
-    assert "note    c16.png: 16-bit colour PNG" in result.output
+    assert "note    c16.tif: 16-bit colour TIFF" in result.output
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["files"][0]["notes"] == loaded.notes

@@ -1,0 +1,188 @@
+"""16-bit colour PNG: codec round trips, every filter type, corrupt files, batch CLI."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageOps
+
+from n2n_infer import Denoiser, imageio, png16
+from n2n_infer.cli import main
+from n2n_infer.errors import ImageError
+from tests.conftest import synthetic_photo
+
+
+def _chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _filter_rows(px16, ftypes):
+    """Reference PNG filtering (spec section 9): row y of uint16 H×W×C uses ftypes[y]."""
+    h, w, ch = px16.shape
+    raw = px16.astype(">u2").view(np.uint8).reshape(h, w * 2 * ch).astype(np.int32)
+    bpp = 2 * ch
+    a = np.zeros_like(raw)
+    a[:, bpp:] = raw[:, :-bpp]
+    b = np.zeros_like(raw)
+    b[1:] = raw[:-1]
+    c = np.zeros_like(raw)
+    c[1:, bpp:] = raw[:-1, :-bpp]
+    p = a + b - c
+    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+    paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    preds = [np.zeros_like(raw), a, b, (a + b) // 2, paeth]
+    out = np.stack([preds[f][y] for y, f in enumerate(ftypes)])
+    filtered = ((raw - out) % 256).astype(np.uint8)
+    return np.concatenate([np.asarray(ftypes, np.uint8)[:, None], filtered], axis=1)
+
+
+def png_bytes(px16, ftypes=None, interlace=0, idat_parts=1, extra=b""):
+    """A 16-bit RGB/RGBA PNG whose rows use ``ftypes`` (default: cycling 0-4)."""
+    h, w, ch = px16.shape
+    ftypes = [y % 5 for y in range(h)] if ftypes is None else ftypes
+    data = zlib.compress(_filter_rows(px16, ftypes).tobytes())
+    step = -(-len(data) // idat_parts)
+    idats = b"".join(_chunk(b"IDAT", data[i : i + step]) for i in range(0, len(data), step))
+    header = struct.pack(">IIBBBBB", w, h, 16, {3: 2, 4: 6}[ch], 0, 0, interlace)
+    return png16.SIGNATURE + _chunk(b"IHDR", header) + extra + idats + _chunk(b"IEND", b"")
+
+
+def _random16(seed, h, w, ch):
+    return np.random.default_rng(seed).integers(0, 65536, (h, w, ch), dtype=np.uint16)
+
+
+@pytest.mark.parametrize("ch", [3, 4])
+@pytest.mark.parametrize("hw", [(1, 1), (31, 17), (3, 64)])
+def test_round_trip_is_exact(tmp_path, ch, hw):
+    px = _random16(ch, *hw, ch)
+    smooth = (np.cumsum(px // 512, axis=1) % 65536).astype(np.uint16)  # exercises Sub rows
+    for arr in (px, smooth):
+        png = png16.decode_png16(tmp_path / "x.png", png16.encode_png16(arr), 10**8)
+        assert png.pixels.dtype == np.uint16 and np.array_equal(png.pixels, arr)
+        assert png.icc_profile is None and png.exif is None
+
+
+@pytest.mark.parametrize("ftype", [0, 1, 2, 3, 4, "mixed"])
+@pytest.mark.parametrize("ch", [3, 4])
+def test_every_filter_type_decodes(tmp_path, ftype, ch):
+    px = _random16(7, 23, 19, ch) // 7  # not only full-range noise: small differences too
+    px[5:9] = px[4]
+    ftypes = None if ftype == "mixed" else [ftype] * 23
+    png = png16.decode_png16(tmp_path / "f.png", png_bytes(px, ftypes), 10**8)
+    assert np.array_equal(png.pixels, px)
+
+
+def test_split_idat_and_icc_profile_are_read(tmp_path):
+    px = _random16(3, 12, 10, 3)
+    icc = b"fake icc profile " * 50
+    iccp = _chunk(b"iCCP", b"name\0\0" + zlib.compress(icc))
+    png = png16.decode_png16(tmp_path / "s.png", png_bytes(px, None, 0, 3, iccp), 10**8)
+    assert np.array_equal(png.pixels, px) and png.icc_profile == icc
+    again = png16.decode_png16(tmp_path / "s.png", png16.encode_png16(px, icc), 10**8)
+    assert np.array_equal(again.pixels, px) and again.icc_profile == icc
+
+
+def _corrupt_cases(good):
+    ihdr_crc = 8 + 8 + 13  # offset of IHDR's CRC
+    bad_crc = good[:ihdr_crc] + bytes([good[ihdr_crc] ^ 1]) + good[ihdr_crc + 1 :]
+    big = struct.pack(">IIBBBBB", 100_000, 100_000, 16, 2, 0, 0, 0)
+    oversize = png16.SIGNATURE + _chunk(b"IHDR", big) + good[33:]
+    bomb_rows = zlib.compress(bytes(3 * (1 + 4 * 6) + 1000))
+    bomb = good[:33] + _chunk(b"IDAT", bomb_rows) + _chunk(b"IEND", b"")
+    short = good[:33] + _chunk(b"IDAT", zlib.compress(bytes(3 * 25 - 1))) + _chunk(b"IEND", b"")
+    return {
+        "truncated": (good[: len(good) // 2], "truncated"),
+        "bad CRC": (bad_crc, "CRC mismatch"),
+        "oversize IHDR": (oversize, "exceeds the limit of 1000000"),
+        "too much data": (bomb, "inflates to more than"),
+        "too little data": (short, "truncated PNG image data"),
+        "interlaced": (png_bytes(_random16(1, 3, 4, 3), interlace=1), "interlaced"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["truncated", "bad CRC", "oversize IHDR", "too much data", "too little data", "interlaced"],
+)
+def test_corrupt_files_are_refused_naming_the_file(tmp_path, case):
+    data, message = _corrupt_cases(png_bytes(_random16(1, 3, 4, 3)))[case]
+    path = tmp_path / "bad16.png"
+    path.write_bytes(data)
+    with pytest.raises(ImageError, match=message) as info:
+        imageio.read_file(path, max_pixels=1_000_000)
+    assert str(path) in str(info.value)
+
+
+def test_imageio_keeps_16_bit_colour_and_icc(tmp_path):
+    px = _random16(5, 20, 30, 4)
+    icc = b"profile bytes" * 10
+    iccp = _chunk(b"iCCP", b"icc\0\0" + zlib.compress(icc))
+    (tmp_path / "a.png").write_bytes(png_bytes(px, extra=iccp))
+    loaded = imageio.read_file(tmp_path / "a.png")
+    assert loaded.pixels.dtype == np.uint16 and loaded.pixels.shape == (20, 30, 4)
+    assert np.array_equal(loaded.pixels, px) and loaded.icc_profile == icc and not loaded.notes
+    imageio.write_file(tmp_path / "b.png", loaded)
+    again = imageio.read_file(tmp_path / "b.png")
+    assert np.array_equal(again.pixels, px) and again.icc_profile == icc and again.mode == "RGBA"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_pillow(tmp_path, orientation):
+    px = _random16(2, 5, 7, 3)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "n2n test camera"  # Make: kept
+    path = tmp_path / "o.png"
+    path.write_bytes(png_bytes(px, extra=_chunk(b"eXIf", exif.tobytes()[6:])))
+    with Image.open(path) as im:  # Pillow decodes the high bytes, and applies the orientation
+        expected = np.asarray(ImageOps.exif_transpose(im))
+    loaded = imageio.read_file(path)
+    assert np.array_equal(loaded.pixels >> 8, expected) and loaded.pixels.flags.c_contiguous
+    imageio.write_file(tmp_path / "w.png", loaded)
+    with Image.open(tmp_path / "w.png") as im:
+        written = im.getexif()
+        assert written.get(0x0112, 1) == 1 and written[0x010F] == "n2n test camera"
+
+
+def test_misnamed_16_bit_png_is_read_by_pillow_with_a_note(tmp_path):
+    px = _random16(4, 6, 8, 3)
+    (tmp_path / "png.tif").write_bytes(png_bytes(px))
+    loaded = imageio.read_file(tmp_path / "png.tif")  # written back as TIFF: 8-bit
+    assert loaded.pixels.dtype == np.uint8 and np.array_equal(loaded.pixels, px >> 8)
+    assert loaded.notes == ["16-bit colour PNG: Pillow decodes it to 8 bits, written as 8-bit"]
+
+
+def test_8_bit_pngs_still_go_through_pillow(tmp_path, monkeypatch):
+    rgb = synthetic_photo(np.random.default_rng(0), 16, 24)
+    Image.fromarray(rgb).save(tmp_path / "c8.png")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("png16 used for an 8-bit PNG")
+
+    monkeypatch.setattr(png16, "decode_png16", refuse)
+    monkeypatch.setattr(png16, "encode_png16", refuse)
+    loaded = imageio.read_file(tmp_path / "c8.png")
+    assert loaded.pixels.dtype == np.uint8 and np.array_equal(loaded.pixels, rgb)
+    imageio.write_file(tmp_path / "out.png", loaded)
+    with Image.open(tmp_path / "out.png") as im:
+        assert im.mode == "RGB" and np.array_equal(np.asarray(im), rgb)
+
+
+def test_batch_keeps_16_bit_rgb_png_16_bit(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    photo = synthetic_photo(rng, 36, 52).astype(np.uint16) * 257
+    noisy = np.clip(photo + rng.normal(0, 15 * 257, photo.shape), 0, 65535).astype(np.uint16)
+    (src / "c16.png").write_bytes(png_bytes(noisy))
+    result = CliRunner().invoke(main, ["batch", str(src), str(tmp_path / "out"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "note" not in result.output
+    out = imageio.read_file(tmp_path / "out" / "c16.png")
+    assert out.pixels.dtype == np.uint16 and out.pixels.shape == noisy.shape
+    assert np.any(out.pixels % 257 != 0)  # not 8-bit values scaled up
+    expected = Denoiser(device="cpu").denoise(noisy)  # the only change is the denoising
+    assert np.array_equal(out.pixels, expected) and not np.array_equal(expected, noisy)
