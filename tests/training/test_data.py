@@ -48,7 +48,7 @@ def test_gaussian_range_draws_one_sigma_per_image():
     assert float(sigmas.min()) < 10 and float(sigmas.max()) > 40
 
 
-@pytest.mark.parametrize("spec", ["poisson:3", "gaussian:", "gaussian:50-10", "gaussian:x"])
+@pytest.mark.parametrize("spec", ["salt:3", "gaussian:", "gaussian:50-10", "gaussian:x"])
 def test_bad_noise_specs(spec):
     with pytest.raises(ValueError, match="noise"):
         parse_noise(spec)
