@@ -80,7 +80,8 @@ def save_course_pairs(path: str | Path, a: torch.Tensor, b: torch.Tensor) -> Non
     """Write two uint8 tensors N×3×H×W in the course format."""
     if a.dtype != torch.uint8 or b.dtype != torch.uint8 or a.shape != b.shape:
         raise DataError(f"{path}: course format needs two uint8 tensors of one shape")
-    torch.save((a.contiguous(), b.contiguous()), Path(path))
+    # clone: a view (e.g. a slice) would otherwise be saved with its whole storage
+    torch.save((a.contiguous().clone(), b.contiguous().clone()), Path(path))
 
 
 def _describe(t: object) -> str:

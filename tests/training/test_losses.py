@@ -37,7 +37,7 @@ def test_annealed_l0_prefers_the_mode_of_impulse_targets():
         ("none", [0.01, 0.01, 0.01, 0.01]),
         ("step", [0.01, 0.001, 0.0001, 0.0001]),
         ("cosine", [0.01, 0.005, 0.0014645, 0.0]),
-    ],  # fmt: skip
+    ],
 )
 def test_learning_rate_schedules(schedule, expected):
     cfg = TrainConfig(lr=0.01, schedule=schedule)

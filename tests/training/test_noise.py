@@ -10,8 +10,17 @@ from training.noise import (
     parse_noise,
 )
 
-SPECS = ["gaussian:25", "gaussian:0-50", "poisson:30", "poisson:5-50", "pixelated:24",
-         "pixelated:24,4", "bernoulli:0.3", "impulse:0.2", "impulse:0.1-0.3"]  # fmt: skip
+SPECS = [
+    "gaussian:25",
+    "gaussian:0-50",
+    "poisson:30",
+    "poisson:5-50",
+    "pixelated:24",
+    "pixelated:24,4",
+    "bernoulli:0.3",
+    "impulse:0.2",
+    "impulse:0.1-0.3",
+]
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -72,7 +81,7 @@ def test_impulse_replaces_values_by_uniform_noise_with_probability_p():
     noisy = ImpulseNoise(0.2, 0.2)(clean, _gen())
     hit = noisy != 0.5
     assert float(hit.float().mean()) == pytest.approx(0.2, abs=0.01)
-    assert 0.0 <= float(noisy.min()) and float(noisy.max()) <= 1.0
+    assert float(noisy.min()) >= 0.0 and float(noisy.max()) <= 1.0
     assert not ImpulseNoise.zero_mean
 
 
@@ -100,7 +109,7 @@ def test_specs_parse_to_the_documented_models(spec, expected):
         "pixelated:24,0",
         "pixelated:1,2,3",
         "speckle:3",
-    ],  # fmt: skip
+    ],
 )
 def test_bad_specs_are_refused_and_named(spec):
     with pytest.raises(ValueError, match=f"noise {spec!r}"):

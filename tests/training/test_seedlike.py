@@ -12,7 +12,7 @@ from training.seedlike import SeedlikeSpec, make_seedlike, scaled_versions
 def test_seedlike_files_are_in_the_course_format(seedlike_dir):
     a, b = load_course_pairs(seedlike_dir / "train_data.pkl")
     noisy, clean = load_course_pairs(seedlike_dir / "val_data.pkl")
-    a2, train_clean = load_course_pairs(seedlike_dir / "train_clean.pkl")
+    a2, _ = load_course_pairs(seedlike_dir / "train_clean.pkl")
     assert a.shape == b.shape == (400, 3, 32, 32) and a.dtype == torch.uint8
     assert noisy.shape == clean.shape == (100, 3, 32, 32)
     assert torch.equal(a, a2)
@@ -37,8 +37,9 @@ def test_training_pairs_carry_the_same_noise_level(seedlike_dir):
 
 def _digest(folder):
     names = ("train_data.pkl", "val_data.pkl", "train_clean.pkl")
-    return [hashlib.sha256(torch.cat(load_course_pairs(folder / n)).numpy()).hexdigest()
-            for n in names]  # fmt: skip
+    return [
+        hashlib.sha256(torch.cat(load_course_pairs(folder / n)).numpy()).hexdigest() for n in names
+    ]
 
 
 def test_the_builder_is_deterministic_for_a_seed(tmp_path, photo_tensors, seedlike_dir):
