@@ -64,28 +64,29 @@ def photo_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(noisy, clean) pairs from a folder of clean photos, for evaluation.
 
-    Each photo is centre-cropped to a square of ``min(short side, max_side)``
-    rounded down to a multiple of ``stride`` and area-resized to ``max_side``
-    first when larger, so all images share one size; noise from
-    ``noise_spec`` is drawn with ``seed``, then clipped and rounded to 8 bits.
+    Each photo is centre-cropped to a square and area-resized to a common side:
+    the smallest photo's short side, at most ``max_side``, rounded down to a
+    multiple of ``stride``. Noise from ``noise_spec`` is drawn with ``seed``,
+    then clipped and rounded to 8 bits.
 
     Raises:
-        DataError: the folder is missing or has no usable photo.
+        DataError: the folder is missing, has no image, or its smallest photo
+            is smaller than ``stride``.
         ValueError: a malformed noise spec.
     """
     noise = parse_noise(noise_spec)
-    side = max_side - max_side % stride
+    photos = load_photo_folder(folder)
+    side = min([max_side, *(min(p.shape[1:]) for p in photos)])
+    side -= side % stride
+    if side < stride:
+        raise DataError(f"{folder}: a photo is smaller than the model's stride {stride}")
     crops = []
-    for photo in load_photo_folder(folder):
+    for photo in photos:
         img = to_float(photo)[None]
         short = min(img.shape[2:])
-        if short < side:
-            continue
         y, x = (img.shape[2] - short) // 2, (img.shape[3] - short) // 2
         img = img[:, :, y : y + short, x : x + short]
         crops.append(nn.functional.interpolate(img, size=(side, side), mode="area"))
-    if not crops:
-        raise DataError(f"{folder}: no photo is at least {side}×{side} pixels")
     clean = quantize(torch.cat(crops))
     gen = torch.Generator().manual_seed(seed)
     return quantize(noise(clean, gen)), clean
