@@ -42,7 +42,7 @@ def plot_loss_curves(rows: Sequence[dict], out: str | Path, title: str = "") -> 
         pts = [(r["epoch"], r["val_psnr"]) for r in rows if "val_psnr" in r]
         ax2.plot(*zip(*pts, strict=True), "g.--", label="validation PSNR")
         ax2.set_ylabel("PSNR (dB)", color="g")
-    ax.legend(loc="upper right")
+    ax.legend(loc="center right")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
