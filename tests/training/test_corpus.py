@@ -73,5 +73,7 @@ def test_a_failing_download_command_reports_its_last_line(tmp_path, monkeypatch)
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found")
 
     monkeypatch.setattr(corpus.subprocess, "run", fake_run)
-    with pytest.raises(CorpusError, match=r"scikit-image: .* -m pip failed: ERROR: No matching distribution"):
+    with pytest.raises(
+        CorpusError, match=r"scikit-image: .* -m pip failed: ERROR: No matching distribution"
+    ):
         corpus._download_and_unpack("scikit-image", "0.26.0", tmp_path)
