@@ -133,7 +133,7 @@ def fit(out_dir: Path, **opts: object) -> None:
     "out_dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Write psnr_box.png, samples.png and eval.json here.",
+    help="Where psnr_box.png, samples.png and eval.json go [default: eval-DATA beside CHECKPOINT].",
 )
 @click.option("--samples", default=6, show_default=True, help="Rows in samples.png.")
 @click.option("--seed", default=0, show_default=True)

@@ -17,6 +17,7 @@ import torch
 from training.checkpoint import CheckpointError, load_checkpoint
 from training.config import PRESETS, ConfigError, TrainConfig, UNetConfig
 from training.data import CoursePairs, DataError, PhotoPairs, load_course_pairs, load_photo_folder
+from training.evaluate import EvalResult
 from training.noise import parse_noise
 
 #: ``n2n-train fit`` options that override fields of the preset's UNetConfig.
@@ -166,9 +167,9 @@ def run_eval_command(
     click.echo(f"noisy input PSNR (mean/image):  {result.mean_noisy_psnr:.2f} dB")
     click.echo(f"denoised PSNR (mean/image):     {result.mean_psnr:.2f} dB")
     click.echo(f"denoised PSNR (global MSE):     {result.global_mse_psnr:.2f} dB")
-    if out_dir is not None:
-        _write_eval_outputs(out_dir, checkpoint, data, result, noisy, denoised, clean, samples)
-        click.echo(f"figures and eval.json in {out_dir}")
+    out_dir = out_dir or checkpoint.parent / f"eval-{data.stem}"
+    _write_eval_outputs(out_dir, checkpoint, data, result, noisy, denoised, clean, samples)
+    click.echo(f"figures and eval.json in {out_dir}")
     return 0
 
 
@@ -176,7 +177,7 @@ def _write_eval_outputs(
     out_dir: Path,
     checkpoint: Path,
     data: Path,
-    result: Any,
+    result: EvalResult,
     noisy: torch.Tensor,
     denoised: torch.Tensor,
     clean: torch.Tensor,

@@ -160,6 +160,8 @@ def test_eval_on_a_photo_folder_with_a_noise(tiny_run, photos_dir):
     result = _invoke("eval", tiny_run["checkpoint"], photos_dir, "--noise", "gaussian:25")
     assert result.exit_code == 0, result.output
     assert "images:                         6" in result.output
+    default_out = tiny_run["checkpoint"].parent / f"eval-{photos_dir.name}"
+    assert (default_out / "samples.png").is_file() and (default_out / "eval.json").is_file()
 
 
 def test_eval_names_a_bad_data_file(tmp_path, tiny_run):
