@@ -193,3 +193,14 @@ def test_every_epoch_is_logged_with_a_loss_curve(tmp_path, photo_tensors):
     assert [r["epoch"] for r in rows] == [1, 2]
     assert {"train_loss", "val_loss", "val_psnr", "lr", "images_per_s"} <= set(rows[0])
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runs_with_one_seed_are_identical(tmp_path, photo_tensors):
+    changes = {"swap": True, "dihedral": True, "blur_prob": 0.3}
+    a, sa = _fit(tmp_path / "a", photo_tensors, UNetConfig(dropout=0.1), **changes)
+    b, sb = _fit(tmp_path / "b", photo_tensors, UNetConfig(dropout=0.1), **changes)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    assert sa["val_psnr"] == sb["val_psnr"]
+    c, _ = _fit(tmp_path / "c", photo_tensors, UNetConfig(dropout=0.1), seed=1, **changes)
+    assert not torch.equal(a.head.weight, c.head.weight)
