@@ -24,6 +24,16 @@ from training.noise import parse_noise
 _MODEL_OPTIONS = ("convs_per_level", "batch_norm", "dropout", "pooling", "upsampling", "activation")
 
 
+def check_device(device: str) -> None:
+    """Raise click.BadParameter unless ``device`` is ``cpu`` or a usable ``cuda[:N]``."""
+    if device == "cpu":
+        return
+    if not device.startswith("cuda"):
+        raise click.BadParameter(f"expected cpu or cuda[:N], got {device!r}", param_hint="--device")
+    if not torch.cuda.is_available():
+        raise click.BadParameter("CUDA is not available to this torch build", param_hint="--device")
+
+
 def model_config(opts: dict[str, Any]) -> UNetConfig:
     """The preset named by ``opts["preset"]`` with the options that were given.
 
@@ -109,6 +119,7 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any]) -> int:
 
     if (opts["photos"] is None) == (opts["course"] is None):
         raise click.UsageError("give exactly one of --photos or --course")
+    check_device(opts["device"])
     if opts["threads"]:
         torch.set_num_threads(opts["threads"])
     try:
@@ -150,6 +161,7 @@ def run_eval_command(
     from training.data import to_float
     from training.evaluate import evaluate, photo_pairs
 
+    check_device(device)
     try:
         ckpt = load_checkpoint(checkpoint)
         if data.is_dir():

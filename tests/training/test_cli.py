@@ -204,3 +204,11 @@ def test_make_seedlike_command(tmp_path, photos_dir):
         ],
     )
     assert bad.exit_code == 2 and "--val-photos" in bad.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_without_a_device_is_a_clear_usage_error(tiny_run, photos_dir):
+    result = CliRunner().invoke(
+        main, ["eval", str(tiny_run["checkpoint"]), str(photos_dir), "--device", "cuda"]
+    )
+    assert result.exit_code == 2 and "CUDA is not available" in result.output
