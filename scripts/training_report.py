@@ -39,12 +39,12 @@ frozen configs saved in every checkpoint: `UNetConfig` (model) and `TrainConfig`
 
 ```bash
 n2n-train corpus                               # photos -> ~/.cache/n2n/photos/SET
-n2n-train make-seedlike ~/.cache/n2n/seedlike  # course-format stand-in, ~450 MB
+n2n-train make-seedlike ~/.cache/n2n/seedlike  # course-format stand-in, ~600 MB
 n2n-train fit --course ~/.cache/n2n/seedlike/train_data.pkl \\
     --course-val ~/.cache/n2n/seedlike/val_data.pkl --out runs/n2n --epochs 50 --study
 n2n-train fit --course ~/.cache/n2n/seedlike/train_clean.pkl --target clean \\
     --course-val ~/.cache/n2n/seedlike/val_data.pkl --out runs/n2c --epochs 50 --study
-n2n-train fit ... --resume                         # continue runs/n2n from last.pt (same options)
+n2n-train fit ... --resume                     # continue runs/n2n from last.pt (same options)
 n2n-train eval runs/n2n/best.pt ~/.cache/n2n/seedlike/val_data.pkl --out runs/n2n/eval
 n2n-train fit --photos DIR --noise poisson:5-50 --out runs/p   # clean photos, noised on the fly
 ```
