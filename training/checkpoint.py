@@ -4,7 +4,8 @@ A checkpoint is a dict of JSON types and tensors only::
 
     {"format": "n2n-checkpoint", "format_version": 1,
      "config": UNetConfig.to_dict(), "state_dict": {...tensors...},
-     "summary": {...training summary: data, noise, epochs, losses, PSNR...}}
+     "summary": {...training summary: data, noise, epochs, losses, PSNR...},
+     "resume": {...optional: optimizer, scheduler and RNG states, epoch...}}
 
 Nothing in it is a pickled object, so a checkpoint from a stranger cannot run
 code when it is loaded.
@@ -50,8 +51,17 @@ class Checkpoint:
         return model.eval()
 
 
-def save_checkpoint(path: str | Path, model: UNet, summary: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` and ``summary`` (JSON types only) to ``path`` atomically."""
+def save_checkpoint(
+    path: str | Path,
+    model: UNet,
+    summary: dict[str, Any] | None = None,
+    resume: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` and ``summary`` (JSON types only) to ``path`` atomically.
+
+    ``resume`` (plain types and tensors: optimizer/scheduler ``state_dict()``s,
+    RNG states) is stored for :func:`load_resume_state`; ``last.pt`` carries it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -61,6 +71,8 @@ def save_checkpoint(path: str | Path, model: UNet, summary: dict[str, Any] | Non
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "summary": dict(summary or {}),
     }
+    if resume is not None:
+        payload["resume"] = resume
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -111,3 +123,18 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match the config: {exc}") from exc
     return ckpt
+
+
+def load_resume_state(path: str | Path) -> tuple[Checkpoint, dict[str, Any]]:
+    """Read a checkpoint and the training state saved with it (to resume training).
+
+    Raises:
+        CheckpointError: as :func:`load_checkpoint`, or the file holds no
+            training state (only ``last.pt`` of a run does).
+    """
+    ckpt = load_checkpoint(path)
+    raw = torch.load(Path(path), map_location="cpu", weights_only=True)
+    state = raw.get("resume")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: no training state to resume from (use the run's last.pt)")
+    return ckpt, state

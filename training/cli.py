@@ -55,7 +55,8 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 @click.option(
     "--course",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Course-format train_data.pkl (two uint8 N×3×32×32 tensors).",
+    help="Course-format train_data.pkl (two uint8 N×3×32×32 tensors); with --target clean, "
+    "a (noisy, clean) file such as make-seedlike's train_clean.pkl.",
 )
 @click.option(
     "--course-val",
@@ -67,15 +68,24 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
     "out_dir",
     type=click.Path(path_type=Path),
     required=True,
-    help="Run folder: best.pt, last.pt, metrics.jsonl.",
+    help="Run folder: best.pt, last.pt, metrics.jsonl, loss.png.",
 )
 @click.option("--preset", default="study", show_default=True, help="Model shape preset.")
-@click.option("--features", default=None, help="Features per level, e.g. 16,32,64.")
+@click.option("--features", default=None, help="Features per level (2-5 levels), e.g. 16,32,64.")
+@click.option("--convs-per-level", type=click.Choice(["1", "2"]), default=None)
+@click.option("--batch-norm/--no-batch-norm", default=None)
+@click.option("--dropout", type=float, default=None, help="Dropout probability.")
+@click.option("--pooling", type=click.Choice(["avg", "max"]), default=None)
+@click.option(
+    "--upsampling", type=click.Choice(["nearest", "bilinear", "transposed"]), default=None
+)
+@click.option("--activation", type=click.Choice(["relu", "leaky_relu"]), default=None)
 @click.option(
     "--noise",
     default="gaussian:25",
     show_default=True,
-    help="gaussian:SIGMA or gaussian:LO-HI (0-255 scale), for --photos.",
+    help="Noise spec for --photos: gaussian:25, gaussian:0-50, poisson:30, pixelated:24, "
+    "bernoulli:0.3, impulse:0.2 (see training/noise.py).",
 )
 @click.option("--epochs", default=15, show_default=True)
 @click.option("--batch-size", default=50, show_default=True)
@@ -83,84 +93,112 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
     "--optimizer", type=click.Choice(["sgd", "adam", "adagrad"]), default="sgd", show_default=True
 )
 @click.option("--lr", type=float, default=None, help="[default: 0.01 sgd/adagrad, 0.001 adam]")
+@click.option("--schedule", type=click.Choice(["none", "cosine", "step"]), default="none")
+@click.option("--loss", type=click.Choice(["mse", "l1", "l0"]), default="mse", show_default=True)
+@click.option(
+    "--target",
+    type=click.Choice(["noisy", "clean"]),
+    default="noisy",
+    show_default=True,
+    help="noisy: Noise2Noise; clean: Noise2Clean.",
+)
+@click.option("--swap/--no-swap", default=False, help="Swap input and target in half the pairs.")
+@click.option("--dihedral/--no-dihedral", default=False, help="Random flips/rotations.")
+@click.option("--blur-prob", default=0.0, show_default=True, help="Blur one side of a pair.")
+@click.option("--study", is_flag=True, help="The study's final augmentation: swap, dihedral, blur.")
 @click.option("--patch-size", default=64, show_default=True)
 @click.option("--steps-per-epoch", default=100, show_default=True, help="For --photos.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32")
+@click.option("--channels-last", is_flag=True, help="NHWC memory format.")
+@click.option("--threads", type=int, default=None, help="torch intra-op threads.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-def fit(
-    photos: Path | None,
-    course: Path | None,
-    course_val: Path | None,
-    out_dir: Path,
-    preset: str,
-    features: str | None,
-    noise: str,
-    epochs: int,
-    batch_size: int,
-    optimizer: str,
-    lr: float | None,
-    patch_size: int,
-    steps_per_epoch: int,
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def fit(out_dir: Path, **opts: object) -> None:
+    """Train a UNet; keeps OUT/best.pt by validation loss (exit 2: bad arguments or data)."""
+    from training.commands import run_fit_command
+
+    sys.exit(run_fit_command(out_dir, opts))
+
+
+@main.command("eval")
+@click.argument("checkpoint", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--noise", default=None, help="For a photo folder DATA: the noise spec [default: the model's]."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where psnr_box.png, samples.png and eval.json go [default: eval-DATA beside CHECKPOINT].",
+)
+@click.option("--samples", default=6, show_default=True, help="Rows in samples.png.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+def eval_cmd(
+    checkpoint: Path,
+    data: Path,
+    noise: str | None,
+    out_dir: Path | None,
+    samples: int,
     seed: int,
     device: str,
 ) -> None:
-    """Train a UNet with Noise2Noise pairs; keeps OUT/best.pt by validation loss."""
-    import dataclasses
+    """PSNR of CHECKPOINT on DATA (a (noisy, clean) course file or a clean photo folder)."""
+    from training.commands import run_eval_command
 
-    import torch
+    sys.exit(run_eval_command(checkpoint, data, noise, out_dir, samples, seed, device))
 
-    from training.config import PRESETS, ConfigError, TrainConfig
-    from training.data import (
-        CoursePairs,
-        DataError,
-        PhotoPairs,
-        load_course_pairs,
-        load_photo_folder,
-    )
-    from training.loop import fit as run_fit
-    from training.noise import parse_noise
-    from training.unet import UNet
 
-    if (photos is None) == (course is None):
-        raise click.UsageError("give exactly one of --photos or --course")
-    if preset not in PRESETS:
-        raise click.BadParameter(
-            f"unknown preset {preset!r}; known: {sorted(PRESETS)}", param_hint="--preset"
-        )
+@main.command("make-seedlike")
+@click.argument("out_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--train-photos",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Training photos [default: the cached TRAIN_CORE set].",
+)
+@click.option(
+    "--val-photos",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Validation photos, disjoint [default: the cached TRAIN_EXTRA set].",
+)
+@click.option("--n-train", default=50_000, show_default=True, help="Training pairs.")
+@click.option("--n-val", default=1_000, show_default=True, help="Validation pairs.")
+@click.option("--target-psnr", default=20.7, show_default=True, help="Noisy validation PSNR, dB.")
+@click.option("--seed", default=0, show_default=True)
+def make_seedlike_cmd(
+    out_dir: Path,
+    train_photos: Path | None,
+    val_photos: Path | None,
+    n_train: int,
+    n_val: int,
+    target_psnr: float,
+    seed: int,
+) -> None:
+    """Write the seed-like course-format data set (train_data.pkl, val_data.pkl) to OUT_DIR."""
+    from training.corpus import default_cache_dir
+    from training.data import DataError, load_photo_folder
+    from training.seedlike import SeedlikeSpec, make_seedlike
+
+    photos_root = default_cache_dir() / "photos"
+    train_photos = train_photos or photos_root / "TRAIN_CORE"
+    val_photos = val_photos or photos_root / "TRAIN_EXTRA"
+    if train_photos.resolve() == val_photos.resolve():
+        raise click.BadParameter("must differ from --train-photos", param_hint="--val-photos")
+    spec = SeedlikeSpec(n_train=n_train, n_val=n_val, target_psnr=target_psnr, seed=seed)
     try:
-        model_cfg = PRESETS[preset]
-        if features:
-            model_cfg = dataclasses.replace(
-                model_cfg, features=tuple(int(f) for f in features.split(","))
-            )
-        lr = lr if lr is not None else (0.001 if optimizer == "adam" else 0.01)
-        cfg = TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            lr=lr,
-            patch_size=patch_size,
-            noise=noise,
-            steps_per_epoch=steps_per_epoch,
-            seed=seed,
+        facts = make_seedlike(
+            load_photo_folder(train_photos), load_photo_folder(val_photos), out_dir, spec
         )
-        gen = torch.Generator().manual_seed(seed)
-        if photos is not None:
-            data = PhotoPairs(
-                load_photo_folder(photos), parse_noise(noise), patch_size, cfg.val_fraction, gen
-            )
-            info = {"source": "photos", "path": str(photos)}
-        else:
-            val = load_course_pairs(course_val) if course_val else None
-            data = CoursePairs(*load_course_pairs(course), cfg.val_fraction, gen, val)
-            info = {"source": "course", "path": str(course)}
-            cfg = dataclasses.replace(cfg, noise="course")
-    except (ConfigError, DataError, ValueError) as exc:
-        click.echo(f"error: {exc}", err=True)
+    except DataError as exc:
+        click.echo(f"error: {exc} (run `n2n-train corpus` first?)", err=True)
         sys.exit(2)
-    torch.manual_seed(seed)  # the weights' initialisation
-    summary = run_fit(UNet(model_cfg), data, cfg, out_dir, device=device, data_info=info)
-    click.echo(json.dumps({k: v for k, v in summary.items() if k != "train_config"}, indent=2))
+    click.echo(json.dumps(facts, indent=2))
 
 
 if __name__ == "__main__":

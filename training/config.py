@@ -100,7 +100,23 @@ class UNetConfig(_Versioned):
 
 @dataclass(frozen=True)
 class TrainConfig(_Versioned):
-    """How a UNet is trained (the study's final choices by default)."""
+    """How a UNet is trained (the study's optimizer settings by default).
+
+    Version 2 added ``loss``, ``target``, the augmentations, ``schedule``,
+    ``precision`` and ``channels_last``; version-1 dicts load with their defaults,
+    which reproduce version-1 training.
+
+    - ``loss``: ``mse``; ``l1``; ``l0`` (the annealed L0 of the Noise2Noise paper,
+      ``(|d| + 1e-8) ** gamma`` with gamma falling linearly from 2 to 0).
+    - ``target``: ``noisy`` (Noise2Noise) or ``clean`` (Noise2Clean).
+    - ``swap``: exchange input and target in half of the pairs; ``dihedral``: one
+      of the 8 flips/rotations per pair; ``blur_prob``: probability of blurring
+      one side of a pair with a random Gaussian filter (the study's augmentation).
+    - ``schedule``: ``none``, ``cosine`` (to 0 over all steps) or ``step``
+      (learning rate ×0.1 after 50 % and 75 % of the epochs).
+    - ``precision``: ``fp32`` or ``bf16`` (CPU/CUDA autocast); ``channels_last``:
+      NHWC memory format.
+    """
 
     epochs: int = 15
     batch_size: int = 50
@@ -112,17 +128,33 @@ class TrainConfig(_Versioned):
     noise: str = "gaussian:25"
     steps_per_epoch: int = 0
     seed: int = 0
+    loss: str = "mse"
+    target: str = "noisy"
+    swap: bool = False
+    dihedral: bool = False
+    blur_prob: float = 0.0
+    schedule: str = "none"
+    precision: str = "fp32"
+    channels_last: bool = False
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     def __post_init__(self) -> None:
         _check_choice("optimizer", self.optimizer, ("sgd", "adam", "adagrad"))
+        _check_choice("loss", self.loss, ("mse", "l1", "l0"))
+        _check_choice("target", self.target, ("noisy", "clean"))
+        _check_choice("schedule", self.schedule, ("none", "cosine", "step"))
+        _check_choice("precision", self.precision, ("fp32", "bf16"))
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.patch_size < 1:
             raise ValueError(f"patch_size must be positive, got {self.patch_size}")
+        if not 0.0 <= self.blur_prob <= 1.0:
+            raise ValueError(f"blur_prob must be in [0, 1], got {self.blur_prob}")
+        if self.target == "clean" and self.swap:
+            raise ValueError("swap needs noisy targets: Noise2Clean keeps clean targets")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -136,3 +168,15 @@ PRESETS: dict[str, UNetConfig] = {
     "study-2conv": UNetConfig(convs_per_level=2),
     "tiny": UNetConfig(features=(8, 16)),
 }
+
+#: The original study's final training choices (table III; 50 epochs for the final model).
+STUDY_TRAINING = TrainConfig(
+    epochs=50,
+    batch_size=50,
+    optimizer="sgd",
+    lr=0.01,
+    momentum=0.9,
+    swap=True,
+    dihedral=True,
+    blur_prob=0.1,
+)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from training.noise import GaussianNoise
+from training.noise import NoiseModel
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ def save_course_pairs(path: str | Path, a: torch.Tensor, b: torch.Tensor) -> Non
     """Write two uint8 tensors N×3×H×W in the course format."""
     if a.dtype != torch.uint8 or b.dtype != torch.uint8 or a.shape != b.shape:
         raise DataError(f"{path}: course format needs two uint8 tensors of one shape")
-    torch.save((a.contiguous(), b.contiguous()), Path(path))
+    # clone: a view (e.g. a slice) would otherwise be saved with its whole storage
+    torch.save((a.contiguous().clone(), b.contiguous().clone()), Path(path))
 
 
 def _describe(t: object) -> str:
@@ -127,7 +128,11 @@ class ValidationSet:
 
 
 class CoursePairs:
-    """Noise2Noise pairs from course-format tensors, split into train/validation."""
+    """Pairs from course-format tensors, split into train/validation.
+
+    ``noisy_b`` is the target: a second noisy copy (Noise2Noise) or, with
+    ``clean_targets``, the clean image (Noise2Clean, e.g. ``train_clean.pkl``).
+    """
 
     def __init__(
         self,
@@ -136,13 +141,14 @@ class CoursePairs:
         val_fraction: float,
         generator: torch.Generator,
         val_clean: tuple[torch.Tensor, torch.Tensor] | None = None,
+        clean_targets: bool = False,
     ) -> None:
         n = noisy_a.shape[0]
         perm = torch.randperm(n, generator=generator)
         n_val = max(1, round(n * val_fraction))
         self._a, self._b = noisy_a[perm[n_val:]], noisy_b[perm[n_val:]]
         va, vb = to_float(noisy_a[perm[:n_val]]), to_float(noisy_b[perm[:n_val]])
-        self.validation = ValidationSet(va, vb, None)
+        self.validation = ValidationSet(va, vb, vb if clean_targets else None)
         #: (noisy, clean) float tensors from a val_data.pkl, for PSNR.
         self.psnr_set = None if val_clean is None else tuple(to_float(t) for t in val_clean)
 
@@ -165,17 +171,19 @@ class PhotoPairs:
     Each step crops random ``patch_size`` patches (with random flips) and noises
     each twice, independently. The input copy is clipped and quantized like an
     8-bit file; the target copy is left unclipped so that its expectation is
-    the clean patch. Photos are split by image into train and validation.
+    the clean patch. With ``clean_targets`` the target is the clean patch
+    (Noise2Clean). Photos are split by image into train and validation.
     """
 
     def __init__(
         self,
         photos: Sequence[torch.Tensor],
-        noise: GaussianNoise,
+        noise: NoiseModel,
         patch_size: int,
         val_fraction: float,
         generator: torch.Generator,
         val_patches: int = 256,
+        clean_targets: bool = False,
     ) -> None:
         photos = [p for p in photos if min(p.shape[1:]) >= patch_size]
         if len(photos) < 2:
@@ -185,12 +193,12 @@ class PhotoPairs:
             )
         perm = torch.randperm(len(photos), generator=generator).tolist()
         n_val = max(1, round(len(photos) * val_fraction))
-        self.noise, self.patch_size = noise, patch_size
+        self.noise, self.patch_size, self.clean_targets = noise, patch_size, clean_targets
         self._train = [photos[i] for i in perm[n_val:]]
         val_photos = [photos[i] for i in perm[:n_val]]
         clean = self._crops(val_photos, val_patches, generator)
         a, b = noise(clean, generator), noise(clean, generator)
-        self.validation = ValidationSet(quantize(a), b, clean)
+        self.validation = ValidationSet(quantize(a), clean if clean_targets else b, clean)
         self.psnr_set = (self.validation.noisy, clean)
 
     def _crops(
@@ -215,4 +223,6 @@ class PhotoPairs:
         """``steps`` batches of freshly cropped and noised (input, target) pairs."""
         for _ in range(steps):
             clean = self._crops(self._train, batch_size, generator)
-            yield quantize(self.noise(clean, generator)), self.noise(clean, generator)
+            inp = quantize(self.noise(clean, generator))
+            target = self.noise(clean, generator)  # drawn in both modes: same random stream
+            yield inp, clean if self.clean_targets else target

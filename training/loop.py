@@ -1,7 +1,15 @@
-"""The Noise2Noise training loop: MSE, keep the checkpoint with the lowest validation loss."""
+"""The training loop: keep the checkpoint with the lowest validation loss; resumable.
+
+One epoch is one pass over course-format pairs, or ``steps_per_epoch`` freshly
+noised photo batches. Every epoch appends a JSON line to ``metrics.jsonl``
+(train and validation loss, validation PSNR, learning rate, images/s) and
+redraws ``loss.png``; ``last.pt`` carries the optimizer and random-generator
+states so that ``fit(..., resume=True)`` continues exactly where it stopped.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -13,10 +21,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.checkpoint import save_checkpoint
+from training.augment import blur_one_side, random_dihedral, swap_half
+from training.checkpoint import CheckpointError, load_resume_state, save_checkpoint
 from training.config import TrainConfig
 from training.data import CoursePairs, PhotoPairs, ValidationSet
+from training.losses import learning_rate, training_loss, validation_loss
 from training.metrics import psnr
+from training.plots import plot_loss_curves, read_metrics
 from training.unet import UNet
 
 log = logging.getLogger(__name__)
@@ -26,7 +37,7 @@ EVAL_BATCH = 256
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The study's optimizers: SGD with momentum, Adam, Adagrad."""
+    """The study's optimizers: SGD with momentum, Adam (betas 0.9/0.999), Adagrad."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     if cfg.optimizer == "adam":
@@ -36,18 +47,25 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 @torch.no_grad()
 def predict(model: nn.Module, noisy: torch.Tensor, device: str = "cpu") -> torch.Tensor:
-    """Run ``model`` on float N×3×H×W in chunks; returns float32 on the CPU."""
+    """Run ``model`` on float N×3×H×W in chunks (eval mode, fp32); float32 on the CPU."""
     model.eval()
     outs = [
-        model(noisy[i : i + EVAL_BATCH].to(device)).cpu() for i in range(0, len(noisy), EVAL_BATCH)
+        model(noisy[i : i + EVAL_BATCH].to(device)).float().cpu()
+        for i in range(0, len(noisy), EVAL_BATCH)
     ]
     return torch.cat(outs)
 
 
-def validate(model: nn.Module, val: ValidationSet, device: str) -> float:
-    """Mean MSE between the model's output on ``val.noisy`` and ``val.target``."""
-    out = predict(model, val.noisy, device)
-    return float(((out - val.target) ** 2).mean())
+def validate(model: nn.Module, val: ValidationSet, device: str, cfg: TrainConfig) -> float:
+    """Validation loss (:func:`training.losses.validation_loss`) on ``val``."""
+    return validation_loss(predict(model, val.noisy, device), val.target, cfg)
+
+
+def steps_per_epoch(data: CoursePairs | PhotoPairs, cfg: TrainConfig) -> int:
+    """Optimizer steps in one epoch."""
+    if isinstance(data, CoursePairs):
+        return -(-len(data) // cfg.batch_size)
+    return cfg.steps_per_epoch or 100
 
 
 def fit(
@@ -58,46 +76,42 @@ def fit(
     device: str = "cpu",
     data_info: dict[str, Any] | None = None,
     progress: bool = True,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train ``model`` on ``data`` and keep the best checkpoint by validation loss.
 
     Writes ``out_dir/best.pt`` (whenever the validation loss improves),
-    ``out_dir/last.pt`` and ``out_dir/metrics.jsonl`` (one JSON line per epoch:
-    train loss, validation loss, validation PSNR). Returns the training summary
-    that is also stored in the checkpoints.
+    ``out_dir/last.pt`` (with the state needed to resume), ``metrics.jsonl``
+    and ``loss.png``. With ``resume``, continues from ``out_dir/last.pt``
+    (``cfg`` may raise ``epochs``; anything else must match). Returns the
+    training summary that is also stored in the checkpoints.
+
+    Raises:
+        CheckpointError: ``resume`` without a usable ``last.pt``, or with a
+            different training config.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
-    loss_fn = nn.MSELoss()
-    summary: dict[str, Any] = {
-        "train_config": cfg.to_dict(),
-        "data": dict(data_info or {}),
-        "noise": cfg.noise,
-        "best_val_loss": None,
-    }
-    if data.psnr_set is not None:
-        summary["noisy_psnr"] = psnr(*data.psnr_set)
+    summary = _new_summary(data, cfg, data_info)
     metrics_path = out_dir / "metrics.jsonl"
-    metrics_path.write_text("")
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        train_loss, seen = _train_epoch(
-            model, _epoch_batches(data, cfg, gen), opt, loss_fn, device, epoch, progress
-        )
-        row: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": validate(model, data.validation, device),
-            "images_per_s": seen / (time.perf_counter() - t0),
-        }
-        if data.psnr_set is not None:
-            row["val_psnr"] = psnr(predict(model, data.psnr_set[0], device), data.psnr_set[1])
+    start = 1
+    if resume:
+        start = _restore(out_dir / "last.pt", model, opt, gen, cfg, summary)
+        rows = [r for r in read_metrics(metrics_path) if r["epoch"] < start]
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        metrics_path.write_text("")
+    for epoch in range(start, cfg.epochs + 1):
+        row = _run_epoch(model, data, cfg, opt, gen, device, epoch, progress)
         with metrics_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+        plot_loss_curves(read_metrics(metrics_path), out_dir / "loss.png", title=str(out_dir.name))
         log.info("epoch %d: %s", epoch, row)
         summary["epochs"] = epoch
         if summary["best_val_loss"] is None or row["val_loss"] < summary["best_val_loss"]:
@@ -105,8 +119,86 @@ def fit(
                 best_epoch=epoch, best_val_loss=row["val_loss"], val_psnr=row.get("val_psnr")
             )
             save_checkpoint(out_dir / "best.pt", model, summary)
-        save_checkpoint(out_dir / "last.pt", model, summary)
+        state = {
+            "epoch": epoch,
+            "optimizer": opt.state_dict(),
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        save_checkpoint(out_dir / "last.pt", model, summary, resume=state)
     return summary
+
+
+def _new_summary(
+    data: CoursePairs | PhotoPairs, cfg: TrainConfig, data_info: dict[str, Any] | None
+) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "train_config": cfg.to_dict(),
+        "data": dict(data_info or {}),
+        "noise": (data_info or {}).get("noise", cfg.noise),
+        "mode": "noise2clean" if cfg.target == "clean" else "noise2noise",
+        "best_val_loss": None,
+    }
+    if data.psnr_set is not None:
+        summary["noisy_psnr"] = psnr(*data.psnr_set)
+    return summary
+
+
+def _restore(
+    path: Path,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    cfg: TrainConfig,
+    summary: dict[str, Any],
+) -> int:
+    """Load weights, optimizer and RNG states from ``path``; return the next epoch."""
+    ckpt, state = load_resume_state(path)
+    saved = dict(ckpt.summary.get("train_config", {}), epochs=cfg.epochs)
+    if saved != cfg.to_dict():
+        diff = sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v)
+        raise CheckpointError(f"{path}: cannot resume, the training config differs in {diff}")
+    if ckpt.config != model.config:
+        raise CheckpointError(f"{path}: cannot resume, the model config differs")
+    model.load_state_dict(ckpt.state_dict)
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    summary.update({k: v for k, v in ckpt.summary.items() if k != "train_config"})
+    log.info("resuming %s after epoch %d", path, state["epoch"])
+    return int(state["epoch"]) + 1
+
+
+def _run_epoch(
+    model: nn.Module,
+    data: CoursePairs | PhotoPairs,
+    cfg: TrainConfig,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    device: str,
+    epoch: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """Train one epoch and validate; returns the epoch's metrics row."""
+    t0 = time.perf_counter()
+    per_epoch = steps_per_epoch(data, cfg)
+    batches = _epoch_batches(data, cfg, gen)
+    first_step = (epoch - 1) * per_epoch
+    train_loss, seen = _train_epoch(
+        model, batches, opt, cfg, gen, device, epoch, first_step, per_epoch, progress
+    )
+    train_s = time.perf_counter() - t0
+    row: dict[str, Any] = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_loss": validate(model, data.validation, device, cfg),
+        "lr": opt.param_groups[0]["lr"],
+        "images_per_s": seen / train_s,
+    }
+    if data.psnr_set is not None:
+        row["val_psnr"] = psnr(predict(model, data.psnr_set[0], device), data.psnr_set[1])
+    row["seconds"] = time.perf_counter() - t0
+    return row
 
 
 def _epoch_batches(
@@ -114,29 +206,59 @@ def _epoch_batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     if isinstance(data, CoursePairs):
         return data.batches(cfg.batch_size, gen)
-    steps = cfg.steps_per_epoch or 100
-    return data.batches(cfg.batch_size, steps, gen)
+    return data.batches(cfg.batch_size, steps_per_epoch(data, cfg), gen)
+
+
+def augment(
+    inp: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply the augmentations that ``cfg`` turns on to one (input, target) batch."""
+    if cfg.swap:
+        inp, target = swap_half(inp, target, gen)
+    if cfg.dihedral:
+        inp, target = random_dihedral(inp, target, gen)
+    if cfg.blur_prob > 0:
+        inp, target = blur_one_side(inp, target, cfg.blur_prob, gen, cfg.target == "clean")
+    return inp, target
 
 
 def _train_epoch(
     model: nn.Module,
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     opt: torch.optim.Optimizer,
-    loss_fn: nn.Module,
+    cfg: TrainConfig,
+    gen: torch.Generator,
     device: str,
     epoch: int,
+    first_step: int,
+    per_epoch: int,
     progress: bool,
 ) -> tuple[float, int]:
     model.train()
-    total, seen = 0.0, 0
+    total, seen, total_steps = 0.0, 0, cfg.epochs * per_epoch
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    dev_type = torch.device(device).type
     bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False, unit="batch")
-    for inp, target in bar:
-        inp, target = inp.to(device), target.to(device)
+    for i, (inp_cpu, target_cpu) in enumerate(bar):
+        inp, target = augment(inp_cpu, target_cpu, cfg, gen)
+        inp = inp.to(device, memory_format=fmt)
+        target = target.to(device)
+        step = first_step + i
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, step, total_steps)
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(inp), target)
+        autocast = (
+            torch.autocast(dev_type, dtype=torch.bfloat16)
+            if cfg.precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            pred = model(inp)
+        loss = training_loss(pred.float(), target, cfg, step / max(total_steps, 1))
         loss.backward()
         opt.step()
-        total += float(loss.detach()) * len(inp)
+        value = float(loss.detach())
+        total += value * len(inp)
         seen += len(inp)
-        bar.set_postfix(loss=f"{float(loss.detach()):.5f}")
+        bar.set_postfix(loss=f"{value:.5f}")
     return total / max(seen, 1), seen

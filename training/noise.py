@@ -1,19 +1,49 @@
 """Noise models. Each has one interface: ``noise(clean, generator) -> noisy``.
 
 ``clean`` is a float32 tensor N×C×H×W in [0, 1]; the result has the same shape
-and is *not* clipped, so the noise stays zero-mean, which Noise2Noise with an
-L2 loss needs (the expected noisy target must equal the clean image).
+and is *not* clipped, so zero-mean noises stay zero-mean, which Noise2Noise
+with an L2 loss needs (the expected noisy target must equal the clean image).
+Callers that need an 8-bit-like input clip and round it (``data.quantize``).
 
 A noise is described by a spec string, which is what configs and checkpoints
-store: ``gaussian:25`` (sigma 25 on the 0–255 scale) or ``gaussian:0-50``
-(sigma drawn uniformly per image, for blind denoisers).
+store. ``LO-HI`` draws the parameter uniformly per image (blind training).
+
+================  ===================================  =========  ====================
+spec              model                                zero-mean  loss for Noise2Noise
+================  ===================================  =========  ====================
+``gaussian:25``   additive Gaussian, sigma 0–255 scale yes        L2 (MSE)
+``poisson:30``    Poisson(lambda·clean)/lambda         yes        L2 (MSE)
+``pixelated:24``  coarse 2×2-block + fine Gaussian     yes        L2 (MSE)
+``bernoulli:0.3`` pixel set to 0 with probability p    no         L1 (median), p < 0.5
+``impulse:0.2``   pixel set to uniform random, prob p  no         annealed L0 (mode)
+================  ===================================  =========  ====================
+
+``pixelated:SIGMA[,BLOCK]`` is the seed-like noise of DESIGN.md: zero-mean
+Gaussian noise drawn on a grid ``BLOCK`` times coarser than the image and
+upsampled by nearest neighbour (80 % of the variance), plus per-pixel Gaussian
+noise (20 %); ``SIGMA`` is the total standard deviation on the 0–255 scale.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 import torch
+
+
+class NoiseModel(Protocol):
+    """What every noise model offers: a call and whether it is zero-mean."""
+
+    zero_mean: ClassVar[bool]
+
+    def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
+
+
+def _per_image(lo: float, hi: float, clean: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A parameter drawn uniformly in [lo, hi] per image, shaped N×1×1×1."""
+    u = torch.rand(clean.shape[0], 1, 1, 1, generator=gen, device=clean.device)
+    return lo + u * (hi - lo)
 
 
 @dataclass(frozen=True)
@@ -22,32 +52,139 @@ class GaussianNoise:
 
     sigma_lo_255: float
     sigma_hi_255: float
+    zero_mean: ClassVar[bool] = True
 
     def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        n = clean.shape[0]
-        u = torch.rand(n, 1, 1, 1, generator=generator, device=clean.device)
-        sigma = (self.sigma_lo_255 + u * (self.sigma_hi_255 - self.sigma_lo_255)) / 255.0
+        sigma = _per_image(self.sigma_lo_255, self.sigma_hi_255, clean, generator) / 255.0
         noise = torch.randn(clean.shape, generator=generator, device=clean.device)
         return clean + sigma * noise
 
 
-def parse_noise(spec: str) -> GaussianNoise:
-    """Parse a noise spec such as ``gaussian:25`` or ``gaussian:0-50``.
+@dataclass(frozen=True)
+class PoissonNoise:
+    """Shot noise: ``Poisson(lambda · clean) / lambda``; lambda per image in [lo, hi].
+
+    Its mean is ``clean``; its variance ``clean / lambda`` (smaller lambda, more noise).
+    """
+
+    lam_lo: float
+    lam_hi: float
+    zero_mean: ClassVar[bool] = True
+
+    def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        lam = _per_image(self.lam_lo, self.lam_hi, clean, generator)
+        return torch.poisson(clean.clamp_min(0) * lam, generator=generator) / lam
+
+
+@dataclass(frozen=True)
+class PixelatedNoise:
+    """Seed-like noise: block-constant Gaussian noise plus fine Gaussian noise.
+
+    ``sigma_255`` is the total standard deviation (0–255 scale); a fraction
+    ``coarse_fraction`` of the variance is drawn on a grid ``block`` times
+    coarser than the image and upsampled by nearest neighbour.
+    """
+
+    sigma_255: float
+    block: int = 2
+    coarse_fraction: float = 0.8
+    zero_mean: ClassVar[bool] = True
+
+    def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, c, h, w = clean.shape
+        b = self.block
+        hb, wb = -(-h // b), -(-w // b)
+        coarse = torch.randn(n, c, hb, wb, generator=generator, device=clean.device)
+        coarse = coarse.repeat_interleave(b, 2).repeat_interleave(b, 3)[:, :, :h, :w]
+        fine = torch.randn(clean.shape, generator=generator, device=clean.device)
+        sigma = self.sigma_255 / 255.0
+        f = self.coarse_fraction
+        return clean + sigma * (f**0.5 * coarse + (1 - f) ** 0.5 * fine)
+
+
+@dataclass(frozen=True)
+class BernoulliNoise:
+    """Multiplicative Bernoulli noise: each pixel (all channels) is set to 0 with prob p.
+
+    Not zero-mean: the mean is ``(1 - p) · clean``, but for p < 0.5 the median
+    is ``clean``, so Noise2Noise needs an L1 loss.
+    """
+
+    p_lo: float
+    p_hi: float
+    zero_mean: ClassVar[bool] = False
+
+    def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, _, h, w = clean.shape
+        p = _per_image(self.p_lo, self.p_hi, clean, generator)
+        keep = torch.rand(n, 1, h, w, generator=generator, device=clean.device) >= p
+        return clean * keep
+
+
+@dataclass(frozen=True)
+class ImpulseNoise:
+    """Random-valued impulse noise: each value is replaced by U(0, 1) with prob p.
+
+    Not zero-mean; the clean value is the mode, so Noise2Noise needs the
+    annealed L0 loss.
+    """
+
+    p_lo: float
+    p_hi: float
+    zero_mean: ClassVar[bool] = False
+
+    def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        p = _per_image(self.p_lo, self.p_hi, clean, generator)
+        hit = torch.rand(clean.shape, generator=generator, device=clean.device) < p
+        values = torch.rand(clean.shape, generator=generator, device=clean.device)
+        return torch.where(hit, values, clean)
+
+
+_KINDS = "gaussian, poisson, pixelated, bernoulli, impulse"
+
+
+def parse_noise(spec: str) -> NoiseModel:
+    """Parse a noise spec such as ``gaussian:25``, ``poisson:5-50`` or ``pixelated:24,2``.
 
     Raises:
         ValueError: unknown noise kind or malformed parameters; names the spec.
     """
     kind, _, arg = spec.partition(":")
-    if kind != "gaussian":
-        raise ValueError(f"noise {spec!r}: unknown kind {kind!r} (known: gaussian)")
+    if kind == "pixelated":
+        return _parse_pixelated(spec, arg)
+    ranges = {"gaussian": (0.0, 255.0), "poisson": (1e-3, 1e6)}
+    ranges.update(bernoulli=(0.0, 1.0), impulse=(0.0, 1.0))
+    if kind not in ranges:
+        raise ValueError(f"noise {spec!r}: unknown kind {kind!r} (known: {_KINDS})")
+    lo, hi = _parse_range(spec, arg)
+    low_ok, high_ok = ranges[kind]
+    if not low_ok <= lo <= hi <= high_ok:
+        raise ValueError(f"noise {spec!r}: need {low_ok} <= LO <= HI <= {high_ok}")
+    if kind in ("bernoulli", "impulse") and hi >= 1.0:
+        raise ValueError(f"noise {spec!r}: probability must be below 1")
+    cls = {"gaussian": GaussianNoise, "poisson": PoissonNoise}
+    cls.update(bernoulli=BernoulliNoise, impulse=ImpulseNoise)
+    return cls[kind](lo, hi)
+
+
+def _parse_range(spec: str, arg: str) -> tuple[float, float]:
     try:
         lo_s, _, hi_s = arg.partition("-")
         lo = float(lo_s)
-        hi = float(hi_s) if hi_s else lo
+        return lo, float(hi_s) if hi_s else lo
+    except ValueError as exc:
+        raise ValueError(f"noise {spec!r}: expected KIND:VALUE or KIND:LO-HI") from exc
+
+
+def _parse_pixelated(spec: str, arg: str) -> PixelatedNoise:
+    parts = arg.split(",")
+    try:
+        sigma = float(parts[0])
+        block = int(parts[1]) if len(parts) > 1 else 2
     except ValueError as exc:
         raise ValueError(
-            f"noise {spec!r}: expected gaussian:SIGMA or gaussian:LO-HI (0–255 scale)"
+            f"noise {spec!r}: expected pixelated:SIGMA or pixelated:SIGMA,BLOCK"
         ) from exc
-    if not 0 <= lo <= hi:
-        raise ValueError(f"noise {spec!r}: need 0 <= sigma_lo <= sigma_hi")
-    return GaussianNoise(lo, hi)
+    if len(parts) > 2 or sigma < 0 or block < 1:
+        raise ValueError(f"noise {spec!r}: need SIGMA >= 0 and an integer BLOCK >= 1")
+    return PixelatedNoise(sigma, block)

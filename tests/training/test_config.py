@@ -49,3 +49,70 @@ def test_train_defaults_are_the_study_settings():
         50,
         0.2,
     )
+
+
+def test_version_1_train_configs_still_load_with_the_old_behaviour():
+    v1 = {
+        "epochs": 20,
+        "batch_size": 50,
+        "optimizer": "adam",
+        "lr": 0.001,
+        "momentum": 0.9,
+        "val_fraction": 0.2,
+        "patch_size": 64,
+        "noise": "gaussian:0-50",
+        "steps_per_epoch": 100,
+        "seed": 0,
+        "version": 1,
+    }
+    cfg = TrainConfig.from_dict(v1)
+    assert (cfg.loss, cfg.target, cfg.swap, cfg.dihedral, cfg.blur_prob) == (
+        "mse",
+        "noisy",
+        False,
+        False,
+        0.0,
+    )
+    assert (cfg.schedule, cfg.precision, cfg.channels_last) == ("none", "fp32", False)
+
+
+def test_every_training_option_round_trips():
+    cfg = TrainConfig(
+        optimizer="adagrad",
+        loss="l0",
+        target="clean",
+        dihedral=True,
+        blur_prob=0.2,
+        schedule="cosine",
+        precision="bf16",
+        channels_last=True,
+    )
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.to_dict()["version"] == 2
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"loss": "huber"},
+        {"target": "both"},
+        {"schedule": "linear"},
+        {"precision": "fp16"},
+        {"blur_prob": 2.0},
+        {"swap": True, "target": "clean"},
+    ],
+)
+def test_invalid_training_options_are_refused(bad):
+    with pytest.raises(ConfigError, match="invalid TrainConfig"):
+        TrainConfig.from_dict(TrainConfig().to_dict() | bad)
+
+
+def test_study_training_is_the_report_final_configuration():
+    from training.config import STUDY_TRAINING
+
+    assert (STUDY_TRAINING.epochs, STUDY_TRAINING.batch_size, STUDY_TRAINING.optimizer) == (
+        50,
+        50,
+        "sgd",
+    )
+    assert STUDY_TRAINING.swap and STUDY_TRAINING.dihedral and STUDY_TRAINING.blur_prob > 0

@@ -48,7 +48,13 @@ def test_gaussian_range_draws_one_sigma_per_image():
     assert float(sigmas.min()) < 10 and float(sigmas.max()) > 40
 
 
-@pytest.mark.parametrize("spec", ["poisson:3", "gaussian:", "gaussian:50-10", "gaussian:x"])
+@pytest.mark.parametrize("spec", ["salt:3", "gaussian:", "gaussian:50-10", "gaussian:x"])
 def test_bad_noise_specs(spec):
     with pytest.raises(ValueError, match="noise"):
         parse_noise(spec)
+
+
+def test_saving_a_slice_writes_only_the_slice(tmp_path):
+    big = torch.zeros(1000, 3, 32, 32, dtype=torch.uint8)
+    save_course_pairs(tmp_path / "part.pkl", big[:10], big[10:20])
+    assert (tmp_path / "part.pkl").stat().st_size < 2 * 10 * 3 * 32 * 32 + 4096

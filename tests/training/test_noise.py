@@ -1,0 +1,116 @@
+import pytest
+import torch
+
+from training.noise import (
+    BernoulliNoise,
+    GaussianNoise,
+    ImpulseNoise,
+    PixelatedNoise,
+    PoissonNoise,
+    parse_noise,
+)
+
+SPECS = [
+    "gaussian:25",
+    "gaussian:0-50",
+    "poisson:30",
+    "poisson:5-50",
+    "pixelated:24",
+    "pixelated:24,4",
+    "bernoulli:0.3",
+    "impulse:0.2",
+    "impulse:0.1-0.3",
+]
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_every_noise_keeps_shape_and_is_repeatable(spec):
+    clean = torch.rand(4, 3, 16, 20, generator=_gen(1))
+    noise = parse_noise(spec)
+    a, b = noise(clean, _gen()), noise(clean, _gen())
+    assert a.shape == clean.shape and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert not torch.equal(a, noise(clean, _gen(2)))
+
+
+@pytest.mark.parametrize("spec", ["gaussian:25", "poisson:30", "pixelated:24,2"])
+def test_zero_mean_noises_average_to_the_clean_image(spec):
+    clean = torch.linspace(0.05, 0.95, 32).view(1, 1, 1, 32).expand(2000, 3, 4, 32)
+    noise = parse_noise(spec)
+    assert noise.zero_mean
+    mean = noise(clean, _gen()).mean(dim=(0, 1, 2))
+    assert torch.allclose(mean, clean[0, 0, 0], atol=3e-3)
+
+
+def test_poisson_variance_is_clean_over_lambda():
+    clean = torch.full((1000, 3, 8, 8), 0.4)
+    noisy = PoissonNoise(20.0, 20.0)(clean, _gen())
+    assert float(noisy.var()) == pytest.approx(0.4 / 20, rel=0.03)
+
+
+def test_pixelated_noise_has_the_given_sigma_and_block_structure():
+    zero = torch.zeros(200, 3, 32, 32)
+    noise = PixelatedNoise(24.0, block=2)(zero, _gen())
+    assert float(noise.std() * 255) == pytest.approx(24.0, rel=0.01)
+    coarse_only = PixelatedNoise(24.0, block=4, coarse_fraction=1.0)(zero, _gen())
+    blocks = coarse_only.unfold(2, 4, 4).unfold(3, 4, 4)  # N×C×8×8×4×4
+    assert float(blocks.std(dim=(-1, -2)).max()) == 0.0
+    # neighbours inside a 2×2 block are correlated at 0.8 (the coarse share of the variance)
+    left, right = noise[..., 0::2], noise[..., 1::2]
+    assert float(torch.corrcoef(torch.stack([left.flatten(), right.flatten()]))[0, 1]) == (
+        pytest.approx(0.8, abs=0.01)
+    )
+
+
+def test_bernoulli_drops_whole_pixels_with_probability_p():
+    clean = torch.full((100, 3, 16, 16), 0.6)
+    noisy = BernoulliNoise(0.3, 0.3)(clean, _gen())
+    dropped = noisy == 0
+    assert torch.equal(dropped[:, 0], dropped[:, 2])
+    assert float(dropped.float().mean()) == pytest.approx(0.3, abs=0.01)
+    assert not BernoulliNoise.zero_mean
+    assert float(noisy.median()) == pytest.approx(0.6)  # p < 0.5: the median is clean
+
+
+def test_impulse_replaces_values_by_uniform_noise_with_probability_p():
+    clean = torch.full((100, 3, 16, 16), 0.5)
+    noisy = ImpulseNoise(0.2, 0.2)(clean, _gen())
+    hit = noisy != 0.5
+    assert float(hit.float().mean()) == pytest.approx(0.2, abs=0.01)
+    assert float(noisy.min()) >= 0.0 and float(noisy.max()) <= 1.0
+    assert not ImpulseNoise.zero_mean
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("gaussian:0-50", GaussianNoise(0.0, 50.0)),
+        ("poisson:30", PoissonNoise(30.0, 30.0)),
+        ("pixelated:24.5,4", PixelatedNoise(24.5, 4)),
+        ("bernoulli:0.1-0.4", BernoulliNoise(0.1, 0.4)),
+        ("impulse:0.2", ImpulseNoise(0.2, 0.2)),
+    ],
+)
+def test_specs_parse_to_the_documented_models(spec, expected):
+    assert parse_noise(spec) == expected
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "bernoulli:1",
+        "impulse:0.5-1.2",
+        "poisson:0",
+        "pixelated:x",
+        "pixelated:24,0",
+        "pixelated:1,2,3",
+        "speckle:3",
+    ],
+)
+def test_bad_specs_are_refused_and_named(spec):
+    with pytest.raises(ValueError, match=f"noise {spec!r}"):
+        parse_noise(spec)

@@ -1,0 +1,213 @@
+"""The bodies of ``n2n-train fit`` and ``n2n-train eval`` (kept out of ``cli.py``).
+
+Each returns the exit status: 0 success, 1 failure during the run, 2 unusable
+arguments or data. They print with ``click.echo`` (errors to stderr).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+
+from training.checkpoint import CheckpointError, load_checkpoint
+from training.config import PRESETS, ConfigError, TrainConfig, UNetConfig
+from training.data import CoursePairs, DataError, PhotoPairs, load_course_pairs, load_photo_folder
+from training.evaluate import EvalResult
+from training.noise import parse_noise
+
+#: ``n2n-train fit`` options that override fields of the preset's UNetConfig.
+_MODEL_OPTIONS = ("convs_per_level", "batch_norm", "dropout", "pooling", "upsampling", "activation")
+
+
+def check_device(device: str) -> None:
+    """Raise click.BadParameter unless ``device`` is ``cpu`` or a usable ``cuda[:N]``."""
+    if device == "cpu":
+        return
+    if not device.startswith("cuda"):
+        raise click.BadParameter(f"expected cpu or cuda[:N], got {device!r}", param_hint="--device")
+    if not torch.cuda.is_available():
+        raise click.BadParameter("CUDA is not available to this torch build", param_hint="--device")
+
+
+def model_config(opts: dict[str, Any]) -> UNetConfig:
+    """The preset named by ``opts["preset"]`` with the options that were given.
+
+    Raises:
+        click.BadParameter: unknown preset or malformed ``--features``.
+        ValueError: an invalid combination (from :class:`UNetConfig`).
+    """
+    preset = opts["preset"]
+    if preset not in PRESETS:
+        raise click.BadParameter(
+            f"unknown preset {preset!r}; known: {sorted(PRESETS)}", param_hint="--preset"
+        )
+    changes: dict[str, Any] = {k: opts[k] for k in _MODEL_OPTIONS if opts.get(k) is not None}
+    if "convs_per_level" in changes:
+        changes["convs_per_level"] = int(changes["convs_per_level"])
+    if opts.get("features"):
+        try:
+            changes["features"] = tuple(int(f) for f in opts["features"].split(","))
+        except ValueError as exc:
+            raise click.BadParameter(
+                "expected integers like 16,32,64", param_hint="--features"
+            ) from exc
+    return dataclasses.replace(PRESETS[preset], **changes)
+
+
+def train_config(opts: dict[str, Any], course: bool) -> TrainConfig:
+    """The :class:`TrainConfig` of the ``fit`` options (``--study`` turns on its augmentation)."""
+    lr = opts["lr"] if opts["lr"] is not None else (0.001 if opts["optimizer"] == "adam" else 0.01)
+    study = opts["study"]
+    return TrainConfig(
+        epochs=opts["epochs"],
+        batch_size=opts["batch_size"],
+        optimizer=opts["optimizer"],
+        lr=lr,
+        patch_size=opts["patch_size"],
+        noise="course" if course else opts["noise"],
+        steps_per_epoch=opts["steps_per_epoch"],
+        seed=opts["seed"],
+        loss=opts["loss"],
+        target=opts["target"],
+        swap=opts["swap"] or (study and opts["target"] == "noisy"),
+        dihedral=opts["dihedral"] or study,
+        blur_prob=opts["blur_prob"] or (0.1 if study else 0.0),
+        schedule=opts["schedule"],
+        precision=opts["precision"],
+        channels_last=opts["channels_last"],
+    )
+
+
+def load_data(
+    opts: dict[str, Any], cfg: TrainConfig
+) -> tuple[CoursePairs | PhotoPairs, dict[str, Any]]:
+    """The training data named by ``--photos`` or ``--course`` (and ``--course-val``)."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    clean_targets = cfg.target == "clean"
+    if opts["photos"] is not None:
+        photos = load_photo_folder(opts["photos"])
+        data = PhotoPairs(
+            photos,
+            parse_noise(cfg.noise),
+            cfg.patch_size,
+            cfg.val_fraction,
+            gen,
+            clean_targets=clean_targets,
+        )
+        return data, {"source": "photos", "path": str(opts["photos"])}
+    val = load_course_pairs(opts["course_val"]) if opts["course_val"] else None
+    pairs = load_course_pairs(opts["course"])
+    data = CoursePairs(*pairs, cfg.val_fraction, gen, val, clean_targets=clean_targets)
+    info = {"source": "course", "path": str(opts["course"]), "pairs": int(pairs[0].shape[0])}
+    if opts["course_val"]:
+        info["val_path"] = str(opts["course_val"])
+    made_by = Path(opts["course"]).parent / "seedlike.json"
+    if made_by.is_file():  # written by make-seedlike: name the noise the pairs carry
+        info["noise"] = json.loads(made_by.read_text()).get("noise", "course")
+    return data, info
+
+
+def run_fit_command(out_dir: Path, opts: dict[str, Any]) -> int:
+    """``n2n-train fit``: build config, data and model, train, print the summary."""
+    from training.loop import fit
+    from training.unet import UNet
+
+    if (opts["photos"] is None) == (opts["course"] is None):
+        raise click.UsageError("give exactly one of --photos or --course")
+    check_device(opts["device"])
+    if opts["threads"]:
+        torch.set_num_threads(opts["threads"])
+    try:
+        ucfg = model_config(opts)
+        cfg = train_config(opts, course=opts["course"] is not None)
+        data, info = load_data(opts, cfg)
+    except (ConfigError, DataError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    torch.manual_seed(cfg.seed)  # the weights' initialisation
+    try:
+        summary = fit(
+            UNet(ucfg),
+            data,
+            cfg,
+            out_dir,
+            device=opts["device"],
+            data_info=info,
+            progress=not opts["no_progress"],
+            resume=opts["resume"],
+        )
+    except CheckpointError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    click.echo(json.dumps({k: v for k, v in summary.items() if k != "train_config"}, indent=2))
+    return 0
+
+
+def run_eval_command(
+    checkpoint: Path,
+    data: Path,
+    noise: str | None,
+    out_dir: Path | None,
+    samples: int,
+    seed: int,
+    device: str,
+) -> int:
+    """``n2n-train eval``: print PSNR figures; optionally write the figures and JSON."""
+    from training.data import to_float
+    from training.evaluate import evaluate, photo_pairs
+
+    check_device(device)
+    try:
+        ckpt = load_checkpoint(checkpoint)
+        if data.is_dir():
+            spec = noise or ckpt.summary.get("noise") or ""
+            noisy, clean = photo_pairs(data, spec, ckpt.config.stride, seed)
+        else:
+            noisy, clean = (to_float(t) for t in load_course_pairs(data))
+        if noisy.shape[2] % ckpt.config.stride or noisy.shape[3] % ckpt.config.stride:
+            raise DataError(f"{data}: image sides must be multiples of {ckpt.config.stride}")
+    except (CheckpointError, DataError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    result, denoised = evaluate(ckpt.build_model(), noisy, clean, device)
+    click.echo(f"images:                         {len(result.noisy_psnr)}")
+    click.echo(f"noisy input PSNR (mean/image):  {result.mean_noisy_psnr:.2f} dB")
+    click.echo(f"denoised PSNR (mean/image):     {result.mean_psnr:.2f} dB")
+    click.echo(f"denoised PSNR (global MSE):     {result.global_mse_psnr:.2f} dB")
+    out_dir = out_dir or checkpoint.parent / f"eval-{data.stem}"
+    _write_eval_outputs(out_dir, checkpoint, data, result, noisy, denoised, clean, samples)
+    click.echo(f"figures and eval.json in {out_dir}")
+    return 0
+
+
+def _write_eval_outputs(
+    out_dir: Path,
+    checkpoint: Path,
+    data: Path,
+    result: EvalResult,
+    noisy: torch.Tensor,
+    denoised: torch.Tensor,
+    clean: torch.Tensor,
+    samples: int,
+) -> None:
+    from training.plots import plot_psnr_box, plot_samples
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups = {"noisy": result.noisy_psnr, "denoised": result.denoised_psnr}
+    plot_psnr_box(groups, out_dir / "psnr_box.png")
+    k = min(samples, len(noisy))
+    plot_samples(noisy[:k], denoised[:k], clean[:k], out_dir / "samples.png")
+    facts = {
+        "checkpoint": str(checkpoint),
+        "data": str(data),
+        "images": len(result.noisy_psnr),
+        "noisy_psnr": result.mean_noisy_psnr,
+        "psnr": result.mean_psnr,
+        "psnr_global_mse": result.global_mse_psnr,
+    }
+    (out_dir / "eval.json").write_text(json.dumps(facts, indent=2) + "\n")
