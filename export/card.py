@@ -63,20 +63,38 @@ def _summary_table(model_path: Path, info: md.ModelInfo, props: dict[str, str]) 
         f"| architecture | UNet, features {net.get('features')}, {net.get('convs_per_level')} "
         f"conv/level, {net.get('pooling')} pooling, {net.get('upsampling')} upsampling |",
         f"| trained for noise | `{info.noise}` (0–255 scale) |",
-        f"| training data | {data.get('source', '?')}: `{Path(data.get('path', '?')).name}` |",
-        f"| training | {cfg.get('optimizer')} lr {cfg.get('lr')}, batch {cfg.get('batch_size')}, "
-        f"{train.get('epochs')} epochs × {cfg.get('steps_per_epoch')} steps of "
-        f"{cfg.get('patch_size')}² patches; best epoch {train.get('best_epoch')} |",
+        f"| training data | {_data_line(data)} |",
+        f"| training | {_training_line(train, cfg)} |",
         f"| checkpoint sha256 | `{props.get(md.KEY_CHECKPOINT_SHA256, '?')}` |",
         f"| exporter | {', '.join(f'{k} {v}' for k, v in info.exporter.items())} |",
     ]
+
+
+def _training_line(train: dict[str, Any], cfg: dict[str, Any]) -> str:
+    data = train.get("data", {})
+    if data.get("source") == "course":
+        amount = f"{train.get('epochs')} epochs over {data.get('pairs', '?')} pairs (80% train)"
+    else:
+        amount = (
+            f"{train.get('epochs')} epochs × {cfg.get('steps_per_epoch')} steps of "
+            f"{cfg.get('patch_size')}² patches"
+        )
+    extras = [k for k in ("swap", "dihedral") if cfg.get(k)]
+    if cfg.get("blur_prob"):
+        extras.append(f"blur p={cfg['blur_prob']}")
+    return (
+        f"{cfg.get('optimizer')} lr {cfg.get('lr')}, {cfg.get('loss', 'mse')} loss, "
+        f"{cfg.get('target', 'noisy')} targets, batch {cfg.get('batch_size')}, {amount}"
+        f"{'; augmentation: ' + ', '.join(extras) if extras else ''}"
+        f"; best epoch {train.get('best_epoch')}"
+    )
 
 
 def _figures(psnr: dict[str, Any], train: dict[str, Any]) -> list[str]:
     rows = ["| set | noisy input | torch (fp32) | onnxruntime |", "| --- | --- | --- | --- |"]
     if train.get("val_psnr") is not None:
         rows.append(
-            f"| training validation patches (`{train.get('noise')}`) | "
+            f"| {_validation_label(train)} | "
             f"{train.get('noisy_psnr', float('nan')):.2f} | {train['val_psnr']:.2f} | – |"
         )
     if "psnr_torch" in psnr:
@@ -93,3 +111,18 @@ def _variants(path: Path) -> list[str]:
     from export.variants import markdown_table
 
     return ["## Reduced-precision variants", "", markdown_table(json.loads(path.read_text())), ""]
+
+
+def _validation_label(train: dict[str, Any]) -> str:
+    data = train.get("data", {})
+    if data.get("source") == "course" and data.get("val_path"):
+        return f"validation during training (`{Path(data['val_path']).name}`)"
+    return f"training validation patches (`{train.get('noise')}`)"
+
+
+def _data_line(data: dict[str, Any]) -> str:
+    path = Path(data.get("path", "?"))
+    shown = f"`{path.parent.name}/{path.name}`"
+    if data.get("source") == "course":
+        return f"course-format pairs {shown} ({data.get('pairs', '?')} pairs)"
+    return f"clean photos {shown}, noised on the fly"

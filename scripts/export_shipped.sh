@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Export every shipped model from its committed checkpoint, check parity, write cards and reports.
 #   models/photo.onnx       fp32, parity figures on the held-out TRAIN_EXTRA photos (sigma 25)
+#   models/seedlike.onnx    fp32, parity figures on the seed-like validation pairs
+#                           (needs ~/.cache/n2n/seedlike from `n2n-train make-seedlike`)
 #   models/*.parity.json    the parity report on examples/clean (rerun by CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,8 +13,11 @@ cache=${N2N_CACHE:-$HOME/.cache/n2n}
 "$py" -m export.cli onnx models/photo.pt models/photo.onnx --name photo \
   --reproduce "bash scripts/train_default.sh" \
   --images "$cache/photos/TRAIN_EXTRA" --noise gaussian:25
-for m in photo; do
-  "$py" -m export.cli parity models/photo.pt "models/$m.onnx" --images examples/clean \
+"$py" -m export.cli onnx models/seedlike.pt models/seedlike.onnx --name seedlike \
+  --reproduce "n2n-train corpus && n2n-train make-seedlike ~/.cache/n2n/seedlike --seed 0 && n2n-train fit --course ~/.cache/n2n/seedlike/train_data.pkl --course-val ~/.cache/n2n/seedlike/val_data.pkl --out runs/seedlike --epochs 50 --batch-size 50 --study --precision bf16 --channels-last --threads 1 --seed 0" \
+  --val-data "$cache/seedlike/val_data.pkl"
+for m in photo seedlike; do
+  "$py" -m export.cli parity "models/$m.pt" "models/$m.onnx" --images examples/clean \
     --noise gaussian:25 --report "models/$m.parity.json" >/dev/null
 done
 echo "exported: $(ls models/*.onnx | tr '\n' ' ')"
