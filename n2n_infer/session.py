@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from n2n_infer.elfdeps import needed_libraries
 from n2n_infer.errors import InferenceError, ModelLoadError, ProviderError
 from n2n_infer.metadata import INPUT_NAME, OUTPUT_NAME
 
@@ -31,13 +32,29 @@ GRAPH_LEVELS = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
 CONV_SEARCH = ("HEURISTIC", "EXHAUSTIVE", "DEFAULT")
-#: Shared libraries the CUDA provider needs on Linux (driver, CUDA 12 runtime, cuBLAS, cuDNN 9).
-CUDA_LIBRARIES = {
-    "NVIDIA driver": "libcuda.so.1",
-    "CUDA 12 runtime": "libcudart.so.12",
-    "cuBLAS 12": "libcublasLt.so.12",
-    "cuDNN 9": "libcudnn.so.9",
-}
+#: Libraries the CUDA provider loads at run time rather than links against.
+RUNTIME_LOADED = {"NVIDIA driver": "libcuda.so.1", "cuDNN 9": "libcudnn.so.9"}
+#: Used when the provider library cannot be read (onnxruntime-gpu 1.31 links CUDA 13).
+FALLBACK_LINKED = {"CUDA runtime": "libcudart.so.13", "cuBLAS": "libcublasLt.so.13"}
+
+
+def cuda_libraries() -> dict[str, str]:
+    """The shared libraries this onnxruntime's CUDA provider needs on Linux, by description.
+
+    The CUDA ones are read from the provider library's own ELF dependencies,
+    so the names follow the installed onnxruntime-gpu (CUDA 12 or 13 builds).
+    """
+    provider = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    linked = {
+        name.removeprefix("lib").split(".so")[0]: name
+        for name in needed_libraries(provider)
+        if name.startswith(("libcu", "libnv")) and name != RUNTIME_LOADED["NVIDIA driver"]
+    }
+    return {
+        "NVIDIA driver": RUNTIME_LOADED["NVIDIA driver"],
+        **(linked or FALLBACK_LINKED),
+        "cuDNN 9": RUNTIME_LOADED["cuDNN 9"],
+    }
 
 
 @dataclass(frozen=True)
@@ -171,11 +188,11 @@ def preload_cuda_libraries() -> None:
 
 
 def missing_cuda_libraries() -> list[str]:
-    """Which of :data:`CUDA_LIBRARIES` cannot be loaded (Linux only; else empty)."""
+    """Which of :func:`cuda_libraries` cannot be loaded (Linux only; else empty)."""
     if not sys.platform.startswith("linux"):
         return []
     missing = []
-    for what, soname in CUDA_LIBRARIES.items():
+    for what, soname in cuda_libraries().items():
         try:
             ctypes.CDLL(soname)
         except OSError:
@@ -189,7 +206,8 @@ def cuda_failure_reason() -> str:
     if missing:
         return (
             f"missing {', '.join(missing)}; install the NVIDIA driver and "
-            "pip install 'n2n[cuda]' for the CUDA 12 and cuDNN 9 libraries"
+            "pip install 'n2n[cuda]' for the CUDA and cuDNN libraries that the installed "
+            f"onnxruntime-gpu {ort.__version__} needs"
         )
     return "the CUDA libraries load but no usable GPU was found (check nvidia-smi)"
 

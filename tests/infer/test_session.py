@@ -123,6 +123,32 @@ def test_missing_libraries_are_listed_by_name(monkeypatch):
     assert "no usable GPU" in sess.cuda_failure_reason()
 
 
+def test_cuda_library_names_come_from_the_installed_provider():
+    from pathlib import Path
+
+    from n2n_infer.elfdeps import needed_libraries
+
+    provider = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    libs = sess.cuda_libraries()
+    assert libs["NVIDIA driver"] == "libcuda.so.1" and libs["cuDNN 9"] == "libcudnn.so.9"
+    if provider.is_file():  # onnxruntime-gpu: the CUDA sonames it really links
+        linked = needed_libraries(provider)
+        cuda_linked = [n for n in linked if n.startswith("libcudart.so.")]
+        assert cuda_linked and cuda_linked[0] in libs.values()
+
+
+def test_elf_dependencies_of_real_and_foreign_files(tmp_path):
+    import sys
+
+    from n2n_infer.elfdeps import needed_libraries
+
+    if sys.platform.startswith("linux"):
+        assert any(n.startswith("libc.so") for n in needed_libraries("/bin/ls"))
+    (tmp_path / "x.so").write_bytes(b"\x7fELF" + b"\x02\x01" + b"\0" * 10)
+    assert needed_libraries(tmp_path / "x.so") == []
+    assert needed_libraries(tmp_path / "missing.so") == []
+
+
 def test_session_options_are_applied():
     cfg = SessionConfig(intra_op_threads=1, graph_optimization="basic")
     opts = sess.session_options(cfg)
