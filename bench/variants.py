@@ -1,10 +1,11 @@
 """Reduced-precision variants of a shipped model: PSNR cost and CPU speed, measured in one run.
 
-Usage: python -m bench.variants [--model photo] [--sigma 25] [--repeats 7]
+Usage: python -m bench.variants [--model photo] [--noise gaussian:25] [--repeats 7]
 
-Exports fp16 and int8 variants of ``models/MODEL.pt`` (int8 calibrated as
-``scripts/train_default.sh`` does it), then on held-out photos (the ``TRAIN_EXTRA`` set,
-resized and cropped to 480×320, Gaussian noise, clipped and rounded) measures the mean
+Exports fp16 and int8 variants of ``models/MODEL.pt`` (int8 calibrated on 16
+crops of the ``TRAIN_CORE`` photos noised with the model's training noise), then
+on held-out photos (the ``TRAIN_EXTRA`` set, resized and cropped to 480×320,
+``--noise`` applied, clipped and rounded) measures the mean
 per-image PSNR of each precision through ``n2n_infer`` and its CPU time
 (median of interleaved repeats, same threads). Writes
 ``bench/results/variants-MODEL.{json,md}`` and ``models/MODEL.variants.json``
@@ -31,6 +32,7 @@ from export.exporter import export_onnx
 from export.variants import SHIP_MAX_PSNR_COST_DB, SHIP_MIN_SPEEDUP, markdown_table
 from n2n_infer import Denoiser
 from n2n_infer.metrics import psnr
+from training.checkpoint import load_checkpoint
 from training.corpus import fetch_corpus
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,10 +44,10 @@ def held_out_images() -> list[np.ndarray]:
     return resized_crops(load_clean_images(folder), 320, 480)
 
 
-def calibration_set() -> list[np.ndarray]:
+def calibration_set(noise: str) -> list[np.ndarray]:
     """What ``scripts/train_default.sh`` calibrates the shipped int8 model on."""
     folder = fetch_corpus(("TRAIN_CORE",))["TRAIN_CORE"]
-    return calibration_batches(load_clean_images(folder), "gaussian:0-50")
+    return calibration_batches(load_clean_images(folder), noise)
 
 
 def machine() -> str:
@@ -63,11 +65,12 @@ def machine() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="photo")
-    ap.add_argument("--sigma", type=float, default=25.0)
+    ap.add_argument("--noise", default="gaussian:25", help="noise of the held-out inputs")
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
     ckpt = REPO / "models" / f"{args.model}.pt"
-    pairs = noised_pairs(held_out_images(), f"gaussian:{args.sigma:g}", seed=0)
+    pairs = noised_pairs(held_out_images(), args.noise, seed=0)
+    training_noise = str(load_checkpoint(ckpt).summary.get("noise", args.noise))
     rng = np.random.default_rng(0)
     workloads = {
         "4×480×320": np.stack([p[0] for p in pairs[:4]]),
@@ -76,7 +79,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"fp32": REPO / "models" / f"{args.model}.onnx"}
         for precision in ("fp16", "int8"):
-            calib = calibration_set() if precision == "int8" else None
+            calib = calibration_set(training_noise) if precision == "int8" else None
             paths[precision] = export_onnx(
                 ckpt, Path(tmp) / f"{precision}.onnx", precision=precision, calibration=calib
             )
@@ -104,7 +107,7 @@ def main() -> None:
         "model": args.model,
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
-        "held_out": f"{len(pairs)} TRAIN_EXTRA photos at 480×320, gaussian sigma {args.sigma:g}",
+        "held_out": f"{len(pairs)} TRAIN_EXTRA photos at 480×320, noise {args.noise}",
         "psnr_noisy": float(np.mean([psnr(n, c) for n, c in pairs])),
         "timing": f"median of {args.repeats} interleaved runs per workload, "
         f"{os.cpu_count()} threads; speed-up = the smaller over the workloads",
