@@ -28,6 +28,7 @@ from n2n_infer.errors import N2NError
 from n2n_infer.metrics import psnr
 from n2n_infer.padding import crop, pad_to_multiple
 from training.checkpoint import Checkpoint, load_checkpoint
+from training.config import ConfigError, UNetConfig
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +156,14 @@ def metadata_problems(ckpt: Checkpoint, checkpoint: Path, runtime: Denoiser) -> 
         problems.append(
             f"metadata stride {runtime.stride} differs from the checkpoint's {ckpt.config.stride}"
         )
-    if runtime.info.config != ckpt.config.to_dict():
-        problems.append("metadata config differs from the checkpoint's config")
+    try:
+        # Compared as configs, not dicts: an older config version reads as the same network.
+        same = UNetConfig.from_dict(runtime.info.config or {}, "metadata") == ckpt.config
+    except ConfigError as exc:
+        problems.append(f"metadata config is not a valid UNetConfig: {exc}")
+    else:
+        if not same:
+            problems.append("metadata config differs from the checkpoint's config")
     sha = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     recorded = runtime.info.raw.get(md.KEY_CHECKPOINT_SHA256)
     if recorded != sha:

@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
-# Rebuild models/photo.{pt,onnx,md,parity.json}: fetch the photos, train, export, check parity.
-# Usage: bash scripts/train_default.sh [RUN_DIR]   (about 15 minutes on 2 CPU cores)
-# Then `python bench/variants.py` measures the fp16/int8 variants and `bash scripts/export_shipped.sh`
-# re-exports every shipped model from its checkpoint.
+# Rebuild models/photo.{pt,onnx,md,parity.json} and its Noise2Clean twin
+# bench/models/photo-n2c.pt: fetch the photos, train both side by side (one
+# thread each), export, check parity.
+# Usage: bash scripts/train_default.sh [RUNS_DIR]   (about 100 minutes on 2 CPU cores)
+# The network size comes from scripts/size_sweep.sh (docs/training/size_sweep.md).
+# Then `python -m bench.quality` compares it with OpenCV NLM, wavelets and CBM3D, and
+# `python -m bench.variants` measures the fp16/int8 variants.
+# A run that was stopped resumes with RESUME=1 bash scripts/train_default.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-run=${1:-runs/photo}
+runs=${1:-runs}
 py=${PYTHON:-.venv/bin/python}
-cache=${N2N_CACHE:-$HOME/.cache/n2n}
-
-"$py" -m training.cli corpus --set TRAIN_CORE --set TRAIN_EXTRA
-# The sample images in examples/ come from these four photos: keep them out of training.
-photos="$cache/photos/TRAIN_CORE_minus_examples"
-rm -rf "$photos" && mkdir -p "$photos"
-for f in "$cache"/photos/TRAIN_CORE/*; do
-  case "$(basename "$f")" in *astronaut.png|*coffee.png|*chelsea.png|*rocket.jpg) continue;; esac
-  ln -s "$f" "$photos/"
-done
-
-"$py" -m training.cli -v fit --photos "$photos" --out "$run" --preset study \
-  --noise gaussian:0-50 --optimizer adam --epochs 20 --steps-per-epoch 100 \
-  --batch-size 50 --patch-size 64 --seed 0
-cp "$run/best.pt" models/photo.pt
+photos=$(bash scripts/photo_corpus.sh | tail -n 1)
+mkdir -p "$runs" bench/models
+recipe=(--photos "$photos" --noise gaussian:0-50 --features 32,64,128 --convs-per-level 2
+  --residual --pyramid 3 --patch-size 96 --batch-size 16 --epochs 60 --steps-per-epoch 150
+  --optimizer adam --schedule cosine --dihedral --precision bf16 --channels-last
+  --threads 1 --seed 0 --no-progress ${RESUME:+--resume})
+"$py" -m training.cli -v fit "${recipe[@]}" --swap --out "$runs/photo" \
+  >>"$runs/photo.log" 2>&1 &
+"$py" -m training.cli -v fit "${recipe[@]}" --target clean --out "$runs/photo-n2c" \
+  >>"$runs/photo-n2c.log" 2>&1 &
+wait
+cp "$runs/photo/best.pt" models/photo.pt
+cp "$runs/photo-n2c/best.pt" bench/models/photo-n2c.pt
 bash scripts/export_shipped.sh

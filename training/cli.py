@@ -81,6 +81,11 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 )
 @click.option("--activation", type=click.Choice(["relu", "leaky_relu"]), default=None)
 @click.option(
+    "--residual/--no-residual",
+    default=None,
+    help="Output = input + network (predict the noise); trains faster.",
+)
+@click.option(
     "--noise",
     default="gaussian:25",
     show_default=True,
@@ -107,6 +112,12 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 @click.option("--blur-prob", default=0.0, show_default=True, help="Blur one side of a pair.")
 @click.option("--study", is_flag=True, help="The study's final augmentation: swap, dihedral, blur.")
 @click.option("--patch-size", default=64, show_default=True)
+@click.option(
+    "--pyramid",
+    default=0,
+    show_default=True,
+    help="For --photos: also train on photos halved up to N times (multi-scale).",
+)
 @click.option("--steps-per-epoch", default=100, show_default=True, help="For --photos.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32")
 @click.option("--channels-last", is_flag=True, help="NHWC memory format.")

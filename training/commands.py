@@ -21,7 +21,15 @@ from training.evaluate import EvalResult
 from training.noise import parse_noise
 
 #: ``n2n-train fit`` options that override fields of the preset's UNetConfig.
-_MODEL_OPTIONS = ("convs_per_level", "batch_norm", "dropout", "pooling", "upsampling", "activation")
+_MODEL_OPTIONS = (
+    "convs_per_level",
+    "batch_norm",
+    "dropout",
+    "pooling",
+    "upsampling",
+    "activation",
+    "residual",
+)
 
 
 def check_device(device: str) -> None:
@@ -80,6 +88,7 @@ def train_config(opts: dict[str, Any], course: bool) -> TrainConfig:
         schedule=opts["schedule"],
         precision=opts["precision"],
         channels_last=opts["channels_last"],
+        pyramid=opts.get("pyramid") or 0,
     )
 
 
@@ -98,6 +107,7 @@ def load_data(
             cfg.val_fraction,
             gen,
             clean_targets=clean_targets,
+            pyramid=cfg.pyramid,
         )
         return data, {"source": "photos", "path": str(opts["photos"])}
     val = load_course_pairs(opts["course_val"]) if opts["course_val"] else None

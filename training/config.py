@@ -61,6 +61,10 @@ class UNetConfig(_Versioned):
     ``features[i]`` is the channel count of level ``i``; there is one pooling
     step between consecutive levels, so the stride (the multiple that input
     heights and widths must have) is ``2 ** (len(features) - 1)``.
+
+    Version 2 added ``residual``: the network predicts the noise and the output
+    is ``input + head(...)`` (residual learning, as in DnCNN), which trains
+    faster; version-1 dicts load with ``residual=False``, their own network.
     """
 
     features: tuple[int, ...] = (16, 32, 64)
@@ -72,8 +76,9 @@ class UNetConfig(_Versioned):
     activation: str = "relu"
     batch_norm: bool = False
     dropout: float = 0.0
+    residual: bool = False
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     def __post_init__(self) -> None:
         if not 2 <= len(self.features) <= 6:
@@ -87,6 +92,11 @@ class UNetConfig(_Versioned):
         _check_choice("activation", self.activation, ("relu", "leaky_relu"))
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.residual and self.in_channels != self.out_channels:
+            raise ValueError(
+                "residual needs in_channels == out_channels, got "
+                f"{self.in_channels} and {self.out_channels}"
+            )
 
     @property
     def levels(self) -> int:
@@ -116,6 +126,10 @@ class TrainConfig(_Versioned):
       (learning rate ×0.1 after 50 % and 75 % of the epochs).
     - ``precision``: ``fp32`` or ``bf16`` (CPU/CUDA autocast); ``channels_last``:
       NHWC memory format.
+    - ``pyramid`` (version 3): photos also train at 1/2, 1/4, ... of their size,
+      down to a shorter side of ``max(patch_size, 256)``, so that large photos
+      also show the dense detail of smaller ones; 0 = off, else the number of
+      halvings at most.
     """
 
     epochs: int = 15
@@ -136,8 +150,9 @@ class TrainConfig(_Versioned):
     schedule: str = "none"
     precision: str = "fp32"
     channels_last: bool = False
+    pyramid: int = 0
 
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
 
     def __post_init__(self) -> None:
         _check_choice("optimizer", self.optimizer, ("sgd", "adam", "adagrad"))
@@ -153,6 +168,8 @@ class TrainConfig(_Versioned):
             raise ValueError(f"patch_size must be positive, got {self.patch_size}")
         if not 0.0 <= self.blur_prob <= 1.0:
             raise ValueError(f"blur_prob must be in [0, 1], got {self.blur_prob}")
+        if not 0 <= self.pyramid <= 8:
+            raise ValueError(f"pyramid must be 0 to 8 halvings, got {self.pyramid}")
         if self.target == "clean" and self.swap:
             raise ValueError("swap needs noisy targets: Noise2Clean keeps clean targets")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from training.noise import NoiseModel
@@ -165,6 +166,23 @@ class CoursePairs:
             yield to_float(self._a[idx]), to_float(self._b[idx])
 
 
+def photo_pyramid(
+    photos: Sequence[torch.Tensor], halvings: int, min_side: int
+) -> list[torch.Tensor]:
+    """Each uint8 3×H×W photo, then copies halved (area average) up to ``halvings``
+    times while the shorter side stays at least ``min_side``."""
+    out = []
+    for photo in photos:
+        out.append(photo)
+        level = photo
+        for _ in range(halvings):
+            if min(level.shape[1:]) // 2 < min_side:
+                break
+            level = to_uint8(F.avg_pool2d(to_float(level)[None], 2)[0])
+            out.append(level)
+    return out
+
+
 class PhotoPairs:
     """Noise2Noise pairs drawn on the fly from clean photos.
 
@@ -184,6 +202,7 @@ class PhotoPairs:
         generator: torch.Generator,
         val_patches: int = 256,
         clean_targets: bool = False,
+        pyramid: int = 0,
     ) -> None:
         photos = [p for p in photos if min(p.shape[1:]) >= patch_size]
         if len(photos) < 2:
@@ -194,8 +213,10 @@ class PhotoPairs:
         perm = torch.randperm(len(photos), generator=generator).tolist()
         n_val = max(1, round(len(photos) * val_fraction))
         self.noise, self.patch_size, self.clean_targets = noise, patch_size, clean_targets
-        self._train = [photos[i] for i in perm[n_val:]]
-        val_photos = [photos[i] for i in perm[:n_val]]
+        # Split first, then add the smaller scales: a photo stays on one side.
+        floor = max(patch_size, 256)
+        self._train = photo_pyramid([photos[i] for i in perm[n_val:]], pyramid, floor)
+        val_photos = photo_pyramid([photos[i] for i in perm[:n_val]], pyramid, floor)
         clean = self._crops(val_photos, val_patches, generator)
         a, b = noise(clean, generator), noise(clean, generator)
         self.validation = ValidationSet(quantize(a), clean if clean_targets else b, clean)

@@ -27,6 +27,9 @@ def _block(in_ch: int, out_ch: int, cfg: UNetConfig) -> nn.Sequential:
 class UNet(nn.Module):
     """UNet with skip connections by concatenation and a linear 1×1 output.
 
+    With ``config.residual`` the 1×1 output is added to the input (the network
+    predicts the noise to remove).
+
     Input and output: float32 N×C×H×W; H and W must be multiples of
     :attr:`stride`. Images are RGB in [0, 1]; the output is not clamped.
     """
@@ -54,6 +57,7 @@ class UNet(nn.Module):
         return self.config.stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inputs = x
         skips: list[torch.Tensor] = []
         for i, block in enumerate(self.down):
             if i > 0:
@@ -63,7 +67,8 @@ class UNet(nn.Module):
         skips.pop()
         for up, block in zip(self.up, self.up_blocks, strict=True):
             x = block(torch.cat([up(x), skips.pop()], dim=1))
-        return self.head(x)
+        out = self.head(x)
+        return inputs + out if self.config.residual else out
 
 
 def _upsampler(channels: int, cfg: UNetConfig) -> nn.Module:

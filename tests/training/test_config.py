@@ -28,8 +28,20 @@ def test_unknown_key_is_refused_and_named():
 
 
 def test_newer_version_is_refused():
-    with pytest.raises(ConfigError, match="version 2 is newer"):
-        UNetConfig.from_dict(UNetConfig().to_dict() | {"version": 2})
+    with pytest.raises(ConfigError, match="version 3 is newer"):
+        UNetConfig.from_dict(UNetConfig().to_dict() | {"version": 3})
+
+
+def test_version_1_model_configs_load_without_the_residual():
+    v1 = UNetConfig().to_dict()
+    del v1["residual"]
+    v1["version"] = 1
+    assert UNetConfig.from_dict(v1) == UNetConfig(residual=False)
+
+
+def test_residual_needs_as_many_outputs_as_inputs():
+    with pytest.raises(ConfigError, match="residual needs in_channels == out_channels"):
+        UNetConfig.from_dict(UNetConfig(residual=True).to_dict() | {"out_channels": 1})
 
 
 @pytest.mark.parametrize(
@@ -74,6 +86,7 @@ def test_version_1_train_configs_still_load_with_the_old_behaviour():
         0.0,
     )
     assert (cfg.schedule, cfg.precision, cfg.channels_last) == ("none", "fp32", False)
+    assert cfg.pyramid == 0
 
 
 def test_every_training_option_round_trips():
@@ -86,9 +99,10 @@ def test_every_training_option_round_trips():
         schedule="cosine",
         precision="bf16",
         channels_last=True,
+        pyramid=3,
     )
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    assert cfg.to_dict()["version"] == 2
+    assert cfg.to_dict()["version"] == 3
 
 
 @pytest.mark.parametrize(
@@ -100,6 +114,7 @@ def test_every_training_option_round_trips():
         {"precision": "fp16"},
         {"blur_prob": 2.0},
         {"swap": True, "target": "clean"},
+        {"pyramid": -1},
     ],
 )
 def test_invalid_training_options_are_refused(bad):

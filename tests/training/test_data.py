@@ -58,3 +58,36 @@ def test_saving_a_slice_writes_only_the_slice(tmp_path):
     big = torch.zeros(1000, 3, 32, 32, dtype=torch.uint8)
     save_course_pairs(tmp_path / "part.pkl", big[:10], big[10:20])
     assert (tmp_path / "part.pkl").stat().st_size < 2 * 10 * 3 * 32 * 32 + 4096
+
+
+def test_photo_pyramid_halves_down_to_the_floor_and_averages_areas():
+    from training.data import photo_pyramid
+
+    photo = torch.zeros(3, 600, 1000, dtype=torch.uint8)
+    photo[:, ::2, ::2] = 200  # one bright pixel per 2×2 block: the half-size average is 50
+    levels = photo_pyramid([photo], halvings=5, min_side=128)
+    assert [tuple(p.shape[1:]) for p in levels] == [(600, 1000), (300, 500), (150, 250)]
+    assert int(levels[1].min()) == int(levels[1].max()) == 50
+    assert photo_pyramid([photo], halvings=0, min_side=128) == [photo]
+
+
+def test_pyramid_levels_stay_on_their_photo_side_of_the_split():
+    from training.data import PhotoPairs
+    from training.noise import parse_noise
+
+    # Four photos, each one flat value, so that a patch tells which photo it came from.
+    photos = [torch.full((3, 512, 512), v, dtype=torch.uint8) for v in (10, 60, 110, 160)]
+    data = PhotoPairs(
+        photos,
+        parse_noise("gaussian:0"),
+        32,
+        0.25,
+        torch.Generator().manual_seed(0),
+        val_patches=64,
+        pyramid=2,
+    )
+    val_values = set(torch.unique((data.validation.clean * 255).round()).tolist())
+    train_values = {int(p.flatten()[0]) for p in data._train}
+    assert len(val_values) == 1 and len(train_values) == 3
+    assert val_values.isdisjoint(train_values)
+    assert len(data._train) == 3 * 2  # 512 -> 256 (kept), 128 < 256 floor (stopped)

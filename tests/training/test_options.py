@@ -50,10 +50,11 @@ def _fit(tmp_path, photos, ucfg=None, data=None, **changes):
         UNetConfig(upsampling="bilinear"),
         UNetConfig(upsampling="transposed"),
         UNetConfig(activation="leaky_relu"),
+        UNetConfig(residual=True),
     ],
     ids=lambda c: (
         f"{c.levels}lv-{c.convs_per_level}c-bn{c.batch_norm:d}-d{c.dropout}-"
-        f"{c.pooling}-{c.upsampling}-{c.activation}"
+        f"{c.pooling}-{c.upsampling}-{c.activation}-res{c.residual:d}"
     ),
 )
 def test_model_options_train_and_round_trip_through_the_checkpoint(tmp_path, photo_tensors, ucfg):

@@ -26,3 +26,15 @@ def test_study_unet_layers():
 
 def test_stride_follows_levels():
     assert UNet(UNetConfig(features=(4, 8, 16, 32, 64))).stride == 16
+
+
+def test_residual_unet_adds_its_head_to_the_input():
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(features=(4, 8), residual=True)).eval()
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.nn.init.zeros_(model.head.weight)
+        torch.nn.init.zeros_(model.head.bias)
+        assert torch.equal(model(x), x)  # a zero head leaves the image as it is
+        torch.nn.init.constant_(model.head.bias, 0.25)
+        assert torch.allclose(model(x), x + 0.25)

@@ -1,0 +1,90 @@
+"""bench/quality.py's own arithmetic, and the committed report it wrote.
+
+The comparison itself needs bm3d, OpenCV and scikit-image (the ``bench`` extra) and
+minutes of CPU, so CI checks the committed figures' consistency, not a re-run.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.quality import TARGET_SIGMA, add_noise, markdown, psnr_u8, to_u8, verdict
+from tests.conftest import REPO
+from training.checkpoint import load_checkpoint
+
+RESULT = REPO / "bench" / "results" / "quality.json"
+
+
+def test_noise_is_clipped_rounded_uint8_with_the_given_sigma():
+    clean = np.full((200, 300, 3), 128, np.uint8)
+    noisy = add_noise(clean, 25, np.random.default_rng(0))
+    assert noisy.dtype == np.uint8
+    assert np.std(noisy.astype(float) - 128) == pytest.approx(25, rel=0.02)
+    saturated = add_noise(np.full((50, 50, 3), 250, np.uint8), 25, np.random.default_rng(0))
+    assert saturated.max() == 255  # clipped, not wrapped
+
+
+def test_float_outputs_are_rounded_like_a_written_file():
+    assert to_u8(np.array([-0.1, 0.5, 1.2, 0.2 / 255])).tolist() == [0, 128, 255, 0]
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 255  # MSE = 255² / 48 -> PSNR = 10 log10(48)
+    assert psnr_u8(b, a) == pytest.approx(10 * np.log10(48), abs=1e-4)
+
+
+def _result(photo, cbm3d, twin, photo_speed=1.0, cbm3d_speed=50.0):
+    row = {
+        "noisy": {"psnr": 20.2, "seconds_per_mp": 0.0},
+        "cbm3d": {"psnr": cbm3d, "seconds_per_mp": cbm3d_speed},
+        "photo": {"psnr": photo, "seconds_per_mp": photo_speed},
+        "photo-n2c": {"psnr": twin, "seconds_per_mp": photo_speed},
+    }
+    return {"results": {str(TARGET_SIGMA): row}}
+
+
+def test_verdict_states_each_target_with_its_margin():
+    lines = verdict(_result(photo=30.5, cbm3d=31.25, twin=30.6))
+    assert lines[0] == "- PSNR: photo trails CBM3D by 0.75 dB at sigma 25."
+    assert lines[1] == "- Speed: photo is 50× faster per megapixel than CBM3D (target ≥ 10×)."
+    assert "+0.10 dB" in lines[2]
+    assert verdict(_result(31.5, 31.25, 31.5))[0].startswith("- PSNR: photo beats CBM3D by 0.25")
+
+
+def test_markdown_table_has_a_row_per_method():
+    table = markdown(_result(30.5, 31.25, 30.6)).splitlines()
+    assert table[0] == "| method | σ=25 PSNR (dB) | s/MP (σ=25) |"
+    assert table[2] == "| noisy | 20.20 | – |"
+    assert table[4] == "| photo | 30.50 | 1.00 |"
+
+
+def test_committed_report_is_complete_and_matches_readme_and_docs():
+    result = json.loads(RESULT.read_text())
+    assert set(result["results"]) == {"15", "25", "50"}
+    methods = {"noisy", "opencv-nlm", "wavelet", "cbm3d", "photo", "photo-n2c"}
+    for sigma, row in result["results"].items():
+        assert set(row) == methods, sigma
+        for name, r in row.items():
+            assert len(r["psnr_per_image"]) == 8
+            assert r["psnr"] == pytest.approx(np.mean(r["psnr_per_image"]), abs=1e-3), name
+            if name != "noisy":
+                assert r["psnr"] > row["noisy"]["psnr"] + 3, (sigma, name)
+    docs = (REPO / "docs" / "quality.md").read_text()
+    table = markdown(result)
+    assert table in docs
+    assert (REPO / "docs" / "quality" / f"crops_sigma{TARGET_SIGMA}.png").stat().st_size > 10_000
+    readme = (REPO / "README.md").read_text()
+    for name in methods - {"noisy"}:
+        psnr25 = result["results"]["25"][name]["psnr"]
+        assert f"| {name} | " in readme and f"{psnr25:.2f}" in readme, name
+    assert result["date"] in readme
+
+
+def test_the_noise2clean_twin_is_the_photo_network_with_clean_targets():
+    photo = load_checkpoint(REPO / "models" / "photo.pt")
+    twin = load_checkpoint(REPO / "bench" / "models" / "photo-n2c.pt")
+    assert twin.config == photo.config
+    a, b = photo.summary["train_config"], twin.summary["train_config"]
+    assert (a["target"], b["target"]) == ("noisy", "clean")
+    differ = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+    assert differ == {"target", "swap"}  # swapping input and target needs noisy targets
