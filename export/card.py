@@ -61,7 +61,8 @@ def _summary_table(model_path: Path, info: md.ModelInfo, props: dict[str, str]) 
         f"| input / output | `noisy` → `denoised`, float32 N×3×H×W RGB in [0, 1]; H and W "
         f"multiples of {info.stride} (the runtime pads) |",
         f"| architecture | UNet, features {net.get('features')}, {net.get('convs_per_level')} "
-        f"conv/level, {net.get('pooling')} pooling, {net.get('upsampling')} upsampling |",
+        f"conv/level, {net.get('pooling')} pooling, {net.get('upsampling')} upsampling"
+        f"{', residual (predicts the noise)' if net.get('residual') else ''} |",
         f"| trained for noise | `{info.noise}` (0–255 scale) |",
         f"| training data | {_data_line(data)} |",
         f"| training | {_training_line(train, cfg)} |",
@@ -82,8 +83,13 @@ def _training_line(train: dict[str, Any], cfg: dict[str, Any]) -> str:
     extras = [k for k in ("swap", "dihedral") if cfg.get(k)]
     if cfg.get("blur_prob"):
         extras.append(f"blur p={cfg['blur_prob']}")
+    if cfg.get("pyramid"):
+        extras.append(f"photos also at 1/2 … 1/{2 ** cfg['pyramid']} size")
+    schedule = cfg.get("schedule", "none")
     return (
-        f"{cfg.get('optimizer')} lr {cfg.get('lr')}, {cfg.get('loss', 'mse')} loss, "
+        f"{cfg.get('optimizer')} lr {cfg.get('lr')}"
+        f"{'' if schedule == 'none' else f' ({schedule} schedule)'}, "
+        f"{cfg.get('loss', 'mse')} loss, {cfg.get('precision', 'fp32')}, "
         f"{cfg.get('target', 'noisy')} targets, batch {cfg.get('batch_size')}, {amount}"
         f"{'; augmentation: ' + ', '.join(extras) if extras else ''}"
         f"; best epoch {train.get('best_epoch')}"
