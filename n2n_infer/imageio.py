@@ -2,10 +2,11 @@
 
 Files are read into numpy arrays that :class:`~n2n_infer.Denoiser` accepts:
 H×W uint8 (8-bit grey), H×W uint16 (16-bit grey), H×W×3 uint8 (colour),
-H×W×4 uint8 (with alpha), or H×W×3 / H×W×4 uint16 (16-bit colour PNG, which
-Pillow cannot keep, so :mod:`n2n_infer.png16` reads and writes it). EXIF
-orientation is applied on reading; the ICC profile and the remaining EXIF data
-are kept and written back.
+H×W×4 uint8 (with alpha), or H×W×3 / H×W×4 uint16 (16-bit colour PNG or TIFF,
+which Pillow decodes to 8 bits and cannot write, so :mod:`n2n_infer.png16` and
+:mod:`n2n_infer.tiff16` read and write them). EXIF orientation is applied on
+reading; the ICC profile and the remaining EXIF data are kept and written back
+(16-bit colour TIFFs keep their ICC profile, not their other tags).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from n2n_infer import png16
+from n2n_infer import png16, tiff16
 from n2n_infer.errors import ImageError
 
 #: Suffixes the batch job reads, and the format each is written back in.
@@ -51,13 +52,14 @@ class ImageFile:
 
     Attributes:
         pixels: H×W uint8/uint16, H×W×3 or H×W×4 uint8 (orientation applied), or
-            H×W×3 / H×W×4 uint16 from a 16-bit colour PNG.
+            H×W×3 / H×W×4 uint16 from a 16-bit colour PNG or TIFF.
         format: Pillow format name (``"PNG"``, ``"JPEG"``, ...).
         mode: Pillow mode to write back (``"LA"`` is read as RGBA and written as LA;
-            16-bit colour PNGs have ``"RGB"``/``"RGBA"`` with uint16 pixels).
+            16-bit colour PNGs and TIFFs have ``"RGB"``/``"RGBA"`` with uint16 pixels).
         icc_profile: the embedded ICC profile bytes, if any.
         exif: EXIF bytes with the orientation reset, if any.
-        notes: what could not be kept (e.g. 16-bit colour TIFF read as 8-bit).
+        notes: what could not be kept (e.g. a 16-bit colour PNG named ``.tif``,
+            which Pillow reads as 8-bit).
     """
 
     pixels: np.ndarray
@@ -85,8 +87,11 @@ def read_file(path: str | Path, max_pixels: int | None = None) -> ImageFile:
             raise ImageError(f"{path}: empty file (0 bytes)")
         with open(path, "rb") as f:
             head = f.read(32)
-        if png16.is_png16_colour(head) and SUFFIXES.get(path.suffix.lower()) == "PNG":
+        fmt = SUFFIXES.get(path.suffix.lower())
+        if png16.is_png16_colour(head) and fmt == "PNG":
             return _read_png16(path, max_pixels)
+        if fmt == "TIFF" and _is_tiff16_colour(path):
+            return _read_tiff16(path, max_pixels)
         with Image.open(path) as im:
             if im.width * im.height > max_pixels:
                 raise ImageError(
@@ -143,6 +148,23 @@ def _read_png16(path: Path, max_pixels: int) -> ImageFile:
     return ImageFile(np.ascontiguousarray(pixels), "PNG", mode, png.icc_profile, exif_bytes)
 
 
+def _is_tiff16_colour(path: Path) -> bool:
+    """True for a 16-bit RGB/RGBA TIFF (reads the header and first IFD, not the whole file)."""
+    with open(path, "rb") as f:
+        return tiff16.is_tiff16_colour(f)
+
+
+def _read_tiff16(path: Path, max_pixels: int) -> ImageFile:
+    """A 16-bit RGB/RGBA TIFF, which Pillow would decode to 8 bits (see :mod:`tiff16`).
+
+    The Orientation tag is applied like ``ImageOps.exif_transpose`` does it.
+    """
+    tif = tiff16.decode_tiff16(path, path.read_bytes(), max_pixels)
+    pixels = np.ascontiguousarray(_orient(tif.pixels, tif.orientation))
+    mode = "RGBA" if pixels.shape[2] == 4 else "RGB"
+    return ImageFile(pixels, "TIFF", mode, tif.icc_profile)
+
+
 def _orient(px: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1-8) to H×W×C pixels: the image as it is meant to be seen."""
     if orientation in (5, 6, 7, 8):  # transposed: swap rows and columns first
@@ -153,9 +175,12 @@ def _orient(px: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _depth_notes(im: Any) -> list[str]:
-    """Pillow decodes 16-bit colour (TIFF, misnamed PNG) as 8-bit: say so instead of hiding it.
+    """Pillow decodes 16-bit colour as 8-bit: say so instead of hiding it.
 
-    Call before ``im.load()``, which empties ``im.tile``.
+    16-bit colour PNGs and TIFFs are read by :mod:`png16` and :mod:`tiff16`; this
+    catches those whose suffix names another format (a 16-bit colour PNG named
+    ``.tif``, a TIFF named ``.png``), which Pillow reads. Call before ``im.load()``,
+    which empties ``im.tile``.
     """
     if im.mode not in ("RGB", "RGBA"):
         return []
@@ -188,15 +213,17 @@ def write_file(path: str | Path, loaded: ImageFile, pixels: np.ndarray | None = 
     """Write ``pixels`` (default ``loaded.pixels``) like ``loaded``: format, mode, ICC, EXIF.
 
     The format comes from the suffix of ``path``. The file is written atomically.
-    uint16 colour pixels are written as a 16-bit PNG (:mod:`n2n_infer.png16`).
+    uint16 colour pixels are written as a 16-bit PNG (:mod:`n2n_infer.png16`) or a
+    16-bit TIFF (:mod:`n2n_infer.tiff16`, which keeps the ICC profile, not the EXIF).
 
     Raises:
-        ImageError: unknown suffix, or uint16 colour pixels for a format other than PNG.
+        ImageError: unknown suffix, or uint16 colour pixels for a format other than
+            PNG and TIFF.
     """
     path = Path(path)
     px = loaded.pixels if pixels is None else pixels
     if px.dtype == np.uint16 and px.ndim == 3:
-        _write_png16(path, px, loaded.icc_profile, loaded.exif)
+        _write_colour16(path, px, loaded.icc_profile, loaded.exif)
         return
     im = Image.fromarray(px)
     if loaded.mode == "LA":
@@ -209,10 +236,16 @@ def write_file(path: str | Path, loaded: ImageFile, pixels: np.ndarray | None = 
     _save_atomic(Path(path), im, options)
 
 
-def _write_png16(path: Path, px: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
-    if SUFFIXES.get(path.suffix.lower()) != "PNG":
-        raise ImageError(f"{path}: 16-bit colour can only be written as PNG, not {path.suffix!r}")
-    data = png16.encode_png16(px, icc, exif)
+def _write_colour16(path: Path, px: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt == "PNG":
+        data = png16.encode_png16(px, icc, exif)
+    elif fmt == "TIFF":
+        data = tiff16.encode_tiff16(px, icc)
+    else:
+        raise ImageError(
+            f"{path}: 16-bit colour can only be written as PNG or TIFF, not {path.suffix!r}"
+        )
     _write_atomic(path, lambda f: f.write(data))
 
 

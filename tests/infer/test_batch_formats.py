@@ -218,15 +218,22 @@ def _tiff_rgb16(path, rgb16):
     )
 
 
-def test_16_bit_colour_tiff_is_denoised_and_its_8_bit_decoding_is_said(tmp_path):
+def test_16_bit_colour_tiff_stays_16_bit(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
-    _tiff_rgb16(src / "c16.tif", _photo(7).astype(np.uint16) * 257)
+    rgb16 = _photo(7).astype(np.uint16) * 257 + np.arange(52, dtype=np.uint16)[:, None]
+    _tiff_rgb16(src / "c16.tif", rgb16)
     loaded = imageio.read_file(src / "c16.tif")
-    assert loaded.pixels.dtype == np.uint8 and "16-bit colour TIFF" in loaded.notes[0]
-    assert np.array_equal(loaded.pixels, _photo(7))
+    assert (loaded.format, loaded.mode, loaded.notes) == ("TIFF", "RGB", [])
+    assert loaded.pixels.dtype == np.uint16 and np.array_equal(loaded.pixels, rgb16)
     result = _run(src, tmp_path / "out", "--report", tmp_path / "r.json")
     assert result.exit_code == 0, result.output
-    assert "note    c16.tif: 16-bit colour TIFF" in result.output
+    assert "note" not in result.output
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["files"][0]["notes"] == loaded.notes
+    assert report["files"][0]["notes"] == []
+    out = imageio.read_file(tmp_path / "out" / "c16.tif")
+    assert out.format == "TIFF" and out.pixels.dtype == np.uint16
+    assert out.pixels.shape == (36, 52, 3)
+    assert np.any(out.pixels % 257 != 0)  # not 8-bit values scaled up
+    with Image.open(tmp_path / "out" / "c16.tif") as im:  # a TIFF that libtiff reads too
+        assert (im.format, im.mode, im.size) == ("TIFF", "RGB", (52, 36))
