@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Re-measure every committed figure that depends on the shipped photo model, in
+# order, on a quiet machine (each benchmark compares within its own run):
+#   docs/training/size_sweep.md      network size: PSNR per training second vs speed
+#   docs/quality.md, bench/results/quality.json   photo vs OpenCV NLM, wavelets, CBM3D
+#   bench/results/throughput*.{json,md}            runtime vs torch eager (2 and 1 threads)
+#   bench/results/memory.{json,md}                 peak memory up to 8000×8000
+#   bench/results/variants-photo.*, models/photo.variants.json   fp16/int8 variants
+# Usage: bash scripts/refresh_benchmarks.sh [SWEEP_RUNS_DIR]   (about 25 minutes on 2 cores)
+# Needs `pip install -e ".[train,dev,bench]"` and the photo corpus (n2n-train corpus).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=${PYTHON:-.venv/bin/python}
+sweep=${1:-runs/sweep}
+if [ -d "$sweep" ]; then "$py" scripts/size_report.py "$sweep"; fi
+"$py" -m bench.quality
+"$py" bench/throughput.py
+"$py" bench/throughput.py --threads 1 --out bench/results/throughput_1thread
+"$py" bench/memory.py
+"$py" -m bench.variants --model photo
