@@ -112,12 +112,23 @@ def _chunks(path: Path, data: bytes) -> list[tuple[bytes, bytes]]:
         pos = end + 4
 
 
+def bounded_inflate(compressed: bytes, expected: int) -> tuple[bytes, bool]:
+    """Inflate at most ``expected`` bytes; also say whether the stream holds more
+    (a decompression bomb never allocates past ``expected``).
+
+    Raises:
+        zlib.error: the data is not a valid zlib stream.
+    """
+    d = zlib.decompressobj()
+    out = d.decompress(compressed, expected)
+    overflow = bool(d.unconsumed_tail) or (not d.eof and bool(d.decompress(b"", 1)))
+    return out, overflow
+
+
 def _inflate(path: Path, compressed: bytes, expected: int, what: str) -> bytes:
     """Inflate at most ``expected`` bytes; more (a decompression bomb) or fewer is an error."""
-    d = zlib.decompressobj()
     try:
-        out = d.decompress(compressed, expected)
-        overflow = bool(d.unconsumed_tail) or (not d.eof and bool(d.decompress(b"", 1)))
+        out, overflow = bounded_inflate(compressed, expected)
     except zlib.error as exc:
         raise ImageError(f"{path}: corrupt PNG {what} ({exc})") from None
     if overflow:

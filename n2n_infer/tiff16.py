@@ -40,6 +40,7 @@ from typing import BinaryIO
 import numpy as np
 
 from n2n_infer.errors import ImageError
+from n2n_infer.png16 import bounded_inflate
 
 __all__ = ["Tiff16", "decode_tiff16", "encode_tiff16", "is_tiff16_colour"]
 
@@ -404,10 +405,8 @@ def _decompress(compression: int, data: bytes, expected: int, limit: int, what: 
 
 def _inflate(data: bytes, expected: int, what: str) -> bytes:
     """Inflate at most ``expected`` bytes; more (a decompression bomb) is an error."""
-    d = zlib.decompressobj()
     try:
-        out = d.decompress(data, expected)
-        overflow = bool(d.unconsumed_tail) or (not d.eof and bool(d.decompress(b"", 1)))
+        out, overflow = bounded_inflate(data, expected)
     except zlib.error as exc:
         raise _Malformed(f"corrupt Deflate data in {what} ({exc})") from None
     if overflow:

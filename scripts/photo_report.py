@@ -1,0 +1,80 @@
+"""Learning curves of the photo model and its Noise2Clean twin (scripts/train_default.sh).
+
+Usage: python scripts/photo_report.py [RUNS_DIR]   (RUNS_DIR holds photo/ and photo-n2c/)
+
+Copies both runs' ``metrics.jsonl`` to ``docs/training/``, plots validation PSNR
+(held-out TRAIN_CORE photos, blind sigma 0-50) against training hours to
+``docs/training/photo_curves.png``, and writes ``docs/training/photo.json``: per run,
+the best validation PSNR, the training time, and the gain over the last quarter of
+the epochs (how much the run was still improving when its schedule ended).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RUNS = {"photo": "Noise2Noise (shipped)", "photo-n2c": "Noise2Clean twin"}
+
+
+def load(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def summary(rows: list[dict]) -> dict[str, float]:
+    hours, total = [], 0.0
+    for r in rows:
+        total += r["seconds"]
+        hours.append(total / 3600)
+    quarter = max(1, len(rows) // 4)
+    before = max(r["val_psnr"] for r in rows[:-quarter]) if len(rows) > quarter else float("nan")
+    best = max(r["val_psnr"] for r in rows)
+    return {
+        "epochs": len(rows),
+        "training_hours": hours[-1],
+        "best_val_psnr": best,
+        "gain_last_quarter_db": best - before,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", type=Path, nargs="?", default=REPO / "runs")
+    args = ap.parse_args()
+    out = REPO / "docs" / "training"
+    out.mkdir(parents=True, exist_ok=True)
+    curves = {}
+    for name in RUNS:
+        shutil.copyfile(args.runs / name / "metrics.jsonl", out / f"{name}.metrics.jsonl")
+        curves[name] = load(args.runs / name)
+    result = {name: summary(rows) for name, rows in curves.items()}
+    (out / "photo.json").write_text(json.dumps(result, indent=2) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, rows in curves.items():
+        t, hours = 0.0, []
+        for r in rows:
+            t += r["seconds"]
+            hours.append(t / 3600)
+        ax.plot(hours, [r["val_psnr"] for r in rows], marker=".", label=RUNS[name])
+    ax.set_xlabel("training time (hours, one CPU core each)")
+    ax.set_ylabel("validation PSNR (dB)")
+    ax.set_title("photo model: held-out TRAIN_CORE patches, sigma 0-50", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "photo_curves.png", dpi=110)
+    plt.close(fig)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
