@@ -51,7 +51,9 @@ n2n-train fit --photos DIR --noise poisson:5-50 --out runs/p   # clean photos, n
 
 - **Model** (`UNetConfig`): `--features 16,32,64` (2–5 levels), `--convs-per-level 1|2`,
   `--batch-norm`, `--dropout P`, `--pooling avg|max`, `--upsampling nearest|bilinear|transposed`,
-  `--activation relu|leaky_relu`; `--preset study` is the study's final model.
+  `--activation relu|leaky_relu`, `--residual` (the output is the input plus the network's
+  1×1 head: the network predicts the noise, as in DnCNN, which trains several times faster
+  on photos); `--preset study` is the study's final model.
 - **Optimisation**: `--optimizer sgd|adam|adagrad` with the study's settings (SGD lr 0.01
   momentum 0.9; Adam lr 0.001 betas 0.9/0.999; Adagrad lr 0.01; `--lr` overrides),
   `--schedule none|cosine|step`; `--loss mse|l1|l0` (l0: the paper's annealed L0, gamma 2 → 0;
@@ -59,6 +61,11 @@ n2n-train fit --photos DIR --noise poisson:5-50 --out runs/p   # clean photos, n
 - **Augmentation**: `--swap` (exchange input and target in half the pairs), `--dihedral`
   (the 8 flips/rotations), `--blur-prob P` (blur one side of a pair with a random Gaussian,
   sigma 0.5–1.5 px); `--study` turns on all three (P = 0.1), as the study's "augmented" set.
+- **Photos at several scales**: `--pyramid N` (photo folders) also trains on each photo
+  halved up to N times (2×2 average) while its shorter side stays ≥ max(patch, 256) px.
+  Large wallpapers are mostly smooth at full size; their halved copies show the dense
+  detail of ordinary, smaller photos. The train/validation split is made by photo first,
+  so every scale of a photo stays on one side.
 - **Noise2Clean**: `--target clean` trains on clean targets (photos: the clean patch; course
   format: a (noisy, clean) file such as `train_clean.pkl`), to measure the Noise2Noise gap.
 - **Noises** (`--noise`, photos only; `training/noise.py`): `gaussian:25`, `gaussian:0-50`

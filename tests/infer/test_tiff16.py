@@ -3,7 +3,6 @@
 import io
 import re
 import struct
-import time
 import tracemalloc
 import zlib
 
@@ -538,11 +537,3 @@ def test_truncations_and_corruptions_never_leak_other_errors():
             else:
                 assert tif.pixels.shape[2] in (3, 4)
         assert refused >= len(cuts) - 1
-
-
-def test_lzw_decoding_is_reasonably_fast():
-    px = _photo16(9, 200, 300)
-    data = tiff_bytes(px, compression=5, rows_per_strip=40)
-    t0 = time.perf_counter()
-    assert np.array_equal(_decode(data).pixels, px)
-    assert time.perf_counter() - t0 < 5  # 360 kB; a 1000×1000 RGB file takes a few seconds
