@@ -48,7 +48,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     type=click.IntRange(min=0),
     default=None,
     help="Denoise in N×N tiles (a multiple of the model's stride); 0 never tiles "
-    "[default: 512-pixel tiles above 4.2 megapixels].",
+    "[default: 512-pixel tiles (larger for deep models) above 4.2 megapixels].",
 )
 @click.option("--recursive", is_flag=True, help="Also denoise subfolders, mirrored in OUT_DIR.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
@@ -136,9 +136,9 @@ def batch(
 
 
 def _denoiser(model: str | None, device: str, batch_size: int, tile: int | None) -> Denoiser:
-    from n2n_infer.denoiser import DEFAULT_TILE_SIZE, Denoiser
+    from n2n_infer.denoiser import Denoiser
 
-    size = tile if tile else DEFAULT_TILE_SIZE
+    size = tile if tile else None
     return Denoiser(model, device=device, batch_size=batch_size, tile_size=size)
 
 

@@ -15,7 +15,7 @@ from n2n_infer.metadata import INPUT_NAME, KEY_PRECISION, OUTPUT_NAME, ModelInfo
 from n2n_infer.padding import crop, pad_to_multiple
 from n2n_infer.registry import resolve_model
 from n2n_infer.session import CUDA, SessionConfig, create_session, parse_device, run_model
-from n2n_infer.tiling import TileSpec, default_overlap, denoise_tiled
+from n2n_infer.tiling import TileSpec, default_overlap, default_tile_size, denoise_tiled
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,10 @@ class Denoiser:
         intra_op_threads: CPU threads per call; 0 lets onnxruntime choose
             (overrides ``session_config.intra_op_threads`` when non-zero).
         tile_size: edge of the square tiles large images are cut into (a
-            multiple of the model's stride).
+            multiple of the model's stride); ``None`` picks 512, or four times the
+            overlap for models whose overlap would leave too little of a 512 tile.
         tile_overlap: pixels shared by neighbouring tiles; ``None`` picks four
-            times the model's receptive radius (64 for the bundled model).
+            times the model's receptive radius rounded up to the stride.
         max_untiled_pixels: images with more pixels are tiled automatically.
         max_batch_pixels: fewer images (or tiles) than ``batch_size`` go into
             one model call when they would exceed this many pixels together
@@ -63,7 +64,7 @@ class Denoiser:
         batch_size: int = 8,
         intra_op_threads: int = 0,
         *,
-        tile_size: int = DEFAULT_TILE_SIZE,
+        tile_size: int | None = None,
         tile_overlap: int | None = None,
         max_untiled_pixels: int = MAX_UNTILED_PIXELS,
         max_batch_pixels: int = MAX_BATCH_PIXELS,
@@ -83,6 +84,8 @@ class Denoiser:
         overlap = (
             default_overlap(self.info.config, self.stride) if tile_overlap is None else tile_overlap
         )
+        if tile_size is None:
+            tile_size = default_tile_size(overlap, self.stride, DEFAULT_TILE_SIZE)
         self.tiles = TileSpec(tile_size, overlap)
         self.tiles.check(self.stride)
         self._binding, self._device_id = self._binding_device(device, config.io_binding)

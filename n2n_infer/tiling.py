@@ -69,6 +69,13 @@ def receptive_radius(config: dict[str, Any]) -> int:
     return radius + up * (2 ** (levels - 1) - 1)
 
 
+def default_tile_size(overlap: int, stride: int, base: int = 512) -> int:
+    """``base``, or for a wide overlap the multiple of ``stride`` nearest above 4 × overlap,
+    so that at least half of each tile's width is its own output."""
+    size = max(base, 4 * overlap)
+    return -(-size // stride) * stride
+
+
 def default_overlap(config: dict[str, Any], stride: int) -> int:
     """Four margins, each the receptive radius rounded up to the stride."""
     margin = math.ceil(receptive_radius(config) / stride) * stride

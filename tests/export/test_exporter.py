@@ -42,3 +42,25 @@ def test_metadata_round_trips_the_config(tiny_onnx, tiny_run):
     assert set(info.exporter) >= {"torch", "onnx", "opset"}
     assert len(props[md.KEY_CHECKPOINT_SHA256]) == 64
     assert json.loads(props[md.KEY_TRAINING])["best_epoch"] == ckpt.summary["best_epoch"]
+
+
+def test_deep_models_get_tiles_wide_enough_for_their_overlap(tmp_path):
+    """4 levels of 2 convolutions need a 256-pixel overlap: the default tile grows to fit."""
+    import torch
+
+    from export.exporter import export_onnx
+    from n2n_infer import Denoiser
+    from training.checkpoint import save_checkpoint
+    from training.config import UNetConfig
+    from training.unet import UNet
+
+    torch.manual_seed(0)
+    cfg = UNetConfig(features=(4, 8, 16, 32), convs_per_level=2, residual=True)
+    ckpt = save_checkpoint(tmp_path / "deep.pt", UNet(cfg), {})
+    d = Denoiser(export_onnx(ckpt, tmp_path / "deep.onnx"), device="cpu")
+    assert (d.tiles.overlap, d.tiles.size) == (256, 1024)
+    img = np.random.default_rng(0).integers(0, 256, (1040, 96, 3), dtype=np.uint8)
+    tiled = d.denoise(img, tile=True).astype(int)
+    assert np.abs(tiled - d.denoise(img, tile=False).astype(int)).max() <= 1
+    with pytest.raises(ValueError, match="must exceed twice the overlap"):
+        Denoiser(d.path, device="cpu", tile_size=512)
