@@ -6,7 +6,7 @@
 #   bench/results/throughput*.{json,md}            runtime vs torch eager (2 and 1 threads)
 #   bench/results/memory.{json,md}                 peak memory up to 8000×8000
 #   bench/results/variants-photo.*, models/photo.variants.json   fp16/int8 variants
-# Usage: bash scripts/refresh_benchmarks.sh [SWEEP_RUNS_DIR]   (about 25 minutes on 2 cores)
+# Usage: [REPEATS=5] bash scripts/refresh_benchmarks.sh [SWEEP_RUNS_DIR]   (about 30 minutes on 2 cores)
 # Needs `pip install -e ".[train,dev,bench]"` and the photo corpus (n2n-train corpus).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ py=${PYTHON:-.venv/bin/python}
 sweep=${1:-runs/sweep}
 if [ -d "$sweep" ]; then "$py" scripts/size_report.py "$sweep"; fi
 "$py" -m bench.quality
-"$py" bench/throughput.py
-"$py" bench/throughput.py --threads 1 --out bench/results/throughput_1thread
+"$py" bench/throughput.py --threads 1 --repeats ${REPEATS:-5} --out bench/results/throughput_1thread
 "$py" bench/memory.py
-"$py" -m bench.variants --model photo
+"$py" -m bench.variants --model photo --repeats ${REPEATS:-5}
+"$py" bench/throughput.py --repeats ${REPEATS:-5}

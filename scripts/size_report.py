@@ -64,7 +64,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", type=Path, nargs="?", default=REPO / "runs" / "sweep")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "training" / "size_sweep.md")
+    ap.add_argument(
+        "--reuse-timing",
+        action="store_true",
+        help="take the inference speeds from the JSON beside --out (no re-timing)",
+    )
     args = ap.parse_args()
+    old_rows = {}
+    if args.reuse_timing:
+        old = json.loads(args.out.with_suffix(".json").read_text())
+        old_rows = {r["run"]: r["inference_s_per_mp"] for r in old["rows"]}
+        old_rows["study"] = old["study_inference_s_per_mp"]
     runs = sorted(p for p in args.runs.iterdir() if (p / "metrics.jsonl").exists())
     curves = {r.name: curve(r) for r in runs if curve(r)}
     horizon = min(c[-1][0] for c in curves.values())
@@ -83,10 +93,11 @@ def main() -> None:
                     "params": sum(p.numel() for p in UNet(cfg).parameters()),
                     "psnr_at_horizon": reached[-1] if reached else None,
                     "curve": curves[run.name],
-                    "inference_s_per_mp": inference_seconds_per_mp(cfg, Path(tmp)),
+                    "inference_s_per_mp": old_rows.get(run.name)
+                    or inference_seconds_per_mp(cfg, Path(tmp)),
                 }
             )
-        study = inference_seconds_per_mp(UNetConfig(), Path(tmp))
+        study = old_rows.get("study") or inference_seconds_per_mp(UNetConfig(), Path(tmp))
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
@@ -97,16 +108,17 @@ def main() -> None:
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         "| features (2 convs/level, residual) | parameters | val PSNR at "
-        f"{horizon / 60:.0f} min (dB) | inference s/MP |",
-        "|---|---|---|---|",
+        f"{horizon / 60:.0f} min (dB) | last epoch: minutes, val PSNR (dB) | inference s/MP |",
+        "|---|---|---|---|---|",
     ]
     for r in rows:
         psnr = "–" if r["psnr_at_horizon"] is None else f"{r['psnr_at_horizon']:.2f}"
+        last_t, last_p = r["curve"][-1]
         lines.append(
             f"| {'/'.join(map(str, r['features']))} | {r['params'] / 1e6:.2f} M | {psnr} | "
-            f"{r['inference_s_per_mp']:.2f} |"
+            f"{last_t / 60:.1f}, {last_p:.2f} | {r['inference_s_per_mp']:.2f} |"
         )
-    lines.append(f"| study 16/32/64, 1 conv (reference) | 0.06 M | – | {study:.2f} |")
+    lines.append(f"| study 16/32/64, 1 conv (reference) | 0.06 M | – | – | {study:.2f} |")
     table = "\n".join(lines) + "\n"
     args.out.write_text(
         f"# Network size for the photo model\n\nMeasured on {result['date']}, "
