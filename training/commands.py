@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from training.config import PRESETS, ConfigError, TrainConfig, UNetConfig
 from training.data import CoursePairs, DataError, PhotoPairs, load_course_pairs, load_photo_folder
 from training.evaluate import EvalResult
 from training.noise import parse_noise
+
+log = logging.getLogger(__name__)
 
 #: ``n2n-train fit`` options that override fields of the preset's UNetConfig.
 _MODEL_OPTIONS = (
@@ -99,6 +102,13 @@ def load_data(
     gen = torch.Generator().manual_seed(cfg.seed)
     clean_targets = cfg.target == "clean"
     if opts["photos"] is not None:
+        if cfg.swap and not clean_targets:
+            log.warning(
+                "--swap with --photos: each photo pair is drawn fresh, so swapping adds no "
+                "data, and it makes the clipped, rounded input copy the target half the "
+                "time, whose mean is not the clean pixel near black and white (most of the "
+                "shipped photo model's gap to Noise2Clean; see docs/photo_model.md)"
+            )
         photos = load_photo_folder(opts["photos"])
         data = PhotoPairs(
             photos,

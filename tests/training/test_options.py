@@ -205,3 +205,16 @@ def test_runs_with_one_seed_are_identical(tmp_path, photo_tensors):
     assert sa["val_psnr"] == sb["val_psnr"]
     c, _ = _fit(tmp_path / "c", photo_tensors, UNetConfig(dropout=0.1), seed=1, **changes)
     assert not torch.equal(a.head.weight, c.head.weight)
+
+
+def test_swap_with_photos_warns_about_clipped_targets(photos_dir, caplog):
+    from training.commands import load_data
+
+    opts = {"photos": photos_dir, "course": None, "course_val": None}
+    with caplog.at_level("WARNING", logger="training.commands"):
+        load_data(opts, dataclasses.replace(TINY, swap=True, patch_size=32))
+    assert "clipped, rounded input copy the target" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="training.commands"):
+        load_data(opts, dataclasses.replace(TINY, patch_size=32))
+    assert caplog.text == ""
