@@ -24,7 +24,7 @@ Methods:
 
 Seconds per megapixel: wall time of each method on the whole set at sigma 25 divided
 by its megapixels, on this machine, all methods in the same run with their default
-thread counts (onnxruntime and OpenCV use every core; bm3d and the wavelet one).
+threading (onnxruntime uses every core; the others as their packages set it).
 """
 
 from __future__ import annotations
@@ -287,8 +287,8 @@ noise of each σ (0-255 scale) is added to the uint8 image, clipped and rounded,
 real file would be. Every method reads that uint8 image; its output is rounded to
 uint8; the table gives the mean per-image PSNR. Seconds per megapixel are the wall
 time on the whole set at σ=25, all methods in the same run on this
-{result["threads"]}-core CPU, each with its default threads (onnxruntime and OpenCV use
-every core, bm3d and scikit-image one).
+{result["threads"]}-core CPU, each with its default threading (onnxruntime uses every
+core; the others as their packages set it).
 
 {markdown(result)}
 Target (issue 6): beat CBM3D at σ=25 while at least 10× faster, and stay within
