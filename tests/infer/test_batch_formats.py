@@ -150,16 +150,16 @@ def test_pixel_limit_refuses_decompression_bombs(tree, tmp_path, monkeypatch):
 
 
 def test_tile_option_and_quiet(tree, tmp_path):
-    big = np.kron(_photo(6, 50, 60), np.ones((4, 4, 1), np.uint8))  # 200×240
+    big = np.kron(_photo(6, 50, 60), np.ones((6, 6, 1), np.uint8))  # 300×360
     Image.fromarray(big).save(tree / "big.png")
-    tiled = _run(tree, tmp_path / "t", "--tile", "160", "--quiet")
+    tiled = _run(tree, tmp_path / "t", "--tile", "240", "--quiet")  # > 2 × overlap 112
     whole = _run(tree, tmp_path / "w", "--tile", "0")
     assert tiled.exit_code == whole.exit_code == 0
     assert tiled.output.splitlines()[0].startswith("6 denoised")  # quiet: summary only
     a = np.asarray(Image.open(tmp_path / "t" / "big.png")).astype(int)
     b = np.asarray(Image.open(tmp_path / "w" / "big.png")).astype(int)
     assert np.abs(a - b).max() <= 1
-    bad = _run(tree, tmp_path / "x", "--tile", "150")
+    bad = _run(tree, tmp_path / "x", "--tile", "250")
     assert bad.exit_code == 2 and "multiple of stride 4" in bad.output
 
 
@@ -173,7 +173,7 @@ def test_info_prints_stride_noise_psnr_and_sizes():
     assert result.exit_code == 0, result.output
     meta = json.loads(result.output)
     assert meta["stride"] == 4 and meta["noise"] == "gaussian:0-50"
-    assert meta["sizes"]["file_bytes"] > 100_000 and meta["sizes"]["tile_overlap"] == 64
+    assert meta["sizes"]["file_bytes"] > 100_000 and meta["sizes"]["tile_overlap"] == 112
     text = CliRunner().invoke(main, ["info"]).output
     assert "psnr:" in text and "tiles:" in text and "MB)" in text
 

@@ -84,8 +84,8 @@ def test_tiles_of_several_images_share_batches(photo, monkeypatch):
         return real(batch)
 
     monkeypatch.setattr(photo, "_run", spy)
-    imgs = [_noisy(4, 200, 200), _noisy(5, 200, 200), _noisy(6, 200, 200)]
-    outs = photo.denoise_batch(imgs, tile=True)  # 2×2 tiles each: 12 tiles, batches of 4
+    imgs = [_noisy(4, 300, 300), _noisy(5, 300, 300), _noisy(6, 300, 300)]
+    outs = photo.denoise_batch(imgs, tile=True)  # 2×2 tiles of 240 each: 12 tiles, batches of 4
     assert [c[0] for c in calls] == [4, 4, 4]
     monkeypatch.undo()
     for img, out in zip(imgs, outs, strict=True):
@@ -93,7 +93,7 @@ def test_tiles_of_several_images_share_batches(photo, monkeypatch):
 
 
 def test_large_images_are_tiled_automatically(monkeypatch):
-    d = Denoiser(device="cpu", tile_size=160, max_untiled_pixels=100 * 100)
+    d = Denoiser(device="cpu", tile_size=240, max_untiled_pixels=100 * 100)
     shapes = []
     real = d._run
     monkeypatch.setattr(d, "_run", lambda b: shapes.append(b.shape) or real(b))
@@ -102,7 +102,7 @@ def test_large_images_are_tiled_automatically(monkeypatch):
     assert shapes == [(1, 3, 100, 100), (1, 3, 100, 104)]  # 10,100 pixels: one (padded) tile
     shapes.clear()
     d.denoise(np.zeros((300, 300, 3), np.uint8))
-    assert all(s[2] <= 160 and s[3] <= 160 for s in shapes) and len(shapes) > 1
+    assert all(s[2] <= 240 and s[3] <= 240 for s in shapes) and sum(s[0] for s in shapes) > 1
 
 
 def test_grey_and_alpha_and_uint16_tile_like_untiled(photo):
