@@ -20,6 +20,8 @@ Methods:
   blind: it estimates sigma itself, like the photo model.
 - ``cbm3d``: ``bm3d.bm3d_rgb`` given the true sigma (an advantage the others lack).
 - ``photo``: the shipped default model through ``n2n_infer`` (blind).
+- ``photo-x4``, ``photo-x8``: the same with ``ensemble=4`` / ``8`` (outputs averaged
+  over 4 / 8 flips and rotations of each image; ``n2n-infer batch --ensemble N``).
 - ``photo-n2c``: the same network and training, with clean targets (Noise2Clean).
 
 Seconds per megapixel: wall time of each method on the whole set at sigma 25 divided
@@ -53,6 +55,10 @@ TUNING_PHOTO = "opencv-doc__usr_share_doc_opencv-doc_examples_data_fruits.jpg"
 #: Candidate strengths for OpenCV NLM, as multiples of sigma.
 NLM_GRID = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4)
 TARGET_SIGMA = 25
+#: Self-ensemble sizes measured besides the plain model, as ``photo-xN`` rows.
+ENSEMBLES = (4, 8)
+#: Methods left out of the crop figure (to keep it readable).
+FIGURE_SKIP = ("noisy", "photo-x8")
 Method = Callable[[np.ndarray], np.ndarray]  # uint8 H×W×3 -> uint8 H×W×3
 
 
@@ -113,8 +119,8 @@ def cbm3d(sigma: float) -> Method:
     return run
 
 
-def runtime(model: str | Path) -> Method:
-    denoiser = Denoiser(model, device="cpu")
+def runtime(model: str | Path, ensemble: int = 1) -> Method:
+    denoiser = Denoiser(model, device="cpu", ensemble=ensemble)
     return denoiser.denoise  # uint8 in, uint8 out
 
 
@@ -173,7 +179,7 @@ def crops_figure(
     noisy = add_noise(clean, sigma, np.random.default_rng(12345))
     panels = [(f"noisy {psnr_u8(noisy, clean):.2f} dB", noisy)]
     for name, make in methods.items():
-        if name == "noisy":
+        if name in FIGURE_SKIP:
             continue
         result = make(sigma)(noisy)
         panels.append((f"{name} {psnr_u8(result, clean):.2f} dB", result))
@@ -200,6 +206,15 @@ def verdict(result: dict) -> list[str]:
     word = "beats" if gap > 0 else "trails"
     lines.append(f"- PSNR: photo {word} CBM3D by {abs(gap):.2f} dB at sigma {TARGET_SIGMA}.")
     lines.append(f"- Speed: photo is {speed:.0f}× faster per megapixel than CBM3D (target ≥ 10×).")
+    for n in ENSEMBLES:
+        if f"photo-x{n}" in row:
+            ens = row[f"photo-x{n}"]
+            gap_n = ens["psnr"] - cb["psnr"]
+            speed_n = cb["seconds_per_mp"] / ens["seconds_per_mp"]
+            lines.append(
+                f"- With `ensemble={n}`: {'beats' if gap_n > 0 else 'trails'} CBM3D by "
+                f"{abs(gap_n):.2f} dB, {speed_n:.0f}× faster."
+            )
     if "photo-n2c" in row:
         n2c_gap = row["photo-n2c"]["psnr"] - photo["psnr"]
         lines.append(
@@ -250,6 +265,8 @@ def main() -> None:
             "cbm3d": cbm3d,
             "photo": lambda s: runtime(args.model),
         }
+        for n in ENSEMBLES:
+            methods[f"photo-x{n}"] = lambda s, n=n: runtime(args.model, n)
         if args.twin.exists():
             twin = export_twin(args.twin, Path(tmp))
             methods["photo-n2c"] = lambda s: runtime(twin)
@@ -308,6 +325,9 @@ Target (issue 6): beat CBM3D at σ=25 while at least 10× faster, and stay withi
   must do without.
 - **photo**: the shipped default model (`models/photo.onnx`) through `n2n_infer`,
   blind (one model for σ 0-50).
+- **photo-x4**, **photo-x8**: the photo model with `Denoiser(ensemble=4)` / `8`
+  (`n2n-infer batch --ensemble N`): its outputs on 4 / 8 flips and rotations of the
+  image, averaged (self-ensemble), for 4 / 8 times the time.
 - **photo-n2c**: the same network and training with clean targets (Noise2Clean),
   from `bench/models/photo-n2c.pt`; it shows what training on noisy targets costs.
 

@@ -3,6 +3,9 @@
 # about the same CPU time (three runs side by side, one thread each), then
 # `python scripts/size_report.py` compares validation PSNR with CPU inference speed.
 # Usage: bash scripts/size_sweep.sh [RUNS_DIR]   (about 20 minutes on 2 CPU cores)
+# It keeps --swap so that it reproduces the committed docs/training/size_sweep.md,
+# measured before the swap flaw was found (docs/photo_model.md); all three candidates
+# trained with it, so they were compared on equal terms.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-runs/sweep}

@@ -48,6 +48,9 @@ def test_verdict_states_each_target_with_its_margin():
     assert lines[0] == "- PSNR: photo trails CBM3D by 0.75 dB at sigma 25."
     assert lines[1] == "- Speed: photo is 50× faster per megapixel than CBM3D (target ≥ 10×)."
     assert "+0.10 dB" in lines[2]
+    result = _result(photo=30.5, cbm3d=31.25, twin=30.6)
+    result["results"]["25"]["photo-x4"] = {"psnr": 31.3, "seconds_per_mp": 4.0}
+    assert verdict(result)[2] == "- With `ensemble=4`: beats CBM3D by 0.05 dB, 12× faster."
     assert verdict(_result(31.5, 31.25, 31.5))[0].startswith("- PSNR: photo beats CBM3D by 0.25")
 
 
@@ -61,7 +64,8 @@ def test_markdown_table_has_a_row_per_method():
 def test_committed_report_is_complete_and_matches_readme_and_docs():
     result = json.loads(RESULT.read_text())
     assert set(result["results"]) == {"15", "25", "50"}
-    methods = {"noisy", "opencv-nlm", "wavelet", "cbm3d", "photo", "photo-n2c"}
+    methods = {"noisy", "opencv-nlm", "wavelet", "cbm3d", "photo", "photo-x4", "photo-x8"}
+    methods |= {"photo-n2c"}
     for sigma, row in result["results"].items():
         assert set(row) == methods, sigma
         for name, r in row.items():
@@ -87,4 +91,4 @@ def test_the_noise2clean_twin_is_the_photo_network_with_clean_targets():
     a, b = photo.summary["train_config"], twin.summary["train_config"]
     assert (a["target"], b["target"]) == ("noisy", "clean")
     differ = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
-    assert differ == {"target", "swap"}  # swapping input and target needs noisy targets
+    assert differ == {"target"}
