@@ -1,11 +1,12 @@
 """Where the photo model and its Noise2Clean twin differ: error by clean intensity.
 
-Usage: python scripts/photo_bias.py [--sigma 25] [--images 8]
+Usage: python scripts/photo_bias.py [--sigma 25] [--images 8] [--also NAME=CHECKPOINT ...]
 
 On the held-out TRAIN_EXTRA photos (480×320, as bench/quality.py), noised at
 ``--sigma`` (clipped and rounded), runs ``models/photo.pt`` and
 ``bench/models/photo-n2c.pt`` in torch and reports, for five bands of the clean
 pixel value (0-255 scale), the mean error (output − clean: the bias) and the RMSE.
+``--also`` adds other checkpoints (e.g. an earlier photo model) to the table.
 Writes ``docs/training/photo_bias.{json,md}``.
 """
 
@@ -39,11 +40,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sigma", type=float, default=25)
     ap.add_argument("--images", type=int, default=8)
+    ap.add_argument(
+        "--also", action="append", default=[], metavar="NAME=CHECKPOINT", help="another model"
+    )
     args = ap.parse_args()
+    models = {name: REPO / path for name, path in MODELS.items()}
+    for spec in args.also:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            ap.error(f"--also {spec!r}: expected NAME=CHECKPOINT")
+        models[name] = Path(path)
     images = held_out_images()[: args.images]
     result: dict[str, list[dict[str, float]]] = {}
-    for name, path in MODELS.items():
-        model = load_checkpoint(REPO / path).build_model()
+    for name, path in models.items():
+        model = load_checkpoint(path).build_model()
         rng = np.random.default_rng(0)
         diffs: list[list[np.ndarray]] = [[] for _ in range(BANDS)]
         for im in images:

@@ -1,6 +1,7 @@
 """Learning curves of the photo model and its Noise2Clean twin (scripts/train_default.sh).
 
-Usage: python scripts/photo_report.py [RUNS_DIR]   (RUNS_DIR holds photo/ and photo-n2c/)
+Usage: python scripts/photo_report.py [RUNS_DIR]   (RUNS_DIR holds photo/ and photo-n2c/,
+and optionally photo-seed1/ and photo-swap/, plotted too when present)
 
 Copies both runs' ``metrics.jsonl`` to ``docs/training/``, plots validation PSNR
 (held-out TRAIN_CORE photos, blind sigma 0-50) against training hours to
@@ -18,6 +19,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS = {"photo": "Noise2Noise (shipped)", "photo-n2c": "Noise2Clean twin"}
+#: Runs plotted and summarised when RUNS_DIR has them.
+OPTIONAL_RUNS = {
+    "photo-seed1": "Noise2Noise, seed 1",
+    "photo-swap": "Noise2Noise with --swap (previous model)",
+}
 
 
 def load(run: Path) -> list[dict]:
@@ -47,7 +53,8 @@ def main() -> None:
     out = REPO / "docs" / "training"
     out.mkdir(parents=True, exist_ok=True)
     curves = {}
-    for name in RUNS:
+    labels = {**RUNS, **{k: v for k, v in OPTIONAL_RUNS.items() if (args.runs / k).is_dir()}}
+    for name in labels:
         shutil.copyfile(args.runs / name / "metrics.jsonl", out / f"{name}.metrics.jsonl")
         curves[name] = load(args.runs / name)
     result = {name: summary(rows) for name, rows in curves.items()}
@@ -64,7 +71,7 @@ def main() -> None:
         for r in rows:
             t += r["seconds"]
             hours.append(t / 3600)
-        ax.plot(hours, [r["val_psnr"] for r in rows], marker=".", label=RUNS[name])
+        ax.plot(hours, [r["val_psnr"] for r in rows], marker=".", label=labels[name])
     ax.set_xlabel("training time (hours, one CPU core each)")
     ax.set_ylabel("validation PSNR (dB)")
     ax.set_title("photo model: held-out TRAIN_CORE patches, sigma 0-50", fontsize=9)
