@@ -7,7 +7,11 @@ Copies both runs' ``metrics.jsonl`` to ``docs/training/``, plots validation PSNR
 (held-out TRAIN_CORE photos, blind sigma 0-50) against training hours to
 ``docs/training/photo_curves.png``, and writes ``docs/training/photo.json``: per run,
 the best validation PSNR, the training time, and the gain over the last quarter of
-the epochs (how much the run was still improving when its schedule ended).
+the epochs (how much the run was still improving when its schedule ended), and the
+best checkpoint's mean PSNR on the held-out set of ``bench/quality.py`` at sigma 25
+(same photos, same noise draw, torch fp32): unlike validation PSNR, which is measured
+on each run's own validation photos (the split follows the seed), it compares runs
+of different seeds on equal terms.
 """
 
 from __future__ import annotations
@@ -46,6 +50,30 @@ def summary(rows: list[dict]) -> dict[str, float]:
     }
 
 
+def held_out_psnr(checkpoint: Path, sigma: int = 25) -> float:
+    """Mean PSNR of ``checkpoint`` on bench/quality.py's held-out set at ``sigma``."""
+    import sys
+
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(REPO))
+    from bench.quality import add_noise, psnr_u8, to_u8
+    from bench.variants import held_out_images
+    from training.checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint).build_model().eval()
+    rng = np.random.default_rng(sigma)  # bench.quality's draw: default_rng(seed 0 + sigma)
+    scores = []
+    for clean in held_out_images():
+        noisy = add_noise(clean, sigma, rng)
+        x = torch.from_numpy(noisy.transpose(2, 0, 1)[None].astype(np.float32) / 255)
+        with torch.no_grad():
+            out = model(x)[0].numpy().transpose(1, 2, 0)
+        scores.append(psnr_u8(to_u8(out), clean))
+    return float(np.mean(scores))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", type=Path, nargs="?", default=REPO / "runs")
@@ -58,6 +86,8 @@ def main() -> None:
         shutil.copyfile(args.runs / name / "metrics.jsonl", out / f"{name}.metrics.jsonl")
         curves[name] = load(args.runs / name)
     result = {name: summary(rows) for name, rows in curves.items()}
+    for name in result:
+        result[name]["held_out_psnr_sigma25"] = held_out_psnr(args.runs / name / "best.pt")
     (out / "photo.json").write_text(json.dumps(result, indent=2) + "\n")
 
     import matplotlib
