@@ -82,12 +82,12 @@ def main() -> None:
     lines.append("| share of pixels | " + " | ".join(f"{n / sum(share):.0%}" for n in share) + " |")
     table = "\n".join(lines) + "\n"
     out = REPO / "docs" / "training"
+    command = " ".join(["python scripts/photo_bias.py", *(f"--also '{a}'" for a in args.also)])
     meta = {"date": datetime.date.today().isoformat(), "machine": machine(), "sigma": args.sigma}
     (out / "photo_bias.json").write_text(json.dumps({**meta, "bands": result}, indent=2) + "\n")
     (out / "photo_bias.md").write_text(
         f"Error by clean intensity (bias / RMSE, 0-255 scale), sigma {args.sigma:g}, "
-        f"{len(images)} held-out photos; {meta['date']}, `python scripts/photo_bias.py`.\n\n"
-        + table
+        f"{len(images)} held-out photos; {meta['date']}, `{command}`.\n\n" + table
     )
     print(table)
 

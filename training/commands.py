@@ -106,8 +106,8 @@ def load_data(
             log.warning(
                 "--swap with --photos: each photo pair is drawn fresh, so swapping adds no "
                 "data, and it makes the clipped, rounded input copy the target half the "
-                "time, whose mean is not the clean pixel near black and white (most of the "
-                "shipped photo model's gap to Noise2Clean; see docs/photo_model.md)"
+                "time, whose mean is not the clean pixel near black and white (it caused most "
+                "of an earlier photo model's gap to Noise2Clean; see docs/photo_model.md)"
             )
         photos = load_photo_folder(opts["photos"])
         data = PhotoPairs(
