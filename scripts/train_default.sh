@@ -7,6 +7,8 @@
 # Then `python -m bench.quality` compares it with OpenCV NLM, wavelets and CBM3D, and
 # `python -m bench.variants` measures the fp16/int8 variants.
 # A run that was stopped resumes with RESUME=1 bash scripts/train_default.sh.
+# EPOCHS=N (default 60) trains longer, e.g. across sessions with RESUME=1:
+#   EPOCHS=300 bash scripts/train_default.sh ~/.cache/n2n/runs/long300
 # No --swap: on photo folders it made the clipped input the target half the time,
 # which biased black and white (docs/photo_model.md, "The swap flaw").
 set -euo pipefail
@@ -16,7 +18,7 @@ py=${PYTHON:-.venv/bin/python}
 photos=$(bash scripts/photo_corpus.sh | tail -n 1)
 mkdir -p "$runs" bench/models
 recipe=(--photos "$photos" --noise gaussian:0-50 --features 32,64,128 --convs-per-level 2
-  --residual --pyramid 3 --patch-size 96 --batch-size 16 --epochs 60 --steps-per-epoch 150
+  --residual --pyramid 3 --patch-size 96 --batch-size 16 --epochs ${EPOCHS:-60} --steps-per-epoch 150
   --optimizer adam --schedule cosine --dihedral --precision bf16 --channels-last
   --threads 1 --seed 0 --no-progress ${RESUME:+--resume})
 "$py" -m training.cli -v fit "${recipe[@]}" --out "$runs/photo" \
