@@ -9,6 +9,10 @@
 # A run that was stopped resumes with RESUME=1 bash scripts/train_default.sh.
 # EPOCHS=N (default 60) trains longer, e.g. across sessions with RESUME=1:
 #   EPOCHS=300 bash scripts/train_default.sh ~/.cache/n2n/runs/long300
+# INIT_FROM=DIR fine-tunes instead: each model starts from DIR/photo/best.pt or
+# DIR/photo-n2c/best.pt with a new cosine schedule from LR (default 5e-4), e.g.
+#   INIT_FROM=runs EPOCHS=50 bash scripts/train_default.sh runs-ft
+# (the shipped models: 60 epochs from scratch, then this; docs/photo_model.md).
 # No --swap: on photo folders it made the clipped input the target half the time,
 # which biased black and white (docs/photo_model.md, "The swap flaw").
 set -euo pipefail
@@ -21,9 +25,15 @@ recipe=(--photos "$photos" --noise gaussian:0-50 --features 32,64,128 --convs-pe
   --residual --pyramid 3 --patch-size 96 --batch-size 16 --epochs ${EPOCHS:-60} --steps-per-epoch 150
   --optimizer adam --schedule cosine --dihedral --precision bf16 --channels-last
   --threads 1 --seed 0 --no-progress ${RESUME:+--resume})
-"$py" -m training.cli -v fit "${recipe[@]}" --out "$runs/photo" \
+n2n=() n2c=()
+if [[ -n ${INIT_FROM:-} ]]; then
+  recipe+=(--lr "${LR:-5e-4}")
+  n2n=(--init "$INIT_FROM/photo/best.pt")
+  n2c=(--init "$INIT_FROM/photo-n2c/best.pt")
+fi
+"$py" -m training.cli -v fit "${recipe[@]}" "${n2n[@]}" --out "$runs/photo" \
   >>"$runs/photo.log" 2>&1 &
-"$py" -m training.cli -v fit "${recipe[@]}" --target clean --out "$runs/photo-n2c" \
+"$py" -m training.cli -v fit "${recipe[@]}" "${n2c[@]}" --target clean --out "$runs/photo-n2c" \
   >>"$runs/photo-n2c.log" 2>&1 &
 wait
 cp "$runs/photo/best.pt" models/photo.pt

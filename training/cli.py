@@ -123,6 +123,13 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 @click.option("--channels-last", is_flag=True, help="NHWC memory format.")
 @click.option("--threads", type=int, default=None, help="torch intra-op threads.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option(
+    "--init",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Fine-tune: start from this checkpoint's weights (same model shape) with a "
+    "new optimizer and schedule; --lr sets the new peak learning rate.",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")

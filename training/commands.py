@@ -7,6 +7,7 @@ arguments or data. They print with ``click.echo`` (errors to stderr).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -33,6 +34,15 @@ _MODEL_OPTIONS = (
     "activation",
     "residual",
 )
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file, in hex, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_device(device: str) -> None:
@@ -92,6 +102,7 @@ def train_config(opts: dict[str, Any], course: bool) -> TrainConfig:
         precision=opts["precision"],
         channels_last=opts["channels_last"],
         pyramid=opts.get("pyramid") or 0,
+        init=opts.get("init_sha256") or "",
     )
 
 
@@ -142,13 +153,19 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any]) -> int:
     check_device(opts["device"])
     if opts["threads"]:
         torch.set_num_threads(opts["threads"])
+    init = None
     try:
+        if opts.get("init") is not None:
+            init = load_checkpoint(opts["init"])
+            opts = dict(opts, init_sha256=file_sha256(opts["init"]))
         ucfg = model_config(opts)
         cfg = train_config(opts, course=opts["course"] is not None)
         data, info = load_data(opts, cfg)
-    except (ConfigError, DataError, ValueError) as exc:
+    except (CheckpointError, ConfigError, DataError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
+    if init is not None:
+        info["init"] = str(opts["init"])
     torch.manual_seed(cfg.seed)  # the weights' initialisation
     try:
         summary = fit(
@@ -160,6 +177,7 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any]) -> int:
             data_info=info,
             progress=not opts["no_progress"],
             resume=opts["resume"],
+            init=init,
         )
     except CheckpointError as exc:
         click.echo(f"error: {exc}", err=True)

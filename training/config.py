@@ -8,6 +8,7 @@ metadata, and read back with :func:`UNetConfig.from_dict` /
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -130,6 +131,10 @@ class TrainConfig(_Versioned):
       down to a shorter side of ``max(patch_size, 256)``, so that large photos
       also show the dense detail of smaller ones; 0 = off, else the number of
       halvings at most.
+    - ``init`` (version 4): the sha256 of the weights a fine-tuning run started
+      from (``n2n-train fit --init``), empty for a random start. It also gives the
+      batches a fresh random stream, so that a fine-tune does not replay the
+      patches and noise of the run it continues.
     """
 
     epochs: int = 15
@@ -151,8 +156,9 @@ class TrainConfig(_Versioned):
     precision: str = "fp32"
     channels_last: bool = False
     pyramid: int = 0
+    init: str = ""
 
-    VERSION: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 4
 
     def __post_init__(self) -> None:
         _check_choice("optimizer", self.optimizer, ("sgd", "adam", "adagrad"))
@@ -170,6 +176,8 @@ class TrainConfig(_Versioned):
             raise ValueError(f"blur_prob must be in [0, 1], got {self.blur_prob}")
         if not 0 <= self.pyramid <= 8:
             raise ValueError(f"pyramid must be 0 to 8 halvings, got {self.pyramid}")
+        if self.init and not re.fullmatch(r"[0-9a-f]{64}", self.init):
+            raise ValueError(f"init must be a sha256 in hex or empty, got {self.init!r}")
         if self.target == "clean" and self.swap:
             raise ValueError("swap needs noisy targets: Noise2Clean keeps clean targets")
 

@@ -22,7 +22,12 @@ from torch import nn
 from tqdm import tqdm
 
 from training.augment import blur_one_side, random_dihedral, swap_half
-from training.checkpoint import CheckpointError, load_resume_state, save_checkpoint
+from training.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_resume_state,
+    save_checkpoint,
+)
 from training.config import TrainConfig
 from training.data import CoursePairs, PhotoPairs, ValidationSet
 from training.losses import learning_rate, training_loss, validation_loss
@@ -61,6 +66,13 @@ def validate(model: nn.Module, val: ValidationSet, device: str, cfg: TrainConfig
     return validation_loss(predict(model, val.noisy, device), val.target, cfg)
 
 
+def batch_seed(cfg: TrainConfig) -> int:
+    """Seed of the batches' random stream: ``cfg.seed``, mixed with ``cfg.init`` if set."""
+    if not cfg.init:
+        return cfg.seed
+    return (cfg.seed ^ int(cfg.init[:15], 16)) & (2**63 - 1)
+
+
 def steps_per_epoch(data: CoursePairs | PhotoPairs, cfg: TrainConfig) -> int:
     """Optimizer steps in one epoch."""
     if isinstance(data, CoursePairs):
@@ -77,28 +89,49 @@ def fit(
     data_info: dict[str, Any] | None = None,
     progress: bool = True,
     resume: bool = False,
+    init: Checkpoint | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``data`` and keep the best checkpoint by validation loss.
 
     Writes ``out_dir/best.pt`` (whenever the validation loss improves),
     ``out_dir/last.pt`` (with the state needed to resume), ``metrics.jsonl``
     and ``loss.png``. With ``resume``, continues from ``out_dir/last.pt``
-    (``cfg`` may raise ``epochs``; anything else must match). Returns the
-    training summary that is also stored in the checkpoints.
+    (``cfg`` may raise ``epochs``; anything else must match). With ``init``
+    (fine-tuning; ``cfg.init`` is its file's sha256), a fresh run starts from
+    those weights instead of random ones, with a new optimizer and schedule;
+    its summary records where it started. Returns the training summary that is
+    also stored in the checkpoints.
 
     Raises:
         CheckpointError: ``resume`` without a usable ``last.pt``, or with a
-            different training config.
+            different training config; ``init`` of another model shape.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(batch_seed(cfg))
+    if init is not None:
+        if not cfg.init:
+            raise ValueError("fit(init=...) needs cfg.init, the checkpoint file's sha256")
+        if init.config != model.config:
+            raise CheckpointError(
+                f"--init: the checkpoint's model {init.config.to_dict()} differs from the "
+                f"requested {model.config.to_dict()}"
+            )
+        if not resume:
+            model.load_state_dict(init.state_dict)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
     summary = _new_summary(data, cfg, data_info)
+    if init is not None:
+        summary["init"] = {
+            "sha256": cfg.init,
+            "epochs": init.summary.get("epochs"),
+            "best_epoch": init.summary.get("best_epoch"),
+            "val_psnr": init.summary.get("val_psnr"),
+        }
     metrics_path = out_dir / "metrics.jsonl"
     start = 1
     if resume:

@@ -1,5 +1,6 @@
 """``n2n-train`` commands end to end on tiny data."""
 
+import hashlib
 import json
 
 import pytest
@@ -89,6 +90,54 @@ def test_fit_resume_extends_a_run(tmp_path, seedlike_dir):
     assert result.exit_code == 0, result.output
     rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
+
+
+def test_fit_init_fine_tunes_from_a_checkpoint(tmp_path, seedlike_dir):
+    base = ["fit", "--course", seedlike_dir / "train_data.pkl", "--batch-size", "50"]
+    base += ["--no-progress", "--epochs", "1"]
+    assert _invoke(*base, "--out", tmp_path / "a").exit_code == 0
+    start = load_checkpoint(tmp_path / "a" / "best.pt")
+    result = _invoke(*base, "--out", tmp_path / "b", "--init", tmp_path / "a" / "best.pt")
+    assert result.exit_code == 0, result.output
+    tuned = load_checkpoint(tmp_path / "b" / "best.pt")
+    sha = hashlib.sha256((tmp_path / "a" / "best.pt").read_bytes()).hexdigest()
+    assert tuned.summary["train_config"]["init"] == sha
+    assert tuned.summary["init"]["sha256"] == sha
+    assert tuned.summary["data"]["init"] == str(tmp_path / "a" / "best.pt")
+    # one more epoch from the trained weights beats one epoch from random ones
+    assert tuned.summary["best_val_loss"] < start.summary["best_val_loss"]
+    # the fine-tune resumes like any run; another --init is refused on resume
+    again = [*base[:-1], "2", "--out", tmp_path / "b", "--resume"]
+    assert _invoke(*again, "--init", tmp_path / "a" / "best.pt").exit_code == 0
+    other = _invoke(*again, "--init", tmp_path / "b" / "best.pt")
+    assert other.exit_code == 2
+    assert "differs in ['init']" in other.output
+
+
+def test_fit_init_of_another_shape_is_refused(tmp_path, seedlike_dir):
+    base = ["fit", "--course", seedlike_dir / "train_data.pkl", "--no-progress", "--epochs", "1"]
+    assert _invoke(*base, "--out", tmp_path / "a", "--features", "8,16").exit_code == 0
+    result = _invoke(*base, "--out", tmp_path / "b", "--init", tmp_path / "a" / "best.pt")
+    assert result.exit_code == 2
+    assert "--init" in result.output and "differs" in result.output
+    assert not (tmp_path / "b" / "best.pt").exists()
+
+
+def test_fit_init_names_a_file_that_is_not_a_checkpoint(tmp_path, seedlike_dir):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    result = _invoke(
+        "fit",
+        "--course",
+        seedlike_dir / "train_data.pkl",
+        "--out",
+        tmp_path / "o",
+        "--init",
+        bad,
+        "--no-progress",
+    )
+    assert result.exit_code == 2
+    assert "bad.pt" in result.output
 
 
 def test_fit_model_options_reach_the_config(tmp_path, photos_dir):

@@ -100,9 +100,10 @@ def test_every_training_option_round_trips():
         precision="bf16",
         channels_last=True,
         pyramid=3,
+        init="ab" * 32,
     )
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    assert cfg.to_dict()["version"] == 3
+    assert cfg.to_dict()["version"] == 4
 
 
 @pytest.mark.parametrize(
@@ -115,6 +116,7 @@ def test_every_training_option_round_trips():
         {"blur_prob": 2.0},
         {"swap": True, "target": "clean"},
         {"pyramid": -1},
+        {"init": "not-a-sha256"},
     ],
 )
 def test_invalid_training_options_are_refused(bad):
