@@ -86,13 +86,20 @@ def _training_line(train: dict[str, Any], cfg: dict[str, Any]) -> str:
     if cfg.get("pyramid"):
         extras.append(f"photos also at 1/2 … 1/{2 ** cfg['pyramid']} size")
     schedule = cfg.get("schedule", "none")
+    init = train.get("init") or {}
+    start = (
+        f"; fine-tuned from checkpoint `{str(init.get('sha256'))[:12]}…` "
+        f"({init.get('epochs')} epochs, best epoch {init.get('best_epoch')})"
+        if init
+        else ""
+    )
     return (
         f"{cfg.get('optimizer')} lr {cfg.get('lr')}"
         f"{'' if schedule == 'none' else f' ({schedule} schedule)'}, "
         f"{cfg.get('loss', 'mse')} loss, {cfg.get('precision', 'fp32')}, "
         f"{cfg.get('target', 'noisy')} targets, batch {cfg.get('batch_size')}, {amount}"
         f"{'; augmentation: ' + ', '.join(extras) if extras else ''}"
-        f"; best epoch {train.get('best_epoch')}"
+        f"; best epoch {train.get('best_epoch')}{start}"
     )
 
 

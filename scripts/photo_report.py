@@ -12,13 +12,16 @@ best checkpoint's mean PSNR on the held-out set of ``bench/quality.py`` at sigma
 (same photos, same noise draw, torch fp32): unlike validation PSNR, which is measured
 on each run's own validation photos (the split follows the seed), it compares runs
 of different seeds on equal terms.
+
+A fine-tuning run (``n2n-train fit --init``, ``INIT_FROM=`` in train_default.sh) is
+plotted and summarised after the run it started from, read from the folder of the
+checkpoint its summary names; its rows carry ``"stage": "fine-tune"``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,7 +34,17 @@ OPTIONAL_RUNS = {
 
 
 def load(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    """The run's metrics rows, after those of the run it fine-tuned, if any."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    import torch
+
+    raw = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
+    init = raw["summary"].get("data", {}).get("init")
+    if not init:
+        return rows
+    base = load(Path(init).parent)
+    offset = base[-1]["epoch"]
+    return base + [dict(r, epoch=r["epoch"] + offset, stage="fine-tune") for r in rows]
 
 
 def summary(rows: list[dict]) -> dict[str, float]:
@@ -42,12 +55,17 @@ def summary(rows: list[dict]) -> dict[str, float]:
     quarter = max(1, len(rows) // 4)
     before = max(r["val_psnr"] for r in rows[:-quarter]) if len(rows) > quarter else float("nan")
     best = max(r["val_psnr"] for r in rows)
-    return {
+    out = {
         "epochs": len(rows),
         "training_hours": hours[-1],
         "best_val_psnr": best,
         "gain_last_quarter_db": best - before,
     }
+    tuned = [r for r in rows if r.get("stage") == "fine-tune"]
+    if tuned and len(tuned) < len(rows):
+        out["fine_tune_epochs"] = len(tuned)
+        out["fine_tune_gain_db"] = best - max(r["val_psnr"] for r in rows[: -len(tuned)])
+    return out
 
 
 def held_out_psnr(checkpoint: Path, sigma: int = 25) -> float:
@@ -83,8 +101,9 @@ def main() -> None:
     curves = {}
     labels = {**RUNS, **{k: v for k, v in OPTIONAL_RUNS.items() if (args.runs / k).is_dir()}}
     for name in labels:
-        shutil.copyfile(args.runs / name / "metrics.jsonl", out / f"{name}.metrics.jsonl")
         curves[name] = load(args.runs / name)
+        text = "".join(json.dumps(r) + "\n" for r in curves[name])
+        (out / f"{name}.metrics.jsonl").write_text(text)
     result = {name: summary(rows) for name, rows in curves.items()}
     for name in result:
         result[name]["held_out_psnr_sigma25"] = held_out_psnr(args.runs / name / "best.pt")
@@ -101,7 +120,10 @@ def main() -> None:
         for r in rows:
             t += r["seconds"]
             hours.append(t / 3600)
-        ax.plot(hours, [r["val_psnr"] for r in rows], marker=".", label=labels[name])
+        line = ax.plot(hours, [r["val_psnr"] for r in rows], marker=".", label=labels[name])
+        starts = [i for i, r in enumerate(rows) if r.get("stage") == "fine-tune"][:1]
+        for i in starts:  # where the fine-tune began
+            ax.axvline(hours[i - 1], color=line[0].get_color(), ls=":", lw=1)
     ax.set_xlabel("training time (hours, one CPU core each)")
     ax.set_ylabel("validation PSNR (dB)")
     ax.set_title("photo model: held-out TRAIN_CORE patches, sigma 0-50", fontsize=9)

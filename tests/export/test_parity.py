@@ -159,3 +159,18 @@ def test_single_case_from_pairs(tiny_run, tiny_onnx, clean_dir):
     pairs = noised_pairs(load_clean_images(clean_dir)[:1], "gaussian:10")
     report = check_parity(tiny_run["checkpoint"], tiny_onnx, [ParityCase("one", pairs)])
     assert report.passed and report.cases[0].images == 1
+
+
+def test_card_training_line_names_the_fine_tune_start():
+    from export.card import _training_line
+
+    cfg = {"optimizer": "adam", "lr": 0.0005, "schedule": "cosine", "steps_per_epoch": 150}
+    cfg |= {"patch_size": 96, "batch_size": 16}
+    train = {"data": {"source": "photos"}, "epochs": 50, "best_epoch": 49}
+    assert "fine-tuned" not in _training_line(train, cfg)
+    train["init"] = {"sha256": "ab" * 32, "epochs": 60, "best_epoch": 58}
+    line = _training_line(train, cfg)
+    assert line.endswith(
+        "best epoch 49; fine-tuned from checkpoint `abababababab…` (60 epochs, best epoch 58)"
+    )
+    assert "adam lr 0.0005 (cosine schedule)" in line
