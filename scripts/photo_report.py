@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 RUNS = {"photo": "Noise2Noise (shipped)", "photo-n2c": "Noise2Clean twin"}
 #: Runs plotted and summarised when RUNS_DIR has them.
 OPTIONAL_RUNS = {
-    "photo-seed1": "Noise2Noise, seed 1",
-    "photo-swap": "Noise2Noise with --swap (previous model)",
+    "photo-seed1": "Noise2Noise, seed 1 (no fine-tune)",
+    "photo-swap": "Noise2Noise with --swap (an earlier model)",
 }
 
 
