@@ -28,7 +28,7 @@ from training.checkpoint import (
     load_resume_state,
     save_checkpoint,
 )
-from training.config import TrainConfig
+from training.config import ConfigError, TrainConfig
 from training.data import CoursePairs, PhotoPairs, ValidationSet
 from training.losses import learning_rate, training_loss, validation_loss
 from training.metrics import psnr
@@ -187,7 +187,13 @@ def _restore(
 ) -> int:
     """Load weights, optimizer and RNG states from ``path``; return the next epoch."""
     ckpt, state = load_resume_state(path)
-    saved = dict(ckpt.summary.get("train_config", {}), epochs=cfg.epochs)
+    # read through from_dict, so that a run saved by an older TrainConfig version
+    # (without the fields added since, which take their defaults) still resumes
+    try:
+        raw = dict(ckpt.summary.get("train_config", {}), epochs=cfg.epochs)
+        saved = TrainConfig.from_dict(raw, source=str(path)).to_dict()
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: cannot resume: {exc}") from exc
     if saved != cfg.to_dict():
         diff = sorted(k for k, v in cfg.to_dict().items() if saved.get(k) != v)
         raise CheckpointError(f"{path}: cannot resume, the training config differs in {diff}")

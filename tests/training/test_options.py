@@ -174,6 +174,19 @@ def test_resume_refuses_a_different_config(tmp_path, photo_tensors):
         fit(UNet(), _photo_pairs(photo_tensors), cfg, tmp_path, progress=False, resume=True)
 
 
+def test_resume_accepts_a_run_saved_by_an_older_config_version(tmp_path, photo_tensors):
+    from training.checkpoint import load_resume_state, save_checkpoint
+
+    _fit(tmp_path, photo_tensors)
+    ckpt, state = load_resume_state(tmp_path / "last.pt")
+    old = {k: v for k, v in ckpt.summary["train_config"].items() if k not in ("init", "pyramid")}
+    ckpt.summary["train_config"] = old | {"version": 2}  # before pyramid (v3) and init (v4)
+    save_checkpoint(tmp_path / "last.pt", ckpt.build_model(), ckpt.summary, resume=state)
+    cfg = dataclasses.replace(TINY, epochs=2)
+    summary = fit(UNet(), _photo_pairs(photo_tensors), cfg, tmp_path, progress=False, resume=True)
+    assert summary["epochs"] == 2
+
+
 @pytest.mark.parametrize("changes", [{"precision": "bf16"}, {"channels_last": True}])
 def test_bf16_and_channels_last_train_to_a_similar_result(tmp_path, photo_tensors, changes):
     _, plain = _fit(tmp_path / "plain", photo_tensors, epochs=2)
