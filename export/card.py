@@ -73,11 +73,14 @@ def _summary_table(model_path: Path, info: md.ModelInfo, props: dict[str, str]) 
 
 def _training_line(train: dict[str, Any], cfg: dict[str, Any]) -> str:
     data = train.get("data", {})
+    epochs = train.get("epochs")
+    if cfg.get("epochs") not in (None, epochs):  # a checkpoint saved before the run's end
+        epochs = f"{epochs} of {cfg['epochs']}"
     if data.get("source") == "course":
-        amount = f"{train.get('epochs')} epochs over {data.get('pairs', '?')} pairs (80% train)"
+        amount = f"{epochs} epochs over {data.get('pairs', '?')} pairs (80% train)"
     else:
         amount = (
-            f"{train.get('epochs')} epochs × {cfg.get('steps_per_epoch')} steps of "
+            f"{epochs} epochs × {cfg.get('steps_per_epoch')} steps of "
             f"{cfg.get('patch_size')}² patches"
         )
     extras = [k for k in ("swap", "dihedral") if cfg.get(k)]
@@ -99,8 +102,19 @@ def _training_line(train: dict[str, Any], cfg: dict[str, Any]) -> str:
         f"{cfg.get('loss', 'mse')} loss, {cfg.get('precision', 'fp32')}, "
         f"{cfg.get('target', 'noisy')} targets, batch {cfg.get('batch_size')}, {amount}"
         f"{'; augmentation: ' + ', '.join(extras) if extras else ''}"
-        f"; best epoch {train.get('best_epoch')}{start}"
+        f"; {_kept_line(train)}{start}"
     )
+
+
+def _kept_line(train: dict[str, Any]) -> str:
+    """Which weights were kept: the best epoch, or a mean of snapshots (n2n-train average)."""
+    averaged = train.get("averaged") or {}
+    if not averaged:
+        return f"best epoch {train.get('best_epoch')}"
+    epochs = [c.get("epoch") for c in averaged.get("checkpoints", [])]
+    known = sorted(e for e in epochs if isinstance(e, int))
+    span = f", epochs {known[0]}–{known[-1]}" if known else ""
+    return f"weights averaged over {averaged.get('count')} checkpoints{span}"
 
 
 def _figures(psnr: dict[str, Any], train: dict[str, Any]) -> list[str]:

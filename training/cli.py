@@ -130,6 +130,14 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
     help="Fine-tune: start from this checkpoint's weights (same model shape) with a "
     "new optimizer and schedule; --lr sets the new peak learning rate.",
 )
+@click.option(
+    "--snapshot-every",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Also keep the weights of every Nth epoch in OUT/snapshots/ (for n2n-train "
+    "average); 0 = off.",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -169,6 +177,36 @@ def eval_cmd(
     from training.commands import run_eval_command
 
     sys.exit(run_eval_command(checkpoint, data, noise, out_dir, samples, seed, device))
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--last",
+    type=int,
+    default=None,
+    help="Average only the last N of the checkpoints (a folder lists its .pt files by name).",
+)
+@click.option(
+    "--validate/--no-validate",
+    default=True,
+    show_default=True,
+    help="Measure the average on its run's validation set (needs the training data).",
+)
+@click.option("--device", default="cpu", show_default=True)
+def average(
+    out: Path, checkpoints: tuple[Path, ...], last: int | None, validate: bool, device: str
+) -> None:
+    """Write to OUT the mean of the weights of CHECKPOINTS (files, or snapshot folders).
+
+    Typical use: `fit --snapshot-every 1`, then
+    `n2n-train average RUN/averaged.pt RUN/snapshots --last 20`.
+    Exit 2: unusable checkpoints or data.
+    """
+    from training.commands import run_average_command
+
+    sys.exit(run_average_command(out, checkpoints, last, validate, device))
 
 
 @main.command("make-seedlike")

@@ -1,4 +1,4 @@
-"""The bodies of ``n2n-train fit`` and ``n2n-train eval`` (kept out of ``cli.py``).
+"""The bodies of ``n2n-train fit``, ``eval`` and ``average`` (kept out of ``cli.py``).
 
 Each returns the exit status: 0 success, 1 failure during the run, 2 unusable
 arguments or data. They print with ``click.echo`` (errors to stderr).
@@ -16,7 +16,7 @@ from typing import Any
 import click
 import torch
 
-from training.checkpoint import CheckpointError, load_checkpoint
+from training.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from training.config import PRESETS, ConfigError, TrainConfig, UNetConfig
 from training.data import CoursePairs, DataError, PhotoPairs, load_course_pairs, load_photo_folder
 from training.evaluate import EvalResult
@@ -178,6 +178,7 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any]) -> int:
             progress=not opts["no_progress"],
             resume=opts["resume"],
             init=init,
+            snapshot_every=opts.get("snapshot_every") or 0,
         )
     except CheckpointError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -249,3 +250,103 @@ def _write_eval_outputs(
         "psnr_global_mse": result.global_mse_psnr,
     }
     (out_dir / "eval.json").write_text(json.dumps(facts, indent=2) + "\n")
+
+
+def expand_checkpoints(paths: tuple[Path, ...], last: int | None) -> list[Path]:
+    """Files as given; a folder stands for its ``*.pt`` files in name order.
+
+    With ``last``, keep only the last ``last`` of them (snapshots are named by
+    epoch, so these are the latest ones).
+
+    Raises:
+        click.BadParameter: a path that does not exist, an empty folder, or
+            ``last`` below 1.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*.pt"))
+            if not found:
+                raise click.BadParameter(f"{path}: folder holds no .pt files", param_hint="CKPT")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise click.BadParameter(f"{path}: no such file or folder", param_hint="CKPT")
+    if last is not None:
+        if last < 1:
+            raise click.BadParameter(f"must be at least 1, got {last}", param_hint="--last")
+        files = files[-last:]
+    return files
+
+
+def measure_validation(ckpt: Checkpoint, device: str) -> dict[str, float]:
+    """Validation loss and PSNR of ``ckpt`` on the validation set of the run it came from.
+
+    The set is rebuilt from the summary (data path and training config), as
+    ``fit`` built it, so the figures compare with the run's ``metrics.jsonl``.
+
+    Raises:
+        DataError: the run's data is not where the summary says.
+        ConfigError: the summary's training config is unreadable.
+    """
+    from training.loop import predict, validate
+    from training.metrics import psnr
+
+    raw = ckpt.summary.get("train_config")
+    if not isinstance(raw, dict):
+        raise ConfigError("the checkpoint's summary has no training config")
+    cfg = TrainConfig.from_dict(raw, source="summary")
+    data_info = ckpt.summary.get("data") or {}
+    source, path = data_info.get("source"), data_info.get("path")
+    if source not in ("photos", "course") or not path:
+        raise DataError("the checkpoint's summary does not say which data it was trained on")
+    opts = {
+        "photos": Path(path) if source == "photos" else None,
+        "course": Path(path) if source == "course" else None,
+        "course_val": Path(data_info["val_path"]) if data_info.get("val_path") else None,
+    }
+    data, _ = load_data(opts, cfg)
+    model = ckpt.build_model().to(device)
+    facts = {"val_loss": validate(model, data.validation, device, cfg)}
+    if data.psnr_set is not None:
+        facts["val_psnr"] = psnr(predict(model, data.psnr_set[0], device), data.psnr_set[1])
+    return facts
+
+
+def run_average_command(
+    out: Path, paths: tuple[Path, ...], last: int | None, validate: bool, device: str
+) -> int:
+    """``n2n-train average``: write the mean of the checkpoints' weights to ``out``."""
+    from training.average import average_checkpoints
+    from training.checkpoint import save_checkpoint
+
+    check_device(device)
+    files = expand_checkpoints(paths, last)
+    if out.resolve() in {f.resolve() for f in files}:
+        raise click.BadParameter(f"{out} is one of the checkpoints to average", param_hint="OUT")
+    try:
+        sources = [(f, load_checkpoint(f), file_sha256(f)) for f in files]
+        ckpt = average_checkpoints(sources)
+    except CheckpointError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    if validate:
+        try:
+            facts = measure_validation(ckpt, device)
+        except (ConfigError, DataError, ValueError) as exc:
+            click.echo(
+                f"error: cannot validate the average ({exc}); --no-validate skips it", err=True
+            )
+            return 2
+        ckpt.summary.update(best_val_loss=facts["val_loss"], val_psnr=facts.get("val_psnr"))
+        ckpt.summary["averaged"]["validation"] = facts
+    save_checkpoint(out, ckpt.build_model(), ckpt.summary)
+    epochs = [s[1].summary.get("epochs") for s in sources]
+    click.echo(f"averaged {len(sources)} checkpoints (epochs {epochs}) into {out}")
+    if validate:
+        line = f"validation loss {facts['val_loss']:.6f}"
+        if "val_psnr" in facts:
+            line += f", validation PSNR {facts['val_psnr']:.3f} dB"
+        click.echo(line)
+    return 0

@@ -90,6 +90,7 @@ def fit(
     progress: bool = True,
     resume: bool = False,
     init: Checkpoint | None = None,
+    snapshot_every: int = 0,
 ) -> dict[str, Any]:
     """Train ``model`` on ``data`` and keep the best checkpoint by validation loss.
 
@@ -99,8 +100,11 @@ def fit(
     (``cfg`` may raise ``epochs``; anything else must match). With ``init``
     (fine-tuning; ``cfg.init`` is its file's sha256), a fresh run starts from
     those weights instead of random ones, with a new optimizer and schedule;
-    its summary records where it started. Returns the training summary that is
-    also stored in the checkpoints.
+    its summary records where it started. With ``snapshot_every`` N > 0, the
+    weights after every Nth epoch also go to ``out_dir/snapshots/epoch-NNN.pt``
+    (for :mod:`training.average`; their summary's ``snapshot`` is that epoch's
+    metrics row). Returns the training summary that is also stored in the
+    checkpoints.
 
     Raises:
         CheckpointError: ``resume`` without a usable ``last.pt``, or with a
@@ -159,6 +163,9 @@ def fit(
             "torch_rng": torch.get_rng_state(),
         }
         save_checkpoint(out_dir / "last.pt", model, summary, resume=state)
+        if snapshot_every > 0 and epoch % snapshot_every == 0:
+            snap = out_dir / "snapshots" / f"epoch-{epoch:03d}.pt"
+            save_checkpoint(snap, model, dict(summary, snapshot=row))
     return summary
 
 

@@ -174,3 +174,22 @@ def test_card_training_line_names_the_fine_tune_start():
         "best epoch 49; fine-tuned from checkpoint `abababababab…` (60 epochs, best epoch 58)"
     )
     assert "adam lr 0.0005 (cosine schedule)" in line
+
+
+def test_card_training_line_names_an_average_and_a_stop_before_the_end():
+    from export.card import _training_line
+
+    cfg = {"optimizer": "adam", "lr": 0.0003, "steps_per_epoch": 150, "epochs": 60}
+    cfg |= {"patch_size": 96, "batch_size": 16}
+    train = {"data": {"source": "photos"}, "epochs": 43, "best_epoch": 43}
+    assert "43 of 60 epochs × 150 steps" in _training_line(train, cfg)
+    snaps = [{"epoch": e, "sha256": "x"} for e in range(41, 61)]
+    train = {
+        "data": {"source": "photos"},
+        "epochs": 60,
+        "averaged": {"count": 20, "checkpoints": snaps},
+    }
+    line = _training_line(train, cfg)
+    assert "60 epochs × 150 steps" in line
+    assert line.endswith("weights averaged over 20 checkpoints, epochs 41–60")
+    assert "best epoch" not in line
