@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -253,7 +254,7 @@ def _write_eval_outputs(
 
 
 def expand_checkpoints(paths: tuple[Path, ...], last: int | None) -> list[Path]:
-    """Files as given; a folder stands for its ``*.pt`` files in name order.
+    """Files as given; a folder stands for its ``*.pt`` files in name order (numbers by value).
 
     With ``last``, keep only the last ``last`` of them (snapshots are named by
     epoch, so these are the latest ones).
@@ -265,7 +266,7 @@ def expand_checkpoints(paths: tuple[Path, ...], last: int | None) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(path.glob("*.pt"))
+            found = sorted(path.glob("*.pt"), key=_natural_key)
             if not found:
                 raise click.BadParameter(f"{path}: folder holds no .pt files", param_hint="CKPT")
             files.extend(found)
@@ -280,24 +281,25 @@ def expand_checkpoints(paths: tuple[Path, ...], last: int | None) -> list[Path]:
     return files
 
 
-def measure_validation(ckpt: Checkpoint, device: str) -> dict[str, float]:
-    """Validation loss and PSNR of ``ckpt`` on the validation set of the run it came from.
+def _natural_key(path: Path) -> list[int | str]:
+    """Sort key putting ``epoch-9.pt`` before ``epoch-10.pt``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
-    The set is rebuilt from the summary (data path and training config), as
-    ``fit`` built it, so the figures compare with the run's ``metrics.jsonl``.
+
+def run_validation_data(
+    summary: dict[str, Any],
+) -> tuple[CoursePairs | PhotoPairs, TrainConfig]:
+    """The data and training config of the run that wrote ``summary``, as ``fit`` built them.
 
     Raises:
         DataError: the run's data is not where the summary says.
         ConfigError: the summary's training config is unreadable.
     """
-    from training.loop import predict, validate
-    from training.metrics import psnr
-
-    raw = ckpt.summary.get("train_config")
+    raw = summary.get("train_config")
     if not isinstance(raw, dict):
         raise ConfigError("the checkpoint's summary has no training config")
     cfg = TrainConfig.from_dict(raw, source="summary")
-    data_info = ckpt.summary.get("data") or {}
+    data_info = summary.get("data") or {}
     source, path = data_info.get("source"), data_info.get("path")
     if source not in ("photos", "course") or not path:
         raise DataError("the checkpoint's summary does not say which data it was trained on")
@@ -307,10 +309,30 @@ def measure_validation(ckpt: Checkpoint, device: str) -> dict[str, float]:
         "course_val": Path(data_info["val_path"]) if data_info.get("val_path") else None,
     }
     data, _ = load_data(opts, cfg)
+    return data, cfg
+
+
+def measure_validation(
+    ckpt: Checkpoint,
+    device: str,
+    data: tuple[CoursePairs | PhotoPairs, TrainConfig] | None = None,
+) -> dict[str, float]:
+    """Validation loss and PSNR of ``ckpt`` on the validation set of the run it came from.
+
+    The set is rebuilt from the summary (:func:`run_validation_data`, unless
+    ``data`` gives it), so the figures compare with the run's ``metrics.jsonl``.
+
+    Raises:
+        DataError, ConfigError: as :func:`run_validation_data`.
+    """
+    from training.loop import predict, validate
+    from training.metrics import psnr
+
+    pairs, cfg = data or run_validation_data(ckpt.summary)
     model = ckpt.build_model().to(device)
-    facts = {"val_loss": validate(model, data.validation, device, cfg)}
-    if data.psnr_set is not None:
-        facts["val_psnr"] = psnr(predict(model, data.psnr_set[0], device), data.psnr_set[1])
+    facts = {"val_loss": validate(model, pairs.validation, device, cfg)}
+    if pairs.psnr_set is not None:
+        facts["val_psnr"] = psnr(predict(model, pairs.psnr_set[0], device), pairs.psnr_set[1])
     return facts
 
 

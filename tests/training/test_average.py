@@ -150,3 +150,13 @@ def test_average_without_its_training_data_says_how_to_skip_validation(tmp_path)
     result = CliRunner().invoke(main, [*args, "--no-validate"])
     assert result.exit_code == 0, result.output
     assert "val_psnr" not in load_checkpoint(tmp_path / "avg.pt").summary
+
+
+def test_a_folder_lists_its_checkpoints_with_numbers_in_order(tmp_path):
+    from training.commands import expand_checkpoints
+
+    for name in ("epoch-10.pt", "epoch-9.pt", "epoch-100.pt", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    names = [p.name for p in expand_checkpoints((tmp_path,), None)]
+    assert names == ["epoch-9.pt", "epoch-10.pt", "epoch-100.pt"]
+    assert [p.name for p in expand_checkpoints((tmp_path,), 2)] == names[1:]

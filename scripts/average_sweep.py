@@ -1,0 +1,121 @@
+"""How many of a run's last epochs to average: validation and held-out PSNR per count.
+
+Usage: python scripts/average_sweep.py NAME=SNAPSHOTS ... [--last 1,5,10,20] [--sigma 25]
+
+For each run (a folder of per-epoch snapshots, ``n2n-train fit --snapshot-every 1``)
+and each count K, averages the weights of the last K snapshots (K = 1: the last
+one alone) and measures the average (a) on the run's own validation patches,
+rebuilt as ``fit`` built them, which is what the count should be chosen on, and
+(b) on the held-out TRAIN_EXTRA photos at 480×320 with Gaussian noise
+``--sigma`` (clipped and rounded), as ``bench/quality.py`` does, which is what
+the choice is worth. With ``--save NAME=K:PATH`` it also writes that average as
+a checkpoint (``n2n-train average`` writes the same weights).
+Writes ``docs/training/average_sweep.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.quality import add_noise, psnr_u8, to_u8  # noqa: E402
+from bench.variants import held_out_images, machine  # noqa: E402
+from training.average import average_checkpoints  # noqa: E402
+from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from training.commands import (  # noqa: E402
+    expand_checkpoints,
+    file_sha256,
+    measure_validation,
+    run_validation_data,
+)
+
+
+def held_out_psnr(ckpt: Checkpoint, images: list[np.ndarray], sigma: float) -> float:
+    """Mean per-image PSNR (dB) of ``ckpt`` on ``images`` noised at ``sigma``."""
+    model = ckpt.build_model()
+    rng = np.random.default_rng(0)
+    scores = []
+    for im in images:
+        noisy = add_noise(im, sigma, rng)
+        x = torch.from_numpy(noisy.transpose(2, 0, 1)[None].astype(np.float32) / 255)
+        with torch.no_grad():
+            out = model(x)[0].numpy().transpose(1, 2, 0)
+        scores.append(psnr_u8(to_u8(out), im))
+    return float(np.mean(scores))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", metavar="NAME=SNAPSHOTS")
+    ap.add_argument("--last", default="1,5,10,20", help="counts K, comma-separated")
+    ap.add_argument("--sigma", type=float, default=25)
+    ap.add_argument("--save", action="append", default=[], metavar="NAME=K:PATH")
+    args = ap.parse_args()
+    counts = [int(k) for k in args.last.split(",")]
+    saves: dict[tuple[str, int], Path] = {}
+    for spec in args.save:
+        name, _, rest = spec.partition("=")
+        k, _, path = rest.partition(":")
+        if not name or not k.isdigit() or not path:
+            ap.error(f"--save {spec!r}: expected NAME=K:PATH")
+        saves[(name, int(k))] = Path(path)
+    images = held_out_images()
+    torch.manual_seed(0)
+    result: dict[str, list[dict[str, float]]] = {}
+    for spec in args.runs:
+        name, sep, folder = spec.partition("=")
+        if not sep:
+            ap.error(f"{spec!r}: expected NAME=SNAPSHOTS")
+        files = expand_checkpoints((Path(folder),), None)
+        loaded = [(f, load_checkpoint(f), file_sha256(f)) for f in files]
+        data = run_validation_data(loaded[-1][1].summary)
+        result[name] = []
+        for k in sorted({min(k, len(loaded)) for k in counts}):
+            part = loaded[-k:]
+            ckpt = part[0][1] if k == 1 else average_checkpoints(part)
+            row = {
+                "count": k,
+                "epochs": [c.summary.get("epochs") for _, c, _ in part],
+                **measure_validation(ckpt, "cpu", data),
+                "held_out_psnr": held_out_psnr(ckpt, images, args.sigma),
+            }
+            result[name].append(row)
+            print(name, json.dumps(row), flush=True)
+            if (name, k) in saves:
+                save_checkpoint(saves[(name, k)], ckpt.build_model(), ckpt.summary)
+    lines = [
+        "| run | averaged epochs | validation loss | validation PSNR (dB) | "
+        f"held-out PSNR at σ={args.sigma:g} (dB) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, rows in result.items():
+        for r in rows:
+            span = f"{r['epochs'][0]}–{r['epochs'][-1]}" if r["count"] > 1 else f"{r['epochs'][0]}"
+            lines.append(
+                f"| {name} | {span} ({r['count']}) | {r['val_loss']:.6f} | "
+                f"{r['val_psnr']:.3f} | {r['held_out_psnr']:.3f} |"
+            )
+    table = "\n".join(lines) + "\n"
+    out = REPO / "docs" / "training"
+    command = " ".join(["python scripts/average_sweep.py", *args.runs, "--last", args.last])
+    meta = {"date": datetime.date.today().isoformat(), "machine": machine(), "sigma": args.sigma}
+    (out / "average_sweep.json").write_text(json.dumps({**meta, "runs": result}, indent=2) + "\n")
+    (out / "average_sweep.md").write_text(
+        f"Weight averaging of the last K epochs; validation = the run's own validation "
+        f"patches (choose K on these), held-out = {len(images)} TRAIN_EXTRA photos at "
+        f"480×320; {meta['date']}, {meta['machine']}, `{command}`.\n\n" + table
+    )
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
