@@ -7,9 +7,10 @@ and each count K, averages the weights of the last K snapshots (K = 1: the last
 one alone) and measures the average (a) on the run's own validation patches,
 rebuilt as ``fit`` built them, which is what the count should be chosen on, and
 (b) on the held-out TRAIN_EXTRA photos at 480×320 with Gaussian noise
-``--sigma`` (clipped and rounded), as ``bench/quality.py`` does, which is what
-the choice is worth. With ``--save NAME=K:PATH`` it also writes that average as
-a checkpoint (``n2n-train average`` writes the same weights).
+``--sigma`` (clipped and rounded; ``bench/quality.py``'s draw, through
+``photo_report.held_out_psnr``), which is what the choice is worth. With
+``--save NAME=K:PATH`` it also writes that average as a checkpoint
+(``n2n-train average`` writes the same weights).
 Writes ``docs/training/average_sweep.{json,md}``.
 """
 
@@ -21,36 +22,22 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.quality import add_noise, psnr_u8, to_u8  # noqa: E402
-from bench.variants import held_out_images, machine  # noqa: E402
+sys.path.insert(0, str(REPO / "scripts"))
+
+from photo_report import held_out_psnr  # noqa: E402
+
+from bench.variants import machine  # noqa: E402
 from training.average import average_checkpoints  # noqa: E402
-from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from training.commands import (  # noqa: E402
     expand_checkpoints,
     file_sha256,
     measure_validation,
     run_validation_data,
 )
-
-
-def held_out_psnr(ckpt: Checkpoint, images: list[np.ndarray], sigma: float) -> float:
-    """Mean per-image PSNR (dB) of ``ckpt`` on ``images`` noised at ``sigma``."""
-    model = ckpt.build_model()
-    rng = np.random.default_rng(0)
-    scores = []
-    for im in images:
-        noisy = add_noise(im, sigma, rng)
-        x = torch.from_numpy(noisy.transpose(2, 0, 1)[None].astype(np.float32) / 255)
-        with torch.no_grad():
-            out = model(x)[0].numpy().transpose(1, 2, 0)
-        scores.append(psnr_u8(to_u8(out), im))
-    return float(np.mean(scores))
 
 
 def main() -> None:
@@ -68,8 +55,6 @@ def main() -> None:
         if not name or not k.isdigit() or not path:
             ap.error(f"--save {spec!r}: expected NAME=K:PATH")
         saves[(name, int(k))] = Path(path)
-    images = held_out_images()
-    torch.manual_seed(0)
     result: dict[str, list[dict[str, float]]] = {}
     for spec in args.runs:
         name, sep, folder = spec.partition("=")
@@ -86,7 +71,7 @@ def main() -> None:
                 "count": k,
                 "epochs": [c.summary.get("epochs") for _, c, _ in part],
                 **measure_validation(ckpt, "cpu", data),
-                "held_out_psnr": held_out_psnr(ckpt, images, args.sigma),
+                "held_out_psnr": held_out_psnr(ckpt, int(args.sigma)),
             }
             result[name].append(row)
             print(name, json.dumps(row), flush=True)
@@ -111,8 +96,9 @@ def main() -> None:
     (out / "average_sweep.json").write_text(json.dumps({**meta, "runs": result}, indent=2) + "\n")
     (out / "average_sweep.md").write_text(
         f"Weight averaging of the last K epochs; validation = the run's own validation "
-        f"patches (choose K on these), held-out = {len(images)} TRAIN_EXTRA photos at "
-        f"480×320; {meta['date']}, {meta['machine']}, `{command}`.\n\n" + table
+        f"patches (choose K on these), held-out = the 8 TRAIN_EXTRA photos at 480×320 "
+        f"with bench/quality.py's noise draw; {meta['date']}, {meta['machine']}, `{command}`.\n\n"
+        + table
     )
     print(table)
 

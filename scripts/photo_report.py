@@ -22,9 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from training.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
+
 RUNS = {"photo": "Noise2Noise (shipped)", "photo-n2c": "Noise2Clean twin"}
 #: Runs plotted and summarised when RUNS_DIR has them.
 OPTIONAL_RUNS = {
@@ -68,19 +73,17 @@ def summary(rows: list[dict]) -> dict[str, float]:
     return out
 
 
-def held_out_psnr(checkpoint: Path, sigma: int = 25) -> float:
-    """Mean PSNR of ``checkpoint`` on bench/quality.py's held-out set at ``sigma``."""
-    import sys
-
+def held_out_psnr(checkpoint: Path | Checkpoint, sigma: int = 25) -> float:
+    """Mean PSNR of ``checkpoint`` (a file or a loaded one) on bench/quality.py's
+    held-out set at ``sigma``."""
     import numpy as np
     import torch
 
-    sys.path.insert(0, str(REPO))
     from bench.quality import add_noise, psnr_u8, to_u8
     from bench.variants import held_out_images
-    from training.checkpoint import load_checkpoint
 
-    model = load_checkpoint(checkpoint).build_model().eval()
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    model = ckpt.build_model().eval()
     rng = np.random.default_rng(sigma)  # bench.quality's draw: default_rng(seed 0 + sigma)
     scores = []
     for clean in held_out_images():
@@ -106,7 +109,10 @@ def main() -> None:
         (out / f"{name}.metrics.jsonl").write_text(text)
     result = {name: summary(rows) for name, rows in curves.items()}
     for name in result:
-        result[name]["held_out_psnr_sigma25"] = held_out_psnr(args.runs / name / "best.pt")
+        # the checkpoint train_default.sh ships: the weight average when AVERAGE= made one
+        kept = next(p for p in ("averaged.pt", "best.pt") if (args.runs / name / p).is_file())
+        result[name]["checkpoint"] = kept
+        result[name]["held_out_psnr_sigma25"] = held_out_psnr(args.runs / name / kept)
     (out / "photo.json").write_text(json.dumps(result, indent=2) + "\n")
 
     import matplotlib
