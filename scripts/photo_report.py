@@ -8,7 +8,8 @@ Copies both runs' ``metrics.jsonl`` to ``docs/training/``, plots validation PSNR
 ``docs/training/photo_curves.png``, and writes ``docs/training/photo.json``: per run,
 the best validation PSNR, the training time, and the gain over the last quarter of
 the epochs (how much the run was still improving when its schedule ended), and the
-best checkpoint's mean PSNR on the held-out set of ``bench/quality.py`` at sigma 25
+kept checkpoint's (``averaged.pt`` if the run has one, else ``best.pt``) mean PSNR
+on the held-out set of ``bench/quality.py`` at sigma 25
 (same photos, same noise draw, torch fp32): unlike validation PSNR, which is measured
 on each run's own validation photos (the split follows the seed), it compares runs
 of different seeds on equal terms.
