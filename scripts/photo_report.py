@@ -114,6 +114,10 @@ def main() -> None:
         kept = next(p for p in ("averaged.pt", "best.pt") if (args.runs / name / p).is_file())
         result[name]["checkpoint"] = kept
         result[name]["held_out_psnr_sigma25"] = held_out_psnr(args.runs / name / kept)
+        if kept == "averaged.pt":
+            averaged = load_checkpoint(args.runs / name / kept).summary
+            result[name]["averaged_epochs"] = averaged["averaged"]["count"]
+            result[name]["averaged_val_psnr"] = averaged.get("val_psnr")
     (out / "photo.json").write_text(json.dumps(result, indent=2) + "\n")
 
     import matplotlib
@@ -131,6 +135,16 @@ def main() -> None:
         starts = [i for i, r in enumerate(rows) if r.get("stage") == "fine-tune"][:1]
         for i in starts:  # where the fine-tune began
             ax.axvline(hours[i - 1], color=line[0].get_color(), ls=":", lw=1)
+        if result[name].get("averaged_val_psnr") is not None:  # the shipped weight average
+            ax.plot(
+                hours[-1],
+                result[name]["averaged_val_psnr"],
+                marker="*",
+                ms=11,
+                color=line[0].get_color(),
+                ls="none",
+                label=f"{labels[name]}, mean of last {result[name]['averaged_epochs']} epochs",
+            )
     ax.set_xlabel("training time (hours, one CPU core each)")
     ax.set_ylabel("validation PSNR (dB)")
     ax.set_title("photo model: held-out TRAIN_CORE patches, sigma 0-50", fontsize=9)
