@@ -11,7 +11,7 @@ rebuilt as ``fit`` built them, which is what the count should be chosen on, and
 ``photo_report.held_out_psnr``), which is what the choice is worth. With
 ``--save NAME=K:PATH`` it also writes that average as a checkpoint
 (``n2n-train average`` writes the same weights).
-Writes ``docs/training/average_sweep.{json,md}``.
+Writes ``docs/training/average_sweep.{json,md}`` (``--render`` rewrites the .md alone).
 """
 
 from __future__ import annotations
@@ -42,11 +42,17 @@ from training.commands import (  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", metavar="NAME=SNAPSHOTS")
+    ap.add_argument("runs", nargs="*", metavar="NAME=SNAPSHOTS")
+    ap.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
     ap.add_argument("--last", default="1,5,10,20", help="counts K, comma-separated")
     ap.add_argument("--sigma", type=float, default=25)
     ap.add_argument("--save", action="append", default=[], metavar="NAME=K:PATH")
     args = ap.parse_args()
+    if args.render:
+        print(write_table(REPO / "docs" / "training"))
+        return
+    if not args.runs:
+        ap.error("give at least one NAME=SNAPSHOTS (or --render)")
     counts = [int(k) for k in args.last.split(",")]
     saves: dict[tuple[str, int], Path] = {}
     for spec in args.save:
@@ -77,30 +83,41 @@ def main() -> None:
             print(name, json.dumps(row), flush=True)
             if (name, k) in saves:
                 save_checkpoint(saves[(name, k)], ckpt.build_model(), ckpt.summary)
+    out = REPO / "docs" / "training"
+    command = " ".join(["python scripts/average_sweep.py", *args.runs, "--last", args.last])
+    meta = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "sigma": args.sigma,
+        "command": command.replace(str(Path.home()), "~"),
+    }
+    (out / "average_sweep.json").write_text(json.dumps({**meta, "runs": result}, indent=2) + "\n")
+    print(write_table(out))
+
+
+def write_table(out: Path) -> str:
+    """Write ``average_sweep.md`` from ``average_sweep.json`` in ``out``; return the table."""
+    report = json.loads((out / "average_sweep.json").read_text())
     lines = [
-        "| run | averaged epochs | validation loss | validation PSNR (dB) | "
-        f"held-out PSNR at σ={args.sigma:g} (dB) |",
+        "| run | averaged epochs (K) | validation loss | validation PSNR (dB) | "
+        f"held-out PSNR at σ={report['sigma']:g} (dB) |",
         "|---|---|---|---|---|",
     ]
-    for name, rows in result.items():
+    for name, rows in report["runs"].items():
         for r in rows:
             span = f"{r['epochs'][0]}–{r['epochs'][-1]}" if r["count"] > 1 else f"{r['epochs'][0]}"
             lines.append(
-                f"| {name} | {span} ({r['count']}) | {r['val_loss']:.6f} | "
+                f"| {name} | {span} ({r['count']}) | {r['val_loss']:.8f} | "
                 f"{r['val_psnr']:.3f} | {r['held_out_psnr']:.3f} |"
             )
     table = "\n".join(lines) + "\n"
-    out = REPO / "docs" / "training"
-    command = " ".join(["python scripts/average_sweep.py", *args.runs, "--last", args.last])
-    meta = {"date": datetime.date.today().isoformat(), "machine": machine(), "sigma": args.sigma}
-    (out / "average_sweep.json").write_text(json.dumps({**meta, "runs": result}, indent=2) + "\n")
     (out / "average_sweep.md").write_text(
-        f"Weight averaging of the last K epochs; validation = the run's own validation "
-        f"patches (choose K on these), held-out = the 8 TRAIN_EXTRA photos at 480×320 "
-        f"with bench/quality.py's noise draw; {meta['date']}, {meta['machine']}, `{command}`.\n\n"
-        + table
+        "Weight averaging of the last K epochs; validation = the run's own validation "
+        "patches (choose K on these; the loss is against noisy targets for Noise2Noise), "
+        "held-out = the 8 TRAIN_EXTRA photos at 480×320 with bench/quality.py's noise draw; "
+        f"{report['date']}, {report['machine']}, `{report.get('command', '')}`.\n\n" + table
     )
-    print(table)
+    return table
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@
 # INIT_FROM=DIR fine-tunes instead: each model starts from DIR/photo/best.pt or
 # DIR/photo-n2c/best.pt with a new cosine schedule from LR (default 5e-4), e.g.
 #   INIT_FROM=runs EPOCHS=50 bash scripts/train_default.sh runs-ft
-# (the shipped models: 60 epochs from scratch, then this; docs/photo_model.md).
+# Every epoch's weights are also kept in RUN/snapshots/ (2 MB each); AVERAGE=K ships
+# the mean of the last K (n2n-train average) instead of the best epoch, e.g.
+#   INIT_FROM=runs-ft EPOCHS=60 LR=3e-4 AVERAGE=5 bash scripts/train_default.sh runs-ft2
+# (the shipped models: three stages, the third with AVERAGE=5; docs/photo_model.md).
 # No --swap: on photo folders it made the clipped input the target half the time,
 # which biased black and white (docs/photo_model.md, "The swap flaw").
 set -euo pipefail
@@ -24,7 +27,7 @@ mkdir -p "$runs" bench/models
 recipe=(--photos "$photos" --noise gaussian:0-50 --features 32,64,128 --convs-per-level 2
   --residual --pyramid 3 --patch-size 96 --batch-size 16 --epochs ${EPOCHS:-60} --steps-per-epoch 150
   --optimizer adam --schedule cosine --dihedral --precision bf16 --channels-last
-  --threads 1 --seed 0 --no-progress ${RESUME:+--resume})
+  --threads 1 --seed 0 --no-progress --snapshot-every 1 ${RESUME:+--resume})
 n2n=() n2c=()
 if [[ -n ${INIT_FROM:-} ]]; then
   recipe+=(--lr "${LR:-5e-4}")
@@ -36,7 +39,14 @@ fi
 "$py" -m training.cli -v fit "${recipe[@]}" "${n2c[@]}" --target clean --out "$runs/photo-n2c" \
   >>"$runs/photo-n2c.log" 2>&1 &
 wait
-cp "$runs/photo/best.pt" models/photo.pt
-cp "$runs/photo-n2c/best.pt" bench/models/photo-n2c.pt
+keep=best.pt
+if [[ -n ${AVERAGE:-} ]]; then
+  keep=averaged.pt
+  for m in photo photo-n2c; do
+    "$py" -m training.cli average "$runs/$m/averaged.pt" "$runs/$m/snapshots" --last "$AVERAGE"
+  done
+fi
+cp "$runs/photo/$keep" models/photo.pt
+cp "$runs/photo-n2c/$keep" bench/models/photo-n2c.pt
 "$py" scripts/photo_report.py "$runs"
 bash scripts/export_shipped.sh
