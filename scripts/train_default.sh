@@ -10,7 +10,8 @@
 # EPOCHS=N (default 60) trains longer, e.g. across sessions with RESUME=1:
 #   EPOCHS=300 bash scripts/train_default.sh ~/.cache/n2n/runs/long300
 # INIT_FROM=DIR fine-tunes instead: each model starts from DIR/photo/best.pt or
-# DIR/photo-n2c/best.pt with a new cosine schedule from LR (default 5e-4), e.g.
+# DIR/photo-n2c/best.pt (averaged.pt where there is one) with a new cosine
+# schedule from LR (default 5e-4), e.g.
 #   INIT_FROM=runs EPOCHS=50 bash scripts/train_default.sh runs-ft
 # Every epoch's weights are also kept in RUN/snapshots/ (2 MB each); AVERAGE=K ships
 # the mean of the last K (n2n-train average) instead of the best epoch, e.g.
@@ -29,10 +30,13 @@ recipe=(--photos "$photos" --noise gaussian:0-50 --features 32,64,128 --convs-pe
   --optimizer adam --schedule cosine --dihedral --precision bf16 --channels-last
   --threads 1 --seed 0 --no-progress --snapshot-every 1 ${RESUME:+--resume})
 n2n=() n2c=()
+start() {  # the weights a run in $INIT_FROM shipped: its average if AVERAGE= made one
+  if [[ -e $INIT_FROM/$1/averaged.pt ]]; then echo "$INIT_FROM/$1/averaged.pt"; else echo "$INIT_FROM/$1/best.pt"; fi
+}
 if [[ -n ${INIT_FROM:-} ]]; then
   recipe+=(--lr "${LR:-5e-4}")
-  n2n=(--init "$INIT_FROM/photo/best.pt")
-  n2c=(--init "$INIT_FROM/photo-n2c/best.pt")
+  n2n=(--init "$(start photo)")
+  n2c=(--init "$(start photo-n2c)")
 fi
 "$py" -m training.cli -v fit "${recipe[@]}" "${n2n[@]}" --out "$runs/photo" \
   >>"$runs/photo.log" 2>&1 &
