@@ -58,6 +58,15 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="Average over N flips/rotations of each image: N times slower, "
     "about +0.25 dB at N=4 (docs/quality.md).",
 )
+@click.option(
+    "--grey",
+    type=click.Choice(["auto", "phases", "replicate"]),
+    default="auto",
+    show_default=True,
+    help="How grey images go through the colour model: as colour images made of "
+    "their pixel phases, or copied into R, G and B (leaves most noise in); auto: "
+    "phases unless the model's noise is pixelated (docs/runtime.md).",
+)
 @click.option("--recursive", is_flag=True, help="Also denoise subfolders, mirrored in OUT_DIR.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
 @click.option("--skip-existing", is_flag=True, help="Leave outputs that already exist (resume).")
@@ -87,6 +96,7 @@ def batch(
     batch_size: int,
     tile: int | None,
     ensemble: str,
+    grey: str,
     recursive: bool,
     overwrite: bool,
     skip_existing: bool,
@@ -114,7 +124,7 @@ def batch(
         check_folders(in_dir, out_dir)
         if report is not None:
             _check_report_path(report, in_dir)
-        denoiser = _denoiser(model, device, batch_size, tile, int(ensemble))
+        denoiser = _denoiser(model, device, batch_size, tile, int(ensemble), grey)
         total = len(find_images(in_dir, recursive))
     except (N2NError, ValueError) as exc:
         _fail(str(exc), 2)
@@ -145,12 +155,14 @@ def batch(
 
 
 def _denoiser(
-    model: str | None, device: str, batch_size: int, tile: int | None, ensemble: int
+    model: str | None, device: str, batch_size: int, tile: int | None, ensemble: int, grey: str
 ) -> Denoiser:
     from n2n_infer.denoiser import Denoiser
 
     size = tile if tile else None
-    return Denoiser(model, device=device, batch_size=batch_size, tile_size=size, ensemble=ensemble)
+    return Denoiser(
+        model, device=device, batch_size=batch_size, tile_size=size, ensemble=ensemble, grey=grey
+    )
 
 
 def _check_report_path(report: Path, in_dir: Path) -> None:
@@ -170,6 +182,7 @@ def _write_report(
             model=str(denoiser.path),
             providers=denoiser.providers,
             ensemble=denoiser.ensemble,
+            grey=denoiser.grey,
             in_dir=str(in_dir),
             out_dir=str(out_dir),
         )

@@ -12,6 +12,7 @@ import numpy as np
 from n2n_infer.arrays import ImageArray, as_image, finish, new_output, restore, to_unit
 from n2n_infer.ensemble import check_size, run_ensemble
 from n2n_infer.errors import ImageError, ModelLoadError
+from n2n_infer.grey import grey_mode_for, is_grey, merge_phases, phase_stacks
 from n2n_infer.metadata import INPUT_NAME, KEY_PRECISION, OUTPUT_NAME, ModelInfo
 from n2n_infer.padding import crop, pad_to_multiple
 from n2n_infer.registry import resolve_model
@@ -54,6 +55,14 @@ class Denoiser:
             flips/rotations of each image (self-ensemble), at that many times
             the cost; on the photo model at sigma 25, 4 gains about 0.25 dB
             (``docs/quality.md``). Tiled and untiled results still agree.
+        grey: how grey images (one channel, grey + alpha, or colour with three
+            equal channels) go through the colour model. ``"phases"``: as four
+            colour images made of the image's pixel phases (see
+            :mod:`n2n_infer.grey`), for the same model time as a colour image;
+            ``"replicate"``: the grey copied into R, G and B, which leaves most
+            of the noise in with models trained on independent channel noise;
+            ``"auto"`` (default): ``"phases"`` unless the model's noise is
+            ``pixelated`` (noise shared by blocks of pixels).
 
     Raises:
         ModelLoadError: missing or corrupt file, not an n2n model, unknown
@@ -75,9 +84,11 @@ class Denoiser:
         max_batch_pixels: int = MAX_BATCH_PIXELS,
         session_config: SessionConfig | None = None,
         ensemble: int = 1,
+        grey: str = "auto",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        grey_mode_for(grey, "")  # reject an unknown mode before loading anything
         self.ensemble = check_size(ensemble)
         self.path = resolve_model(model)
         self.batch_size = batch_size
@@ -87,6 +98,7 @@ class Denoiser:
         self._session = create_session(self.path, device, intra_op_threads, config)
         props = self._session.get_modelmeta().custom_metadata_map
         self.info = ModelInfo.from_props(dict(props), self.path)
+        self.grey = grey_mode_for(grey, self.info.noise)
         _check_signature(self._session, self.path)
         overlap = (
             default_overlap(self.info.config, self.stride) if tile_overlap is None else tile_overlap
@@ -142,8 +154,8 @@ class Denoiser:
                 passed through untouched), of dtype uint8, uint16 or float32/64
                 in [0, 1]; or a PIL image (a PIL image of the same mode comes
                 back). Any H, W ≥ 1: the image is reflect-padded to the model's
-                stride and cropped back. Grey is denoised as colour and the
-                three channels averaged back.
+                stride and cropped back. Grey images go through the colour
+                model as set by ``grey`` (see the class) and come back grey.
             layout: ``"hwc"`` or ``"chw"`` (C×H×W arrays from torch-style code).
             tile: ``None`` tiles images over ``max_untiled_pixels``; ``True``
                 always tiles, ``False`` never does.
@@ -236,6 +248,23 @@ class Denoiser:
         return tile
 
     def _denoise_chunk(self, images: list[ImageArray], tile: bool | None) -> list[Any]:
+        grey = [i for i, img in enumerate(images) if self.grey == "phases" and is_grey(img)]
+        if not grey:
+            return self._denoise_colour(images, tile)
+        taken = set(grey)
+        rest = [i for i in range(len(images)) if i not in taken]
+        stacks = [ImageArray(s, s) for i in grey for s in phase_stacks(images[i])]
+        results = self._denoise_colour([images[i] for i in rest] + stacks, tile)
+        out: list[Any] = [None] * len(images)
+        for k, i in enumerate(rest):
+            out[i] = results[k]
+        for k, i in enumerate(grey):
+            first = len(rest) + 4 * k
+            plane = merge_phases(results[first : first + 4], images[i].size_hw)
+            out[i] = restore(images[i], np.broadcast_to(plane[:, :, None], (*plane.shape, 3)))
+        return out
+
+    def _denoise_colour(self, images: list[ImageArray], tile: bool | None) -> list[Any]:
         out: list[Any] = [None] * len(images)
         tiled = [i for i, img in enumerate(images) if self._wants_tiles(img, tile)]
         groups: dict[tuple[int, int], list[int]] = {}
@@ -259,6 +288,7 @@ class Denoiser:
 
     def __repr__(self) -> str:
         extra = f", ensemble={self.ensemble}" if self.ensemble > 1 else ""
+        extra += f", grey={self.grey!r}" if self.grey != "phases" else ""
         return f"Denoiser({str(self.path)!r}, providers={self.providers}{extra})"
 
 

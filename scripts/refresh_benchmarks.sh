@@ -3,6 +3,7 @@
 # order, on a quiet machine (each benchmark compares within its own run):
 #   docs/training/size_sweep.md      network size: PSNR per training second vs speed
 #   docs/quality.md, bench/results/quality.json   photo vs OpenCV NLM, wavelets, CBM3D
+#   docs/scope.md, bench/results/scope.json       photo on noises in and out of its training
 #   bench/results/throughput*.{json,md}            runtime vs torch eager (2 and 1 threads)
 #   bench/results/memory.{json,md}                 peak memory up to 8000×8000
 #   bench/results/variants-photo.*, models/photo.variants.json   fp16/int8 variants
@@ -14,6 +15,7 @@ py=${PYTHON:-.venv/bin/python}
 sweep=${1:-runs/sweep}
 if [ -d "$sweep" ]; then "$py" scripts/size_report.py "$sweep"; fi
 "$py" -m bench.quality
+"$py" -m bench.scope
 "$py" bench/throughput.py --threads 1 --repeats ${REPEATS:-5} --out bench/results/throughput_1thread
 "$py" bench/memory.py
 "$py" -m bench.variants --model photo --repeats ${REPEATS:-5}

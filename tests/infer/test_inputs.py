@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from n2n_infer import ImageError
+from n2n_infer import Denoiser, ImageError
 
 DTYPES = [np.uint8, np.uint16, np.float32, np.float64]
 
@@ -48,11 +48,12 @@ def test_uint16_keeps_more_than_8_bits(photo):
     assert np.any(out % 257 != 0)  # not just 8-bit values scaled up
 
 
-def test_grey_is_denoised_as_colour_and_averaged_back(photo):
+def test_grey_replicate_mode_is_colour_averaged_back():
+    photo = Denoiser(device="cpu", grey="replicate")
     rng = np.random.default_rng(3)
     grey = rng.integers(0, 256, (17, 29), dtype=np.uint8)
-    colour = photo.denoise(np.repeat(grey[:, :, None], 3, axis=2)).astype(np.float64)
-    expected = np.rint(colour.mean(axis=2))
+    raw = photo.denoise_nchw(np.repeat(grey[None, None], 3, 1).astype(np.float32) / 255)
+    expected = np.rint(np.clip(raw[0].mean(axis=0), 0, 1) * 255)
     assert np.abs(photo.denoise(grey).astype(np.float64) - expected).max() <= 1
     assert np.array_equal(photo.denoise(grey[:, :, None])[:, :, 0], photo.denoise(grey))
 
