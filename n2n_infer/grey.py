@@ -78,13 +78,10 @@ def phase_stacks(img: ImageArray) -> list[np.ndarray]:
 def merge_phases(outputs: list[np.ndarray], size_hw: tuple[int, int]) -> np.ndarray:
     """The float32 H×W grey result from the four denoised stacks (any accepted dtype)."""
     h2, w2 = outputs[0].shape[:2]
-    total = {(a, b): np.zeros((h2, w2), np.float32) for a in (0, 1) for b in (0, 1)}
+    grey = np.zeros((2 * h2, 2 * w2), np.float32)
     for stack, out in zip(STACKS, outputs, strict=True):
-        unit = to_unit(out)
-        for channel, phase in enumerate(stack):
-            total[phase] += unit[:, :, channel]
-    grey = np.empty((2 * h2, 2 * w2), np.float32)
-    for (a, b), acc in total.items():
-        grey[a::2, b::2] = acc / np.float32(3.0)
+        for channel, (a, b) in enumerate(stack):
+            grey[a::2, b::2] += to_unit(out[:, :, channel])
+    grey /= np.float32(3.0)
     h, w = size_hw
     return grey[:h, :w]
