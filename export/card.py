@@ -91,8 +91,7 @@ def _training_line(train: dict[str, Any], cfg: dict[str, Any]) -> str:
     schedule = cfg.get("schedule", "none")
     init = train.get("init") or {}
     start = (
-        f"; fine-tuned from checkpoint `{str(init.get('sha256'))[:12]}…` "
-        f"({init.get('epochs')} epochs, best epoch {init.get('best_epoch')})"
+        f"; fine-tuned from checkpoint `{str(init.get('sha256'))[:12]}…` ({_init_line(init)})"
         if init
         else ""
     )
@@ -112,9 +111,24 @@ def _kept_line(train: dict[str, Any]) -> str:
     if not averaged:
         return f"best epoch {train.get('best_epoch')}"
     epochs = [c.get("epoch") for c in averaged.get("checkpoints", [])]
+    return _averaged_line(averaged.get("count"), epochs)
+
+
+def _averaged_line(count: Any, epochs: list[Any]) -> str:
     known = sorted(e for e in epochs if isinstance(e, int))
     span = f", epochs {known[0]}–{known[-1]}" if known else ""
-    return f"weights averaged over {averaged.get('count')} checkpoints{span}"
+    return f"weights averaged over {count} checkpoints{span}"
+
+
+def _init_line(init: dict[str, Any]) -> str:
+    """The checkpoint a fine-tune started from: its length and which weights it held."""
+    parts = [f"{init['epochs']} epochs"] if init.get("epochs") is not None else []
+    if init.get("averaged"):
+        averaged = init["averaged"]
+        parts.append(_averaged_line(averaged.get("count"), averaged.get("epochs", [])))
+    elif init.get("best_epoch") is not None:
+        parts.append(f"best epoch {init['best_epoch']}")
+    return ", ".join(parts) or "no training summary"
 
 
 def _figures(psnr: dict[str, Any], train: dict[str, Any]) -> list[str]:

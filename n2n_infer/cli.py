@@ -56,7 +56,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     default="1",
     show_default=True,
     help="Average over N flips/rotations of each image: N times slower, "
-    "about +0.25 dB at N=4 (docs/quality.md).",
+    "about +0.2 dB at N=4 (docs/quality.md).",
 )
 @click.option(
     "--grey",

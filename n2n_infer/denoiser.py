@@ -53,7 +53,7 @@ class Denoiser:
             options, I/O binding); see :class:`~n2n_infer.session.SessionConfig`.
         ensemble: 1, 2, 4 or 8: average the model's outputs over that many
             flips/rotations of each image (self-ensemble), at that many times
-            the cost; on the photo model at sigma 25, 4 gains about 0.25 dB
+            the cost; on the photo model at sigma 25, 4 gains about 0.2 dB
             (``docs/quality.md``). Tiled and untiled results still agree.
         grey: how grey images (one channel, grey + alpha, or colour with three
             equal channels) go through the colour model. ``"phases"``: as four

@@ -136,6 +136,12 @@ def fit(
             "best_epoch": init.summary.get("best_epoch"),
             "val_psnr": init.summary.get("val_psnr"),
         }
+        if init.summary.get("averaged"):  # n2n-train average: which epochs it is the mean of
+            averaged = init.summary["averaged"]
+            summary["init"]["averaged"] = {
+                "count": averaged.get("count"),
+                "epochs": [c.get("epoch") for c in averaged.get("checkpoints", [])],
+            }
     metrics_path = out_dir / "metrics.jsonl"
     start = 1
     if resume:

@@ -193,3 +193,17 @@ def test_card_training_line_names_an_average_and_a_stop_before_the_end():
     assert "60 epochs × 150 steps" in line
     assert line.endswith("weights averaged over 20 checkpoints, epochs 41–60")
     assert "best epoch" not in line
+
+
+def test_card_names_what_an_averaged_fine_tune_start_held():
+    from export.card import _training_line
+
+    cfg = {"optimizer": "adam", "lr": 0.0002, "steps_per_epoch": 150, "epochs": 60}
+    cfg |= {"patch_size": 96, "batch_size": 16}
+    train = {"data": {"source": "photos"}, "epochs": 60, "best_epoch": 60}
+    train["init"] = {"sha256": "cd" * 32, "epochs": 60, "best_epoch": None}
+    assert _training_line(train, cfg).endswith("`cdcdcdcdcdcd…` (60 epochs)")  # no "None"
+    train["init"]["averaged"] = {"count": 5, "epochs": [56, 57, 58, 59, 60]}
+    assert _training_line(train, cfg).endswith(
+        "`cdcdcdcdcdcd…` (60 epochs, weights averaged over 5 checkpoints, epochs 56–60)"
+    )

@@ -116,6 +116,16 @@ def test_average_command_on_a_snapshot_folder(snapshot_run):
     name = next(iter(ckpt.state_dict))
     expected = (snaps[0].state_dict[name] + snaps[1].state_dict[name]) / 2
     torch.testing.assert_close(ckpt.state_dict[name], expected)
+    # a fine-tune from the average records which epochs it started from (for the card)
+    tuned = snapshot_run.parent / f"{snapshot_run.name}-tuned"
+    args = ["fit", "--photos", ckpt.summary["data"]["path"], "--out", tuned, "--preset", "tiny"]
+    args += ["--optimizer", "adam", "--noise", "gaussian:25", "--steps-per-epoch", "2"]
+    args += ["--batch-size", "8", "--patch-size", "32", "--epochs", "1", "--no-progress"]
+    result = _invoke(*args, "--init", out)
+    assert result.exit_code == 0, result.output
+    start = load_checkpoint(tuned / "best.pt").summary["init"]
+    assert start["averaged"] == {"count": 2, "epochs": [2, 3]}
+    assert start["best_epoch"] is None
 
 
 def test_average_command_refuses_bad_arguments(snapshot_run, tmp_path):
