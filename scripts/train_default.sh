@@ -16,7 +16,9 @@
 # Every epoch's weights are also kept in RUN/snapshots/ (2 MB each); AVERAGE=K ships
 # the mean of the last K (n2n-train average) instead of the best epoch, e.g.
 #   INIT_FROM=runs-ft EPOCHS=60 LR=3e-4 AVERAGE=5 bash scripts/train_default.sh runs-ft2
-# (the shipped models: three stages, the third with AVERAGE=5; docs/photo_model.md).
+# (the shipped models: four stages, the last two with AVERAGE=5; docs/photo_model.md).
+# BATCH=N and STEPS=N (default 16 and 150) change the batch size and steps per epoch,
+# e.g. BATCH=32 STEPS=75 draws as many patches per epoch in half the steps.
 # No --swap: on photo folders it made the clipped input the target half the time,
 # which biased black and white (docs/photo_model.md, "The swap flaw").
 set -euo pipefail
@@ -26,7 +28,8 @@ py=${PYTHON:-.venv/bin/python}
 photos=$(bash scripts/photo_corpus.sh | tail -n 1)
 mkdir -p "$runs" bench/models
 recipe=(--photos "$photos" --noise gaussian:0-50 --features 32,64,128 --convs-per-level 2
-  --residual --pyramid 3 --patch-size 96 --batch-size 16 --epochs ${EPOCHS:-60} --steps-per-epoch 150
+  --residual --pyramid 3 --patch-size 96 --batch-size ${BATCH:-16} --epochs ${EPOCHS:-60}
+  --steps-per-epoch ${STEPS:-150}
   --optimizer adam --schedule cosine --dihedral --precision bf16 --channels-last
   --threads 1 --seed 0 --no-progress --snapshot-every 1 ${RESUME:+--resume})
 n2n=() n2c=()
