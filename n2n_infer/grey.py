@@ -49,7 +49,8 @@ def grey_mode_for(mode: str, noise: str) -> str:
         raise ValueError(f"grey: expected one of {', '.join(GREY_MODES)}, got {mode!r}")
     if mode != "auto":
         return mode
-    return "replicate" if noise.split(":", 1)[0] in BLOCK_NOISES else "phases"
+    kinds = {part.split(":", 1)[0] for part in noise.split("+")}  # "a:1+b:2" is a mix
+    return "replicate" if kinds & set(BLOCK_NOISES) else "phases"
 
 
 def is_grey(img: ImageArray) -> bool:

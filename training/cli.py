@@ -90,7 +90,8 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
     default="gaussian:25",
     show_default=True,
     help="Noise spec for --photos: gaussian:25, gaussian:0-50, poisson:30, pixelated:24, "
-    "bernoulli:0.3, impulse:0.2 (see training/noise.py).",
+    "correlated:25, bernoulli:0.3, impulse:0.2; mix zero-mean ones with '+', e.g. "
+    "gaussian:0-50+correlated:0-50 (see training/noise.py).",
 )
 @click.option("--epochs", default=15, show_default=True)
 @click.option("--batch-size", default=50, show_default=True)

@@ -16,7 +16,17 @@ spec              model                                zero-mean  loss for Noise
 ``pixelated:24``  coarse 2×2-block + fine Gaussian     yes        L2 (MSE)
 ``bernoulli:0.3`` pixel set to 0 with probability p    no         L1 (median), p < 0.5
 ``impulse:0.2``   pixel set to uniform random, prob p  no         annealed L0 (mode)
+``correlated:25`` Gaussian smoothed by a 3×3 binomial  yes        L2 (MSE)
 ================  ===================================  =========  ====================
+
+``correlated:SIGMA`` (or ``LO-HI``) is white Gaussian noise smoothed by the 3×3
+binomial kernel ``[1 2 1]ᵀ[1 2 1]/16`` and rescaled to std ``SIGMA`` per pixel:
+horizontal and vertical neighbours' noise is correlated at 0.67, as after
+demosaicing or resampling (``bench/scope.py`` tests the shipped model on it).
+
+Zero-mean kinds can be mixed with ``+``: ``gaussian:0-50+correlated:0-50``
+draws, for each image, one of the listed noises with equal probability (a
+blind model for several kinds of noise).
 
 ``pixelated:SIGMA[,BLOCK]`` is the seed-like noise of DESIGN.md: zero-mean
 Gaussian noise drawn on a grid ``BLOCK`` times coarser than the image and
@@ -30,6 +40,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import torch
+import torch.nn.functional as F
 
 
 class NoiseModel(Protocol):
@@ -140,19 +151,88 @@ class ImpulseNoise:
         return torch.where(hit, values, clean)
 
 
-_KINDS = "gaussian, poisson, pixelated, bernoulli, impulse"
+_BINOMIAL = torch.tensor([1.0, 2.0, 1.0]) / 4.0
+#: The 3×3 binomial kernel scaled so that smoothing white noise keeps its std.
+_KERNEL = (_BINOMIAL[:, None] * _BINOMIAL)[None, None] * (8.0 / 3.0)
+
+
+@dataclass(frozen=True)
+class CorrelatedNoise:
+    """Gaussian noise smoothed by a 3×3 binomial kernel, std sigma per pixel (0–255 scale).
+
+    Sigma is drawn per image in [lo, hi]. The kernel sums to 1 and its squares
+    to 9/64, so the smoothed noise is scaled by 8/3 to keep std sigma.
+    """
+
+    sigma_lo_255: float
+    sigma_hi_255: float
+    zero_mean: ClassVar[bool] = True
+
+    def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, c, h, w = clean.shape
+        sigma = _per_image(self.sigma_lo_255, self.sigma_hi_255, clean, generator) / 255.0
+        white = torch.randn(n * c, 1, h + 2, w + 2, generator=generator, device=clean.device)
+        smooth = F.conv2d(white, _KERNEL.to(clean.device)).view(n, c, h, w)
+        return clean + sigma * smooth
+
+
+@dataclass(frozen=True)
+class MixedNoise:
+    """One of several zero-mean noises per image, each with equal probability."""
+
+    parts: tuple[NoiseModel, ...]
+    zero_mean: ClassVar[bool] = True
+
+    def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        # Every part noises the whole batch (so the random stream does not depend
+        # on the draw); each image keeps the one its draw picked.
+        pick = torch.randint(
+            len(self.parts), (clean.shape[0],), generator=generator, device=clean.device
+        )
+        out = torch.empty_like(clean)
+        for i, part in enumerate(self.parts):
+            noisy = part(clean, generator)
+            chosen = pick == i
+            out[chosen] = noisy[chosen]
+        return out
+
+
+_KINDS = "gaussian, poisson, pixelated, correlated, bernoulli, impulse"
 
 
 def parse_noise(spec: str) -> NoiseModel:
     """Parse a noise spec such as ``gaussian:25``, ``poisson:5-50`` or ``pixelated:24,2``.
 
+    ``A+B`` mixes zero-mean noises (each image gets one of them).
+
     Raises:
-        ValueError: unknown noise kind or malformed parameters; names the spec.
+        ValueError: unknown noise kind or malformed parameters, or a mix with a
+            noise that is not zero-mean; names the spec.
     """
+    if "+" in spec:
+        parts = tuple(_parse_part(spec, p) for p in spec.split("+"))
+        if not all(p.zero_mean for p in parts):
+            raise ValueError(
+                f"noise {spec!r}: only zero-mean noises (gaussian, poisson, pixelated, "
+                "correlated) can be mixed with '+'; they share one loss"
+            )
+        return MixedNoise(parts)
+    return _parse_one(spec)
+
+
+def _parse_part(spec: str, part: str) -> NoiseModel:
+    try:
+        return _parse_one(part)
+    except ValueError as exc:
+        why = str(exc).removeprefix(f"noise {part!r}: ")
+        raise ValueError(f"noise {spec!r}: part {part!r}: {why}") from None
+
+
+def _parse_one(spec: str) -> NoiseModel:
     kind, _, arg = spec.partition(":")
     if kind == "pixelated":
         return _parse_pixelated(spec, arg)
-    ranges = {"gaussian": (0.0, 255.0), "poisson": (1e-3, 1e6)}
+    ranges = {"gaussian": (0.0, 255.0), "correlated": (0.0, 255.0), "poisson": (1e-3, 1e6)}
     ranges.update(bernoulli=(0.0, 1.0), impulse=(0.0, 1.0))
     if kind not in ranges:
         raise ValueError(f"noise {spec!r}: unknown kind {kind!r} (known: {_KINDS})")
@@ -162,7 +242,7 @@ def parse_noise(spec: str) -> NoiseModel:
         raise ValueError(f"noise {spec!r}: need {low_ok} <= LO <= HI <= {high_ok}")
     if kind in ("bernoulli", "impulse") and hi >= 1.0:
         raise ValueError(f"noise {spec!r}: probability must be below 1")
-    cls = {"gaussian": GaussianNoise, "poisson": PoissonNoise}
+    cls = {"gaussian": GaussianNoise, "poisson": PoissonNoise, "correlated": CorrelatedNoise}
     cls.update(bernoulli=BernoulliNoise, impulse=ImpulseNoise)
     return cls[kind](lo, hi)
 

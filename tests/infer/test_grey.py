@@ -58,6 +58,8 @@ def test_grey_mode_follows_the_models_noise():
     assert grey_mode_for("auto", "gaussian:0-50") == "phases"
     assert grey_mode_for("auto", "") == "phases"
     assert grey_mode_for("auto", "pixelated:24.4591,2") == "replicate"
+    assert grey_mode_for("auto", "gaussian:0-50+pixelated:24") == "replicate"  # a mix
+    assert grey_mode_for("auto", "gaussian:0-50+correlated:0-50") == "phases"
     assert grey_mode_for("replicate", "gaussian:25") == "replicate"
     with pytest.raises(ValueError, match="expected one of auto, phases, replicate, got 'gray'"):
         grey_mode_for("gray", "gaussian:25")

@@ -1,10 +1,14 @@
+import re
+
 import pytest
 import torch
 
 from training.noise import (
     BernoulliNoise,
+    CorrelatedNoise,
     GaussianNoise,
     ImpulseNoise,
+    MixedNoise,
     PixelatedNoise,
     PoissonNoise,
     parse_noise,
@@ -20,6 +24,10 @@ SPECS = [
     "bernoulli:0.3",
     "impulse:0.2",
     "impulse:0.1-0.3",
+    "correlated:25",
+    "correlated:0-50",
+    "gaussian:0-50+correlated:0-50",
+    "gaussian:25+poisson:30+pixelated:24",
 ]
 
 
@@ -37,7 +45,10 @@ def test_every_noise_keeps_shape_and_is_repeatable(spec):
     assert not torch.equal(a, noise(clean, _gen(2)))
 
 
-@pytest.mark.parametrize("spec", ["gaussian:25", "poisson:30", "pixelated:24,2"])
+@pytest.mark.parametrize(
+    "spec",
+    ["gaussian:25", "poisson:30", "pixelated:24,2", "correlated:25", "gaussian:25+poisson:30"],
+)
 def test_zero_mean_noises_average_to_the_clean_image(spec):
     clean = torch.linspace(0.05, 0.95, 32).view(1, 1, 1, 32).expand(2000, 3, 4, 32)
     noise = parse_noise(spec)
@@ -64,6 +75,38 @@ def test_pixelated_noise_has_the_given_sigma_and_block_structure():
     assert float(torch.corrcoef(torch.stack([left.flatten(), right.flatten()]))[0, 1]) == (
         pytest.approx(0.8, abs=0.01)
     )
+
+
+def test_correlated_noise_has_the_given_sigma_and_binomial_correlation():
+    zero = torch.zeros(100, 3, 32, 32)
+    noise = CorrelatedNoise(25.0, 25.0)(zero, _gen())
+    assert float(noise.std() * 255) == pytest.approx(25.0, rel=0.01)
+
+    def corr(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
+
+    # the autocorrelation of [1 2 1]: 4/6 at one pixel, 1/6 at two, in each direction
+    assert corr(noise[..., :-1], noise[..., 1:]) == pytest.approx(4 / 6, abs=0.01)
+    assert corr(noise[..., :-1, :], noise[..., 1:, :]) == pytest.approx(4 / 6, abs=0.01)
+    assert corr(noise[..., :-2], noise[..., 2:]) == pytest.approx(1 / 6, abs=0.01)
+    assert corr(noise[..., :-3], noise[..., 3:]) == pytest.approx(0.0, abs=0.01)
+    assert abs(corr(noise[:, 0], noise[:, 1])) < 0.01  # channels independent
+    # stationary: the border rows are as strong as the middle
+    assert float(noise[..., 0, :].std() * 255) == pytest.approx(25.0, rel=0.03)
+
+
+def test_a_mix_gives_each_image_one_of_its_noises_with_equal_odds():
+    zero = torch.zeros(2000, 3, 8, 8)
+    mix = parse_noise("gaussian:25+pixelated:24,2")
+    noisy = mix(zero, _gen())
+    assert float(noisy.std() * 255) == pytest.approx(24.5, rel=0.02)
+    # pixelated images have 2×2 blocks whose left and right columns are correlated at 0.8
+    left, right = noisy[..., 0::2], noisy[..., 1::2]
+    per_image = ((left - left.mean()) * (right - right.mean())).mean(dim=(1, 2, 3))
+    per_image = per_image / noisy.var(dim=(1, 2, 3))
+    blocky = per_image > 0.4
+    assert float(blocky.float().mean()) == pytest.approx(0.5, abs=0.04)
+    assert float(per_image[~blocky].abs().max()) < 0.4
 
 
 def test_bernoulli_drops_whole_pixels_with_probability_p():
@@ -93,6 +136,11 @@ def test_impulse_replaces_values_by_uniform_noise_with_probability_p():
         ("pixelated:24.5,4", PixelatedNoise(24.5, 4)),
         ("bernoulli:0.1-0.4", BernoulliNoise(0.1, 0.4)),
         ("impulse:0.2", ImpulseNoise(0.2, 0.2)),
+        ("correlated:0-50", CorrelatedNoise(0.0, 50.0)),
+        (
+            "gaussian:0-50+correlated:5",
+            MixedNoise((GaussianNoise(0.0, 50.0), CorrelatedNoise(5.0, 5.0))),
+        ),
     ],
 )
 def test_specs_parse_to_the_documented_models(spec, expected):
@@ -109,8 +157,12 @@ def test_specs_parse_to_the_documented_models(spec, expected):
         "pixelated:24,0",
         "pixelated:1,2,3",
         "speckle:3",
+        "correlated:300",
+        "gaussian:25+impulse:0.2",
+        "gaussian:25+",
+        "gaussian:25+speckle:3",
     ],
 )
 def test_bad_specs_are_refused_and_named(spec):
-    with pytest.raises(ValueError, match=f"noise {spec!r}"):
+    with pytest.raises(ValueError, match=re.escape(f"noise {spec!r}")):
         parse_noise(spec)
