@@ -306,6 +306,11 @@ image). "noise std" is the measured standard deviation of input − clean.
 The inputs besides Gaussian noise:
 
 {descriptions}
+
+Noise the model was not trained for can be trained for: `training/noise.py` draws
+the same correlated noise (`--noise correlated:0-50`) and Poisson noise, and mixes
+them with Gaussian noise (`--noise gaussian:0-50+correlated:0-50`); see
+[training.md](training.md). No such model is shipped, so none is measured here.
 """
 
 
