@@ -86,6 +86,8 @@ def _training_line(train: dict[str, Any], cfg: dict[str, Any]) -> str:
     extras = [k for k in ("swap", "dihedral") if cfg.get(k)]
     if cfg.get("blur_prob"):
         extras.append(f"blur p={cfg['blur_prob']}")
+    if cfg.get("grey_fraction"):
+        extras.append(f"{cfg['grey_fraction']:.0%} of patches grey")
     if cfg.get("pyramid"):
         extras.append(f"photos also at 1/2 … 1/{2 ** cfg['pyramid']} size")
     schedule = cfg.get("schedule", "none")

@@ -119,6 +119,14 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
     show_default=True,
     help="For --photos: also train on photos halved up to N times (multi-scale).",
 )
+@click.option(
+    "--grey-fraction",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="For --photos: the share of patches made grey, with one noise draw in R, G and B "
+    "(as a grey file read as RGB).",
+)
 @click.option("--steps-per-epoch", default=100, show_default=True, help="For --photos.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32")
 @click.option("--channels-last", is_flag=True, help="NHWC memory format.")

@@ -104,6 +104,7 @@ def train_config(opts: dict[str, Any], course: bool) -> TrainConfig:
         channels_last=opts["channels_last"],
         pyramid=opts.get("pyramid") or 0,
         init=opts.get("init_sha256") or "",
+        grey_fraction=opts.get("grey_fraction") or 0.0,
     )
 
 
@@ -130,6 +131,7 @@ def load_data(
             gen,
             clean_targets=clean_targets,
             pyramid=cfg.pyramid,
+            grey_fraction=cfg.grey_fraction,
         )
         return data, {"source": "photos", "path": str(opts["photos"])}
     val = load_course_pairs(opts["course_val"]) if opts["course_val"] else None
@@ -151,6 +153,11 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any]) -> int:
 
     if (opts["photos"] is None) == (opts["course"] is None):
         raise click.UsageError("give exactly one of --photos or --course")
+    if opts.get("grey_fraction") and opts["course"] is not None:
+        raise click.UsageError(
+            "--grey-fraction needs --photos: course pairs come noised, so their noise "
+            "cannot be drawn again for grey patches"
+        )
     check_device(opts["device"])
     if opts["threads"]:
         torch.set_num_threads(opts["threads"])

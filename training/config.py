@@ -135,6 +135,9 @@ class TrainConfig(_Versioned):
       from (``n2n-train fit --init``), empty for a random start. It also gives the
       batches a fresh random stream, so that a fine-tune does not replay the
       patches and noise of the run it continues.
+    - ``grey_fraction`` (version 5): the share of photo patches made grey (luma in
+      R, G and B, one noise draw copied to the three channels), so that the
+      model also learns grey images read as RGB; 0 = colour only.
     """
 
     epochs: int = 15
@@ -157,8 +160,9 @@ class TrainConfig(_Versioned):
     channels_last: bool = False
     pyramid: int = 0
     init: str = ""
+    grey_fraction: float = 0.0
 
-    VERSION: ClassVar[int] = 4
+    VERSION: ClassVar[int] = 5
 
     def __post_init__(self) -> None:
         _check_choice("optimizer", self.optimizer, ("sgd", "adam", "adagrad"))
@@ -174,6 +178,8 @@ class TrainConfig(_Versioned):
             raise ValueError(f"patch_size must be positive, got {self.patch_size}")
         if not 0.0 <= self.blur_prob <= 1.0:
             raise ValueError(f"blur_prob must be in [0, 1], got {self.blur_prob}")
+        if not 0.0 <= self.grey_fraction <= 1.0:
+            raise ValueError(f"grey_fraction must be in [0, 1], got {self.grey_fraction}")
         if not 0 <= self.pyramid <= 8:
             raise ValueError(f"pyramid must be 0 to 8 halvings, got {self.pyramid}")
         if self.init and not re.fullmatch(r"[0-9a-f]{64}", self.init):

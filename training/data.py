@@ -183,6 +183,16 @@ def photo_pyramid(
     return out
 
 
+#: ITU-R BT.601 luma weights, as PIL's ``convert("L")`` uses.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def to_grey(clean: torch.Tensor) -> torch.Tensor:
+    """N×3×H×W colour -> N×3×H×W grey (its luma in all three channels)."""
+    w = torch.tensor(LUMA, dtype=clean.dtype, device=clean.device).view(1, 3, 1, 1)
+    return (clean * w).sum(dim=1, keepdim=True).expand_as(clean).contiguous()
+
+
 class PhotoPairs:
     """Noise2Noise pairs drawn on the fly from clean photos.
 
@@ -191,6 +201,10 @@ class PhotoPairs:
     8-bit file; the target copy is left unclipped so that its expectation is
     the clean patch. With ``clean_targets`` the target is the clean patch
     (Noise2Clean). Photos are split by image into train and validation.
+
+    With ``grey_fraction`` p, each patch is turned grey with probability p (its
+    luma in R, G and B) and its noise is drawn once and copied into the three
+    channels, as in a grey image file read as RGB; the validation patches too.
     """
 
     def __init__(
@@ -203,7 +217,10 @@ class PhotoPairs:
         val_patches: int = 256,
         clean_targets: bool = False,
         pyramid: int = 0,
+        grey_fraction: float = 0.0,
     ) -> None:
+        if not 0.0 <= grey_fraction <= 1.0:
+            raise ValueError(f"grey_fraction must be in [0, 1], got {grey_fraction}")
         photos = [p for p in photos if min(p.shape[1:]) >= patch_size]
         if len(photos) < 2:
             raise DataError(
@@ -213,12 +230,13 @@ class PhotoPairs:
         perm = torch.randperm(len(photos), generator=generator).tolist()
         n_val = max(1, round(len(photos) * val_fraction))
         self.noise, self.patch_size, self.clean_targets = noise, patch_size, clean_targets
+        self.grey_fraction = grey_fraction
         # Split first, then add the smaller scales: a photo stays on one side.
         floor = max(patch_size, 256)
         self._train = photo_pyramid([photos[i] for i in perm[n_val:]], pyramid, floor)
         val_photos = photo_pyramid([photos[i] for i in perm[:n_val]], pyramid, floor)
-        clean = self._crops(val_photos, val_patches, generator)
-        a, b = noise(clean, generator), noise(clean, generator)
+        clean, grey = self._greyed(self._crops(val_photos, val_patches, generator), generator)
+        a, b = self._noised(clean, grey, generator), self._noised(clean, grey, generator)
         self.validation = ValidationSet(quantize(a), clean if clean_targets else b, clean)
         self.psnr_set = (self.validation.noisy, clean)
 
@@ -243,7 +261,27 @@ class PhotoPairs:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``steps`` batches of freshly cropped and noised (input, target) pairs."""
         for _ in range(steps):
-            clean = self._crops(self._train, batch_size, generator)
-            inp = quantize(self.noise(clean, generator))
-            target = self.noise(clean, generator)  # drawn in both modes: same random stream
+            clean, grey = self._greyed(self._crops(self._train, batch_size, generator), generator)
+            inp = quantize(self._noised(clean, grey, generator))
+            # drawn in both modes: the same random stream
+            target = self._noised(clean, grey, generator)
             yield inp, clean if self.clean_targets else target
+
+    def _greyed(
+        self, clean: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The patches with a ``grey_fraction`` share made grey, and which ones."""
+        if not self.grey_fraction:
+            return clean, None  # no draw: the stream of colour-only runs is unchanged
+        grey = torch.rand(clean.shape[0], generator=generator) < self.grey_fraction
+        if grey.any():
+            clean[grey] = to_grey(clean[grey])
+        return clean, grey
+
+    def _noised(
+        self, clean: torch.Tensor, grey: torch.Tensor | None, generator: torch.Generator
+    ) -> torch.Tensor:
+        noisy = self.noise(clean, generator)
+        if grey is not None and grey.any():  # one noise draw, copied to R, G and B
+            noisy[grey] = self.noise(clean[grey][:, :1], generator).expand(-1, 3, -1, -1)
+        return noisy

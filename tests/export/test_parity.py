@@ -174,6 +174,10 @@ def test_card_training_line_names_the_fine_tune_start():
         "best epoch 49; fine-tuned from checkpoint `abababababab…` (60 epochs, best epoch 58)"
     )
     assert "adam lr 0.0005 (cosine schedule)" in line
+    assert "grey" not in line
+    assert "augmentation: 25% of patches grey;" in _training_line(
+        train, cfg | {"grey_fraction": 0.25}
+    )
 
 
 def test_card_training_line_names_an_average_and_a_stop_before_the_end():

@@ -189,6 +189,41 @@ def test_fit_model_options_reach_the_config(tmp_path, photos_dir):
     assert (cfg.pooling, cfg.upsampling, cfg.activation) == ("max", "transposed", "leaky_relu")
 
 
+def test_fit_grey_fraction_reaches_the_config_and_needs_photos(tmp_path, photos_dir, seedlike_dir):
+    common = ("--out", tmp_path, "--epochs", "1", "--batch-size", "4", "--no-progress")
+    result = _invoke(
+        "fit",
+        "--photos",
+        photos_dir,
+        "--grey-fraction",
+        "0.25",
+        "--steps-per-epoch",
+        "2",
+        "--patch-size",
+        "32",
+        "--features",
+        "8,16",
+        *common,
+    )
+    assert result.exit_code == 0, result.output
+    summary = load_checkpoint(tmp_path / "last.pt").summary
+    assert summary["train_config"]["grey_fraction"] == 0.25
+    course = CliRunner().invoke(
+        main,
+        [
+            "fit",
+            "--course",
+            str(seedlike_dir / "train_data.pkl"),
+            "--grey-fraction",
+            "0.5",
+            *map(str, common),
+        ],
+    )
+    assert course.exit_code == 2 and "--grey-fraction needs --photos" in course.output
+    bad = CliRunner().invoke(main, ["fit", "--photos", str(photos_dir), "--grey-fraction", "2"])
+    assert bad.exit_code == 2 and "--grey-fraction" in bad.output
+
+
 def test_eval_prints_both_psnr_figures_and_writes_the_figures(tmp_path, course_run, seedlike_dir):
     result = _invoke(
         "eval", course_run / "best.pt", seedlike_dir / "val_data.pkl", "--out", tmp_path

@@ -101,9 +101,10 @@ def test_every_training_option_round_trips():
         channels_last=True,
         pyramid=3,
         init="ab" * 32,
+        grey_fraction=0.25,
     )
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    assert cfg.to_dict()["version"] == 4
+    assert cfg.to_dict()["version"] == 5
 
 
 @pytest.mark.parametrize(
@@ -117,6 +118,7 @@ def test_every_training_option_round_trips():
         {"swap": True, "target": "clean"},
         {"pyramid": -1},
         {"init": "not-a-sha256"},
+        {"grey_fraction": 1.5},
     ],
 )
 def test_invalid_training_options_are_refused(bad):

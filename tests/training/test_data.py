@@ -91,3 +91,70 @@ def test_pyramid_levels_stay_on_their_photo_side_of_the_split():
     assert len(val_values) == 1 and len(train_values) == 3
     assert val_values.isdisjoint(train_values)
     assert len(data._train) == 3 * 2  # 512 -> 256 (kept), 128 < 256 floor (stopped)
+
+
+def _grey_pairs(fraction, noise="gaussian:25", clean_targets=False):
+    from training.data import PhotoPairs
+    from training.noise import parse_noise
+
+    gen = torch.Generator().manual_seed(0)
+    # colourful photos: R, G and B differ everywhere
+    photos = [
+        torch.randint(0, 256, (3, 96, 96), generator=gen, dtype=torch.uint8) for _ in range(4)
+    ]
+    return PhotoPairs(
+        photos,
+        parse_noise(noise),
+        32,
+        0.25,
+        torch.Generator().manual_seed(1),
+        val_patches=200,
+        clean_targets=clean_targets,
+        grey_fraction=fraction,
+    )
+
+
+def _grey(batch):
+    return (batch[:, 0] == batch[:, 1]).all(dim=(1, 2)) & (batch[:, 1] == batch[:, 2]).all(
+        dim=(1, 2)
+    )
+
+
+def test_grey_fraction_makes_that_share_of_patches_grey_with_one_noise_in_all_channels():
+    data = _grey_pairs(0.3)
+    inputs, targets = zip(*data.batches(50, 20, torch.Generator().manual_seed(2)), strict=True)
+    inp, target = torch.cat(inputs), torch.cat(targets)
+    grey = _grey(inp)
+    assert float(grey.float().mean()) == pytest.approx(0.3, abs=0.05)
+    assert torch.equal(_grey(target), grey)  # the target copy is grey too, with its own noise
+    assert not torch.equal(inp[grey], target[grey].clamp(0, 1).mul(255).round().div(255))
+    # one draw per grey patch, as strong as a colour patch's (input and target: sqrt(2)·25)
+    assert float((target[grey] - inp[grey]).std()) * 255 == pytest.approx(25 * 2**0.5, rel=0.1)
+    assert float((target[~grey] - inp[~grey]).std()) * 255 == pytest.approx(25 * 2**0.5, rel=0.1)
+    val = data.validation
+    assert float(_grey(val.noisy).float().mean()) == pytest.approx(0.3, abs=0.1)
+    assert torch.equal(_grey(val.noisy), _grey(val.clean))
+
+
+def test_grey_patches_carry_the_luma_of_the_colour_patch():
+    from training.data import LUMA, to_grey
+
+    colour = torch.rand(5, 3, 8, 8)
+    grey = to_grey(colour)
+    luma = sum(w * colour[:, i] for i, w in enumerate(LUMA))
+    for c in range(3):
+        assert torch.allclose(grey[:, c], luma)
+    data = _grey_pairs(1.0, noise="gaussian:0", clean_targets=True)
+    for inp, clean in data.batches(8, 2, torch.Generator()):
+        assert bool(_grey(clean).all())
+        assert torch.allclose(inp, clean.clamp(0, 1).mul(255).round().div(255))
+
+
+def test_grey_fraction_zero_keeps_the_colour_only_random_stream():
+    a = _grey_pairs(0.0)
+    b = _grey_pairs(0.0)
+    first = next(a.batches(8, 1, torch.Generator().manual_seed(3)))
+    again = next(b.batches(8, 1, torch.Generator().manual_seed(3)))
+    assert torch.equal(first[0], again[0]) and not bool(_grey(first[0]).any())
+    with pytest.raises(ValueError, match="grey_fraction"):
+        _grey_pairs(1.5)
