@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from training.checkpoint import load_checkpoint
+from training.checkpoint import Checkpoint, load_checkpoint
 from training.data import load_course_pairs, load_photo_folder, quantize, to_float
 from training.evaluate import EvalResult, evaluate
 from training.noise import parse_noise
@@ -113,7 +113,7 @@ def run_facts(name: str, run: Path, noisy: torch.Tensor, clean: torch.Tensor, ou
     }
 
 
-def example_grid(ckpt, noise_spec: str, out: Path) -> None:
+def example_grid(ckpt: Checkpoint, noise_spec: str, out: Path) -> None:
     """Six 32×32 patches of the CC0 examples, noised like the seed-like data, denoised."""
     photos = load_photo_folder(REPO / "examples" / "clean")
     clean = torch.stack(
