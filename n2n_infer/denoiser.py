@@ -12,7 +12,7 @@ import numpy as np
 from n2n_infer.arrays import ImageArray, as_image, finish, new_output, restore, to_unit
 from n2n_infer.ensemble import check_size, run_ensemble
 from n2n_infer.errors import ImageError, ModelLoadError
-from n2n_infer.grey import grey_mode_for, is_grey, merge_phases, phase_stacks
+from n2n_infer.grey import grey_mode_for, is_grey, merge_phases, phase_stacks, trained_on_grey
 from n2n_infer.metadata import INPUT_NAME, KEY_PRECISION, OUTPUT_NAME, ModelInfo
 from n2n_infer.padding import crop, pad_to_multiple
 from n2n_infer.registry import resolve_model
@@ -98,7 +98,7 @@ class Denoiser:
         self._session = create_session(self.path, device, intra_op_threads, config)
         props = self._session.get_modelmeta().custom_metadata_map
         self.info = ModelInfo.from_props(dict(props), self.path)
-        self.grey = grey_mode_for(grey, self.info.noise)
+        self.grey = grey_mode_for(grey, self.info.noise, trained_on_grey(self.info.training))
         _check_signature(self._session, self.path)
         overlap = (
             default_overlap(self.info.config, self.stride) if tile_overlap is None else tile_overlap

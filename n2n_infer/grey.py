@@ -22,6 +22,8 @@ colour with three equal channels) unless the model's noise is ``pixelated``
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from n2n_infer.arrays import ImageArray, to_unit
@@ -39,8 +41,13 @@ STACKS = (
 BLOCK_NOISES = ("pixelated",)
 
 
-def grey_mode_for(mode: str, noise: str) -> str:
+def grey_mode_for(mode: str, noise: str, grey_trained: bool = False) -> str:
     """``"phases"`` or ``"replicate"`` for a model trained on ``noise`` (its spec).
+
+    ``auto`` feeds a model grey images the way it can read them: copied into
+    R, G and B (``replicate``) when it was trained on grey patches
+    (``grey_trained``) or on noise shared by neighbouring pixels, else by pixel
+    phases.
 
     Raises:
         ValueError: ``mode`` is not one of :data:`GREY_MODES`.
@@ -50,7 +57,16 @@ def grey_mode_for(mode: str, noise: str) -> str:
     if mode != "auto":
         return mode
     kinds = {part.split(":", 1)[0] for part in noise.split("+")}  # "a:1+b:2" is a mix
-    return "replicate" if kinds & set(BLOCK_NOISES) else "phases"
+    return "replicate" if grey_trained or kinds & set(BLOCK_NOISES) else "phases"
+
+
+def trained_on_grey(training: dict[str, Any]) -> bool:
+    """Whether a model's training summary says it saw grey patches (``--grey-fraction``)."""
+    cfg = training.get("train_config")
+    try:
+        return float(cfg.get("grey_fraction") or 0.0) > 0.0 if isinstance(cfg, dict) else False
+    except (TypeError, ValueError):
+        return False
 
 
 def is_grey(img: ImageArray) -> bool:

@@ -64,3 +64,25 @@ def test_deep_models_get_tiles_wide_enough_for_their_overlap(tmp_path):
     assert np.abs(tiled - d.denoise(img, tile=False).astype(int)).max() <= 1
     with pytest.raises(ValueError, match="must exceed twice the overlap"):
         Denoiser(d.path, device="cpu", tile_size=512)
+
+
+def test_a_model_trained_on_grey_patches_gets_grey_images_copied_into_rgb(tmp_path):
+    """The training summary travels into the ONNX file; ``grey="auto"`` reads it."""
+    import torch
+
+    from export.exporter import export_onnx
+    from n2n_infer import Denoiser
+    from training.checkpoint import save_checkpoint
+    from training.config import TrainConfig, UNetConfig
+    from training.unet import UNet
+
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(features=(4, 8)))
+    modes = {}
+    for fraction in (0.0, 0.3):
+        cfg = TrainConfig(noise="gaussian:0-50", grey_fraction=fraction)
+        summary = {"noise": cfg.noise, "train_config": cfg.to_dict()}
+        ckpt = save_checkpoint(tmp_path / f"g{fraction}.pt", net, summary)
+        onnx_path = export_onnx(ckpt, tmp_path / f"g{fraction}.onnx")
+        modes[fraction] = Denoiser(onnx_path, device="cpu").grey
+    assert modes == {0.0: "phases", 0.3: "replicate"}

@@ -60,6 +60,24 @@ def test_grey_mode_follows_the_models_noise():
     assert grey_mode_for("auto", "pixelated:24.4591,2") == "replicate"
     assert grey_mode_for("auto", "gaussian:0-50+pixelated:24") == "replicate"  # a mix
     assert grey_mode_for("auto", "gaussian:0-50+correlated:0-50") == "phases"
+    assert grey_mode_for("auto", "gaussian:0-50", grey_trained=True) == "replicate"
+    assert grey_mode_for("phases", "gaussian:0-50", grey_trained=True) == "phases"
+
+
+@pytest.mark.parametrize(
+    ("training", "expected"),
+    [
+        ({}, False),
+        ({"train_config": {"grey_fraction": 0.0}}, False),
+        ({"train_config": {"grey_fraction": 0.25}}, True),
+        ({"train_config": {"grey_fraction": "junk"}}, False),
+        ({"train_config": "junk"}, False),
+    ],
+)
+def test_a_model_trained_on_grey_patches_is_read_from_its_training_summary(training, expected):
+    from n2n_infer.grey import trained_on_grey
+
+    assert trained_on_grey(training) is expected
     assert grey_mode_for("replicate", "gaussian:25") == "replicate"
     with pytest.raises(ValueError, match="expected one of auto, phases, replicate, got 'gray'"):
         grey_mode_for("gray", "gaussian:25")
