@@ -231,6 +231,7 @@ def info(model: str | None, as_json: bool) -> None:
         "features": meta["config"].get("features"),
         "tile_size": d.tiles.size,
         "tile_overlap": d.tiles.overlap,
+        "grey_auto": d.grey,
     }
     if as_json:
         click.echo(json.dumps({"path": str(d.path), **meta, "sizes": sizes}, indent=2))
@@ -239,6 +240,7 @@ def info(model: str | None, as_json: bool) -> None:
     for key in ("name", "format_version", "stride", "noise"):
         click.echo(f"{key + ':':9} {meta[key]}")
     click.echo(f"tiles:    {d.tiles.size} px, overlap {d.tiles.overlap} px")
+    click.echo(f"grey:     {d.grey} (what --grey auto does with grey images)")
     for key in ("config", "training", "psnr", "exporter"):
         click.echo(f"{key + ':':9} {json.dumps(meta[key])}")
 

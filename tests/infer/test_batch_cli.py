@@ -108,6 +108,9 @@ def test_info_prints_metadata(tiny_onnx):
     assert result.exit_code == 0, result.output
     meta = json.loads(result.output)
     assert meta["stride"] == 4 and meta["noise"] == "gaussian:25"
+    assert meta["sizes"]["grey_auto"] == "phases"
+    text = _run("info", tiny_onnx).output
+    assert "grey:     phases" in text
 
 
 def test_doctor_runs_the_default_model_on_cpu():
