@@ -197,6 +197,11 @@ def crops_figure(
     plt.close(fig)
 
 
+def _margin(db: float) -> str:
+    """A PSNR margin with enough decimals that a near-tie does not print as 0.00."""
+    return f"{abs(db):.2f}" if abs(db) >= 0.01 else f"{abs(db):.4f}"
+
+
 def verdict(result: dict) -> list[str]:
     """The issue's target at sigma 25, each point as a sentence with its measured margin."""
     row = result["results"][str(TARGET_SIGMA)]
@@ -205,7 +210,7 @@ def verdict(result: dict) -> list[str]:
     gap = photo["psnr"] - cb["psnr"]
     speed = cb["seconds_per_mp"] / photo["seconds_per_mp"]
     word = "beats" if gap > 0 else "trails"
-    lines.append(f"- PSNR: photo {word} CBM3D by {abs(gap):.2f} dB at sigma {TARGET_SIGMA}.")
+    lines.append(f"- PSNR: photo {word} CBM3D by {_margin(gap)} dB at sigma {TARGET_SIGMA}.")
     lines.append(f"- Speed: photo is {speed:.0f}× faster per megapixel than CBM3D (target ≥ 10×).")
     for n in ENSEMBLES:
         if f"photo-x{n}" in row:
@@ -214,12 +219,12 @@ def verdict(result: dict) -> list[str]:
             speed_n = cb["seconds_per_mp"] / ens["seconds_per_mp"]
             lines.append(
                 f"- With `ensemble={n}`: {'beats' if gap_n > 0 else 'trails'} CBM3D by "
-                f"{abs(gap_n):.2f} dB, {speed_n:.0f}× faster."
+                f"{_margin(gap_n)} dB, {speed_n:.0f}× faster."
             )
     if "photo-n2c" in row:
         n2c_gap = row["photo-n2c"]["psnr"] - photo["psnr"]
         lines.append(
-            f"- Noise2Noise gap: the Noise2Clean twin is {n2c_gap:+.2f} dB from photo "
+            f"- Noise2Noise gap: the Noise2Clean twin is {n2c_gap:+.3f} dB from photo "
             "(target: within 0.2 dB)."
         )
     return lines

@@ -47,11 +47,15 @@ def test_verdict_states_each_target_with_its_margin():
     lines = verdict(_result(photo=30.5, cbm3d=31.25, twin=30.6))
     assert lines[0] == "- PSNR: photo trails CBM3D by 0.75 dB at sigma 25."
     assert lines[1] == "- Speed: photo is 50× faster per megapixel than CBM3D (target ≥ 10×)."
-    assert "+0.10 dB" in lines[2]
+    assert "+0.100 dB" in lines[2]
     result = _result(photo=30.5, cbm3d=31.25, twin=30.6)
     result["results"]["25"]["photo-x4"] = {"psnr": 31.3, "seconds_per_mp": 4.0}
     assert verdict(result)[2] == "- With `ensemble=4`: beats CBM3D by 0.05 dB, 12× faster."
     assert verdict(_result(31.5, 31.25, 31.5))[0].startswith("- PSNR: photo beats CBM3D by 0.25")
+    # a near-tie keeps its sign and size instead of printing as 0.00
+    tie = verdict(_result(photo=31.7216, cbm3d=31.7219, twin=31.9208))
+    assert tie[0] == "- PSNR: photo trails CBM3D by 0.0003 dB at sigma 25."
+    assert "+0.199 dB" in tie[-1]
 
 
 def test_markdown_table_has_a_row_per_method():
