@@ -9,7 +9,16 @@ import json
 import numpy as np
 import pytest
 
-from bench.quality import TARGET_SIGMA, add_noise, markdown, psnr_u8, to_u8, verdict
+from bench.quality import (
+    TARGET_SIGMA,
+    add_noise,
+    margin_over_draws,
+    markdown,
+    paired,
+    psnr_u8,
+    to_u8,
+    verdict,
+)
 from tests.conftest import REPO
 from training.checkpoint import load_checkpoint
 
@@ -56,6 +65,54 @@ def test_verdict_states_each_target_with_its_margin():
     tie = verdict(_result(photo=31.7216, cbm3d=31.7219, twin=31.9208))
     assert tie[0] == "- PSNR: photo trails CBM3D by 0.0003 dB at sigma 25."
     assert "+0.199 dB" in tie[-1]
+
+
+def test_paired_difference_counts_wins_and_gives_the_standard_error():
+    row = {
+        "photo": {"psnr_per_image": [31.0, 30.0, 33.0, 29.0]},
+        "cbm3d": {"psnr_per_image": [30.0, 30.5, 32.0, 29.5]},
+    }
+    wins, n, mean, se = paired(row)  # differences +1, -0.5, +1, -0.5
+    assert (wins, n) == (2, 4)
+    assert mean == pytest.approx(0.25)
+    assert se == pytest.approx(np.std([1, -0.5, 1, -0.5], ddof=1) / 2)
+
+
+def test_verdict_reports_the_spread_between_photos_and_between_noise_draws():
+    result = _result(photo=31.7226, cbm3d=31.7219, twin=31.9)
+    row = result["results"]["25"]
+    row["photo"]["psnr_per_image"] = [31.0, 32.4452]
+    row["cbm3d"]["psnr_per_image"] = [31.2, 32.2438]
+    result["draws"] = {"photo_minus_cbm3d": [-0.0013, 0.002, 0.0041, 0.001]}
+    lines = verdict(result)
+    assert lines[0] == "- PSNR: photo beats CBM3D by 0.0007 dB at sigma 25."
+    assert lines[2] == (
+        "- Photo by photo: photo beats CBM3D on 1 of 2; the paired difference is "
+        "+0.001 ± 0.201 dB (mean ± standard error over the 2 photos)."
+    )
+    assert lines[3] == (
+        "- Noise draws: over the table's draw and 4 more at sigma 25, photo − CBM3D is "
+        "+0.0013 dB on average (from -0.0013 to +0.0041); photo is ahead in 4 of 5."
+    )
+    assert "twin" in lines[-1]
+
+
+def test_extra_noise_draws_differ_from_the_table_and_from_each_other():
+    clean = [np.full((40, 60, 3), 120, np.uint8), np.full((40, 60, 3), 60, np.uint8)]
+    seen = []
+
+    def identity(sigma):
+        return lambda x: (seen.append(x.copy()), x)[1]
+
+    def mean_filter(sigma):  # a flat image's best denoiser: better than doing nothing
+        return lambda x: np.full_like(x, np.round(x.mean()))
+
+    margins = margin_over_draws({"photo": mean_filter, "cbm3d": identity}, clean, draws=2)
+    assert len(margins) == 2 and all(m > 10 for m in margins)
+    assert len(seen) == 4  # no warm-up call: 2 draws × 2 photos
+    assert not np.array_equal(seen[0], seen[2])  # draw 2 is new noise
+    table_noise = add_noise(clean[0], TARGET_SIGMA, np.random.default_rng(TARGET_SIGMA))
+    assert not np.array_equal(seen[0], table_noise)
 
 
 def test_markdown_table_has_a_row_per_method():
