@@ -16,8 +16,8 @@
 # Every epoch's weights are also kept in RUN/snapshots/ (2 MB each); AVERAGE=K ships
 # the mean of the last K (n2n-train average) instead of the best epoch, e.g.
 #   INIT_FROM=runs-ft EPOCHS=60 LR=3e-4 AVERAGE=5 bash scripts/train_default.sh runs-ft2
-# (the shipped models: seven stages, the last five with AVERAGE=5, the last three in BATCH=32 STEPS=75,
-# BATCH=64 STEPS=38 and BATCH=128 STEPS=19; docs/photo_model.md).
+# (the shipped models: eight stages, the last six with AVERAGE=5, the last four in BATCH=32 STEPS=75,
+# BATCH=64 STEPS=38, BATCH=128 STEPS=19 and BATCH=256 STEPS=10; docs/photo_model.md).
 # BATCH=N and STEPS=N (default 16 and 150) change the batch size and steps per epoch,
 # e.g. BATCH=32 STEPS=75 draws as many patches per epoch in half the steps.
 # No --swap: on photo folders it made the clipped input the target half the time,
