@@ -134,9 +134,13 @@ def test_committed_report_is_complete_and_matches_readme_and_docs():
             assert r["psnr"] == pytest.approx(np.mean(r["psnr_per_image"]), abs=1e-3), name
             if name != "noisy":
                 assert r["psnr"] > row["noisy"]["psnr"] + 3, (sigma, name)
+    draws = result["draws"]["photo_minus_cbm3d"]
+    assert len(draws) == 4 and len(set(draws)) == 4  # four distinct noise realisations
+    assert result["verdict"] == verdict(result)  # the committed verdict is this code's
     docs = (REPO / "docs" / "quality.md").read_text()
     table = markdown(result)
     assert table in docs
+    assert all(line in docs for line in result["verdict"])
     assert (REPO / "docs" / "quality" / f"crops_sigma{TARGET_SIGMA}.png").stat().st_size > 10_000
     readme = (REPO / "README.md").read_text()
     for name in methods - {"noisy"}:
