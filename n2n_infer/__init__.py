@@ -3,21 +3,43 @@
 >>> from n2n_infer import Denoiser
 >>> d = Denoiser()                 # the bundled default model, CUDA if usable
 >>> out = d.denoise(image)         # numpy (H×W, H×W×{1,3,4}; uint8/uint16/float) or PIL
+
+The public names are loaded on first use, so that ``import n2n_infer.files`` (or
+``n2n_infer.imageio``) from training code does not load onnxruntime.
 """
 
-from n2n_infer.denoiser import Denoiser
-from n2n_infer.errors import (
-    ImageError,
-    InferenceError,
-    ModelLoadError,
-    N2NError,
-    ProviderError,
-)
-from n2n_infer.metadata import ModelInfo
-from n2n_infer.registry import available_models
-from n2n_infer.session import SessionConfig
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from n2n_infer.denoiser import Denoiser
+    from n2n_infer.errors import (
+        ImageError,
+        InferenceError,
+        ModelLoadError,
+        N2NError,
+        ProviderError,
+    )
+    from n2n_infer.metadata import ModelInfo
+    from n2n_infer.registry import available_models
+    from n2n_infer.session import SessionConfig
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it.
+_HOMES = {
+    "Denoiser": "n2n_infer.denoiser",
+    "ImageError": "n2n_infer.errors",
+    "InferenceError": "n2n_infer.errors",
+    "ModelLoadError": "n2n_infer.errors",
+    "N2NError": "n2n_infer.errors",
+    "ProviderError": "n2n_infer.errors",
+    "ModelInfo": "n2n_infer.metadata",
+    "available_models": "n2n_infer.registry",
+    "SessionConfig": "n2n_infer.session",
+}
 
 __all__ = [
     "Denoiser",
@@ -31,3 +53,16 @@ __all__ = [
     "__version__",
     "available_models",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'n2n_infer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

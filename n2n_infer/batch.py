@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,15 +20,8 @@ import numpy as np
 
 from n2n_infer.denoiser import Denoiser
 from n2n_infer.errors import ImageError, N2NError
-from n2n_infer.imageio import (
-    SUFFIXES,
-    TEMP_PREFIX,
-    TEMP_SUFFIX,
-    as_rgb_u8,
-    read_file,
-    read_image,
-    write_file,
-)
+from n2n_infer.files import is_temp_name, temp_name, write_text_atomic
+from n2n_infer.imageio import SUFFIXES, as_rgb_u8, read_file, read_image, write_file
 from n2n_infer.metrics import psnr
 
 log = logging.getLogger(__name__)
@@ -96,8 +88,13 @@ def find_images(in_dir: Path, recursive: bool = False) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(in_dir).as_posix())
 
 
-def check_folders(in_dir: Path, out_dir: Path) -> None:
-    """Refuse a missing input folder, and an output folder equal to or inside it.
+def check_folders(in_dir: Path, out_dir: Path, recursive: bool = False) -> None:
+    """Refuse every layout where an output could land in the input folder.
+
+    OUT may not be IN or lie inside it; with ``recursive``, IN may not lie inside
+    OUT either (``IN/x/a.png`` would be written to ``OUT/x/a.png``, which can be an
+    input). Symbolic links are followed. Outputs reached through a link inside
+    OUT are checked file by file (see :func:`denoise_folder`).
 
     Raises:
         N2NError: with a message naming the folders.
@@ -107,14 +104,79 @@ def check_folders(in_dir: Path, out_dir: Path) -> None:
     src, dst = in_dir.resolve(), out_dir.resolve()
     if dst == src or src in dst.parents:
         raise N2NError(f"output folder {out_dir} is inside input folder {in_dir}; choose another")
+    if recursive and dst in src.parents:
+        raise N2NError(
+            f"input folder {in_dir} is inside output folder {out_dir}: with --recursive, "
+            "outputs could overwrite inputs; choose an output folder outside it"
+        )
 
 
-def remove_stale_temp_files(out_dir: Path) -> list[Path]:
-    """Delete temporary files that a killed run left in ``out_dir`` (see imageio)."""
-    stale = [p for p in out_dir.rglob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}") if p.is_file()]
+def prepare_output(out_dir: Path) -> None:
+    """Create ``out_dir`` if needed and check that a file can be created in it.
+
+    Raises:
+        N2NError: it is a file, lies under a file, or is not writable.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise N2NError(f"output folder {out_dir} is an existing file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / temp_name("write-check")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        raise N2NError(f"output folder {out_dir} is not writable: {exc.strerror or exc}") from None
+
+
+def check_report_path(report: Path, in_dir: Path) -> Path:
+    """The file a JSON report will be written to (a symbolic link is followed), checked.
+
+    Its folder is created if needed.
+
+    Raises:
+        N2NError: it lies in the input folder, is a folder, lies under a file, or
+            its folder is not writable; the message names the report path.
+    """
+    target = report.resolve()
+    src = in_dir.resolve()
+    if target == src or src in target.parents:
+        raise N2NError(f"report file {report} is inside input folder {in_dir}; choose another")
+    if target.is_dir():
+        raise N2NError(f"report file {report} is a folder; give a file name such as report.json")
+    try:
+        prepare_output(target.parent)
+    except N2NError as exc:
+        raise N2NError(f"report file {report}: its {exc}") from None
+    return target
+
+
+def check_reference(reference_dir: Path | None) -> None:
+    """Refuse a ``reference_dir`` that is given but is not a folder.
+
+    Raises:
+        N2NError: naming the folder.
+    """
+    if reference_dir is not None and not Path(reference_dir).is_dir():
+        raise N2NError(f"reference folder {reference_dir} not found (or not a folder)")
+
+
+def remove_stale_temp_files(out_dir: Path, in_dir: Path, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files that a killed run of this job left in ``out_dir``.
+
+    Only names that :func:`n2n_infer.files.temp_name` makes are removed, only in
+    the folders the job writes to (``out_dir``, and its subfolders with
+    ``recursive``), never inside ``in_dir`` and never through a symbolic link.
+    """
+    stale, src = [], in_dir.resolve()
+    for folder, dirs, files in os.walk(out_dir):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if recursive and (here / d).resolve() != src]
+        if here.resolve() == src or src in here.resolve().parents:
+            continue
+        stale += [here / f for f in files if is_temp_name(f) and not (here / f).is_symlink()]
     for p in stale:
         log.info("removing %s (left by an interrupted run)", p)
-        p.unlink()
+        p.unlink(missing_ok=True)
     return stale
 
 
@@ -137,53 +199,86 @@ def denoise_folder(
     ``recursive`` mirrors subfolders; ``tile`` is passed to
     :meth:`Denoiser.denoise`. ``on_file`` is called after each file.
 
+    Nothing is ever written inside ``in_dir``: the folders are checked first
+    (:func:`check_folders`), and each output's real location (links followed)
+    again before it is written. A failure of any kind on one file is recorded
+    in the report and the job goes on.
+
     Raises:
-        N2NError: the folders are unusable (see :func:`check_folders`).
+        N2NError: the folders are unusable (see :func:`check_folders`,
+            :func:`prepare_output`, :func:`check_reference`).
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    check_folders(in_dir, out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(out_dir)
+    check_folders(in_dir, out_dir, recursive)
+    check_reference(None if reference_dir is None else Path(reference_dir))
+    prepare_output(out_dir)
+    remove_stale_temp_files(out_dir, in_dir, recursive)
     report = BatchReport()
     for src in find_images(in_dir, recursive):
         rel = src.relative_to(in_dir)
         ref = Path(reference_dir) / rel if reference_dir is not None else None
-        result = _one_file(denoiser, src, rel, out_dir / rel, overwrite, skip_existing, ref, tile)
+        job = _FileJob(src, rel, out_dir / rel, in_dir.resolve(), ref)
+        result = _one_file(denoiser, job, overwrite, skip_existing, tile)
         report.results.append(result)
         if on_file:
             on_file(result)
     return report
 
 
+@dataclass(frozen=True)
+class _FileJob:
+    src: Path
+    rel: Path
+    dst: Path
+    in_root: Path  # the input folder, resolved
+    ref: Path | None
+
+
 def _one_file(
-    denoiser: Denoiser,
-    src: Path,
-    rel: Path,
-    dst: Path,
-    overwrite: bool,
-    skip_existing: bool,
-    ref: Path | None,
-    tile: bool | None,
+    denoiser: Denoiser, job: _FileJob, overwrite: bool, skip_existing: bool, tile: bool | None
 ) -> FileResult:
     t0 = time.perf_counter()
-    name = rel.as_posix()
+    name = job.rel.as_posix()
+    try:
+        result = _denoise_file(denoiser, job, overwrite, skip_existing, tile)
+    except Exception as exc:  # any failure of one file is reported and the job goes on
+        message = _message(exc, job.src)
+        log.info("%s: %s", job.src, message)
+        result = FileResult(name, "error", message)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _denoise_file(
+    denoiser: Denoiser, job: _FileJob, overwrite: bool, skip_existing: bool, tile: bool | None
+) -> FileResult:
+    name, dst = job.rel.as_posix(), job.dst
     if dst.exists() and not overwrite:
         if skip_existing:
             return FileResult(name, "skipped")
         return FileResult(name, "error", f"{dst} exists (use --overwrite or --skip-existing)")
-    try:
-        loaded = read_file(src)
-        denoised = denoiser.denoise(loaded.pixels, tile=tile)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        write_file(dst, loaded, denoised)
-        result = FileResult(name, "ok", size_hw=loaded.pixels.shape[:2], notes=loaded.notes)
-        if ref is not None and ref.is_file():
-            result.psnr_noisy, result.psnr_denoised = _psnr_pair(loaded.pixels, denoised, ref)
-    except (N2NError, OSError) as exc:
-        log.warning("%s: %s", src, exc)
-        result = FileResult(name, "error", str(exc))
-    result.seconds = time.perf_counter() - t0
+    loaded = read_file(job.src)
+    denoised = denoiser.denoise(loaded.pixels, tile=tile)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    real = dst.parent.resolve() / dst.name
+    if real == job.in_root or job.in_root in real.parents:
+        raise N2NError(f"refused to write {dst}: it leads into the input folder (as {real})")
+    write_file(dst, loaded, denoised)
+    result = FileResult(name, "ok", size_hw=loaded.pixels.shape[:2], notes=loaded.notes)
+    if job.ref is not None and job.ref.is_file():
+        result.psnr_noisy, result.psnr_denoised = _psnr_pair(loaded.pixels, denoised, job.ref)
     return result
+
+
+def _message(exc: Exception, src: Path) -> str:
+    """One line for a failed file, without repeating its path (the report names the file)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = text.removeprefix(f"{src}: ")
+    if isinstance(exc, N2NError | OSError):
+        return text or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return f"out of memory ({text or 'the image is too large'})"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _psnr_pair(noisy: np.ndarray, denoised: np.ndarray, ref: Path) -> tuple[float, float]:
@@ -198,23 +293,15 @@ def _psnr_pair(noisy: np.ndarray, denoised: np.ndarray, ref: Path) -> tuple[floa
 
 
 def write_report(path: Path, report: BatchReport, **context: Any) -> None:
-    """Write the report as JSON, atomically.
+    """Write the report as JSON, atomically (a symbolic link is followed, not replaced).
 
     Raises:
         OSError: the file cannot be written.
     """
+    path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report.to_dict(**context), indent=2, default=_jsonable)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent
-    )
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_text_atomic(path, text + "\n")
 
 
 def _jsonable(value: Any) -> Any:

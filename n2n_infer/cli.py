@@ -48,7 +48,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     type=click.IntRange(min=0),
     default=None,
     help="Denoise in N×N tiles (a multiple of the model's stride); 0 never tiles "
-    "[default: 512-pixel tiles (larger for deep models) above 4.2 megapixels].",
+    "[default: 512-pixel tiles (larger for deep models) above 2.1 megapixels].",
 )
 @click.option(
     "--ensemble",
@@ -115,21 +115,23 @@ def batch(
     """
     from tqdm import tqdm
 
-    from n2n_infer.batch import check_folders, denoise_folder, find_images
+    from n2n_infer import batch as job
 
     quiet = ctx.obj["quiet"] or quiet_batch
     if overwrite and skip_existing:
         _fail("--overwrite and --skip-existing contradict each other; choose one", 2)
-    try:
-        check_folders(in_dir, out_dir)
+    try:  # every argument is checked before any work
+        job.check_folders(in_dir, out_dir, recursive)
+        job.check_reference(reference)
         if report is not None:
-            _check_report_path(report, in_dir)
+            report = job.check_report_path(report, in_dir)
         denoiser = _denoiser(model, device, batch_size, tile, int(ensemble), grey)
-        total = len(find_images(in_dir, recursive))
+        job.prepare_output(out_dir)
+        total = len(job.find_images(in_dir, recursive))
     except (N2NError, ValueError) as exc:
         _fail(str(exc), 2)
     with tqdm(total=total, unit="img", disable=quiet, file=sys.stderr) as bar:
-        result = denoise_folder(
+        result = job.denoise_folder(
             denoiser,
             in_dir,
             out_dir,
@@ -163,11 +165,6 @@ def _denoiser(
     return Denoiser(
         model, device=device, batch_size=batch_size, tile_size=size, ensemble=ensemble, grey=grey
     )
-
-
-def _check_report_path(report: Path, in_dir: Path) -> None:
-    if in_dir.resolve() in report.resolve().parents:
-        raise N2NError(f"report file {report} is inside input folder {in_dir}; choose another")
 
 
 def _write_report(

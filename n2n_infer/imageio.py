@@ -11,8 +11,6 @@ reading; the ICC profile and the remaining EXIF data are kept and written back
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from n2n_infer import png16, tiff16
 from n2n_infer.errors import ImageError
+from n2n_infer.files import TEMP_PREFIX, TEMP_SUFFIX, write_atomic  # noqa: F401 (re-exported)
 
 #: Suffixes the batch job reads, and the format each is written back in.
 SUFFIXES = {
@@ -40,9 +39,6 @@ JPEG_QUALITY = 95
 WEBP_QUALITY = 95
 #: Pillow modes read as they are; others are converted to RGB, or RGBA when they carry alpha.
 NATIVE_MODES = {"L", "RGB", "RGBA", "I;16"}
-#: Temporary files of atomic writes: ``.n2n-<name>.<random>.part`` beside the target.
-TEMP_PREFIX = ".n2n-"
-TEMP_SUFFIX = ".part"
 ORIENTATION_TAG = 0x0112
 
 
@@ -270,17 +266,7 @@ def _save_atomic(path: Path, im: Any, options: dict[str, Any]) -> None:
 
 def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write`` on a temporary file in the same folder, then rename it to ``path``."""
-    fd, tmp = tempfile.mkstemp(
-        prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, write)
 
 
 def _format_options(fmt: str, im: Any) -> dict[str, Any]:
