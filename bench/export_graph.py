@@ -27,8 +27,8 @@ import onnxruntime as ort
 import torch
 
 from bench.variants import machine
-from export.onnx_model import OnnxDenoiser
-from training.checkpoint import load_checkpoint
+from n2n_export.onnx_model import OnnxDenoiser
+from n2n_train.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -99,6 +99,9 @@ def main() -> None:
     parser.add_argument("--machine", default="2-core shared x86_64 VM, no GPU")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "memory")
     args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    from bench.report import write_results
+
     rows = []
     if args.untiled_size:
         for tile in (0, 512):
@@ -116,9 +119,7 @@ def main() -> None:
         "threads": args.threads,
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
+    write_results(args.out, result, markdown(result))
     print(markdown(result))
 
 

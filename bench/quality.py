@@ -46,13 +46,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from bench.variants import held_out_images, machine
-from export.data import resized_crops
+from n2n_export.data import resized_crops
 from n2n_infer import Denoiser
+from n2n_infer.imageio import read_image
 from n2n_infer.metrics import psnr
-from training.corpus import fetch_corpus
+from n2n_train.corpus import fetch_corpus
+from n2n_train.noise import gaussian_u8
 
 REPO = Path(__file__).resolve().parent.parent
 #: The one photo outside the held-out set on which OpenCV's strength is tuned.
@@ -70,19 +71,9 @@ FIGURE_SKIP = ("noisy", "photo-x2", "photo-x8")
 Method = Callable[[np.ndarray], np.ndarray]  # uint8 H×W×3 -> uint8 H×W×3
 
 
-def add_noise(clean_u8: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian noise of ``sigma`` (0-255 scale), clipped and rounded to uint8."""
-    noisy = clean_u8.astype(np.float64) + rng.normal(0.0, sigma, clean_u8.shape)
-    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
-
-
 def to_u8(img: np.ndarray) -> np.ndarray:
     """A float image in [0, 1] (any range) rounded to uint8, as a written file would be."""
     return np.clip(np.round(np.asarray(img, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
-def psnr_u8(out: np.ndarray, clean: np.ndarray) -> float:
-    return psnr(out.astype(np.float32) / 255.0, clean.astype(np.float32) / 255.0)
 
 
 def nlm(h: float) -> Method:
@@ -98,8 +89,8 @@ def nlm(h: float) -> Method:
 
 def tune_nlm(clean: np.ndarray, sigma: float, seed: int = 1) -> tuple[float, dict[str, float]]:
     """The NLM strength (from :data:`NLM_GRID` × sigma) with the best PSNR on ``clean``."""
-    noisy = add_noise(clean, sigma, np.random.default_rng(seed))
-    scores = {f"{k * sigma:g}": psnr_u8(nlm(k * sigma)(noisy), clean) for k in NLM_GRID}
+    noisy = gaussian_u8(clean, sigma, np.random.default_rng(seed))
+    scores = {f"{k * sigma:g}": psnr(nlm(k * sigma)(noisy), clean) for k in NLM_GRID}
     best = max(scores, key=scores.__getitem__)
     return float(best), scores
 
@@ -134,7 +125,7 @@ def runtime(model: str | Path, ensemble: int = 1) -> Method:
 
 def export_twin(checkpoint: Path, out_dir: Path) -> Path:
     """The Noise2Clean twin's checkpoint exported to ONNX (fp32) in ``out_dir``."""
-    from export.exporter import export_onnx
+    from n2n_export.exporter import export_onnx
 
     return export_onnx(checkpoint, out_dir / f"{checkpoint.stem}.onnx")
 
@@ -155,7 +146,7 @@ def evaluate(
     results: dict[str, dict[str, dict[str, float]]] = {}
     for sigma in sigmas:
         rng = np.random.default_rng(seed + sigma)
-        noisy = [add_noise(im, sigma, rng) for im in images]
+        noisy = [gaussian_u8(im, sigma, rng) for im in images]
         row: dict[str, dict[str, float]] = {}
         for name, make in methods.items():
             method = make(sigma)
@@ -166,7 +157,7 @@ def evaluate(
                 t0 = time.perf_counter()
                 out = method(x)
                 seconds += time.perf_counter() - t0
-                scores.append(psnr_u8(out, clean))
+                scores.append(psnr(out, clean))
             row[name] = {
                 "psnr": float(np.mean(scores)),
                 "psnr_per_image": [round(s, 3) for s in scores],
@@ -215,13 +206,13 @@ def crops_figure(
     import matplotlib.pyplot as plt
 
     y, x, s = box
-    noisy = add_noise(clean, sigma, np.random.default_rng(12345))
-    panels = [(f"noisy {psnr_u8(noisy, clean):.2f} dB", noisy)]
+    noisy = gaussian_u8(clean, sigma, np.random.default_rng(12345))
+    panels = [(f"noisy {psnr(noisy, clean):.2f} dB", noisy)]
     for name, make in methods.items():
         if name in FIGURE_SKIP:
             continue
         result = make(sigma)(noisy)
-        panels.append((f"{name} {psnr_u8(result, clean):.2f} dB", result))
+        panels.append((f"{name} {psnr(result, clean):.2f} dB", result))
     panels.append(("clean", clean))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.6))
     for ax, (title, img) in zip(axes, panels, strict=True):
@@ -319,8 +310,7 @@ def main() -> None:
     sigmas = [int(s) for s in args.sigmas.split(",")]
     images = held_out_images()
     core = fetch_corpus(("TRAIN_CORE",))["TRAIN_CORE"]
-    with Image.open(core / TUNING_PHOTO) as im:
-        tuning = resized_crops([np.asarray(im.convert("RGB"))], 320, 480)[0]
+    tuning = resized_crops([read_image(core / TUNING_PHOTO)], 320, 480)[0]
     images = images[: args.limit] if args.limit else images
     nlm_h = {s: tune_nlm(tuning, s) for s in sigmas}
     with tempfile.TemporaryDirectory() as tmp:

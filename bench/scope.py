@@ -31,10 +31,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.quality import REPO, add_noise, psnr_u8, to_u8, wavelet
+from bench.quality import REPO, to_u8, wavelet
 from bench.variants import held_out_images, machine
 from n2n_infer import Denoiser
 from n2n_infer.metadata import KEY_CHECKPOINT_SHA256
+from n2n_infer.metrics import psnr
+from n2n_train.noise import correlated_u8, gaussian_u8, poisson_u8
 
 #: Gaussian sigmas of the sweep; the model was trained on 0-50.
 SIGMAS = (0, 5, 10, 15, 25, 35, 50, 65, 80, 100)
@@ -59,37 +61,29 @@ class Condition:
 
 def gaussian(sigma: float) -> Noise:
     def run(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return add_noise(clean, sigma, rng) if sigma else clean.copy()
+        return gaussian_u8(clean, sigma, rng) if sigma else clean.copy()
 
     return run
 
 
-def poisson(clean: np.ndarray, rng: np.random.Generator, peak: float = PEAK) -> np.ndarray:
-    """Signal-dependent noise: counts ``Poisson(x · peak) / peak`` for x in [0, 1]."""
-    x = clean.astype(np.float64) / 255.0
-    return to_u8(rng.poisson(x * peak) / peak)
+def poisson(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Signal-dependent noise: counts ``Poisson(x · PEAK) / PEAK`` for x in [0, 1]."""
+    return poisson_u8(clean, PEAK, rng)
 
 
-def correlated(clean: np.ndarray, rng: np.random.Generator, sigma: float = OFF_SIGMA) -> np.ndarray:
-    """Gaussian noise of std ``sigma`` per pixel, smoothed by a 3×3 binomial kernel.
+def correlated(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise of std ``OFF_SIGMA`` per pixel, smoothed by a 3×3 binomial kernel.
 
     Neighbouring pixels' noise is correlated (0.67 between horizontal neighbours),
-    as after demosaicing or resampling a noisy image.
+    as after demosaicing or resampling a noisy image (``training.noise.correlated_u8``).
     """
-    white = rng.normal(0.0, 1.0, clean.shape)
-    k = np.array([1.0, 2.0, 1.0]) / 4.0
-    pad = np.pad(white, ((1, 1), (1, 1), (0, 0)), mode="reflect")
-    rows = k[0] * pad[:-2] + k[1] * pad[1:-1] + k[2] * pad[2:]
-    smooth = k[0] * rows[:, :-2] + k[1] * rows[:, 1:-1] + k[2] * rows[:, 2:]
-    smooth *= sigma / np.sqrt(np.sum(np.outer(k, k) ** 2))  # back to std sigma
-    noisy = clean.astype(np.float64) + smooth
-    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+    return correlated_u8(clean, OFF_SIGMA, rng)
 
 
 def jpeg(clean: np.ndarray, rng: np.random.Generator, quality: int = JPEG_QUALITY) -> np.ndarray:
     """Gaussian noise of sigma 25, then saved as a JPEG of ``quality`` and read back."""
     buf = io.BytesIO()
-    Image.fromarray(add_noise(clean, OFF_SIGMA, rng)).save(buf, "JPEG", quality=quality)
+    Image.fromarray(gaussian_u8(clean, OFF_SIGMA, rng)).save(buf, "JPEG", quality=quality)
     buf.seek(0)
     with Image.open(buf) as im:
         return np.asarray(im.convert("RGB"))
@@ -164,7 +158,7 @@ def evaluate(
         noisy = [c.noise(im, rng) for im in cleans]
         row: dict = {"description": c.description, "trained": c.trained}
         for name, method in {"noisy": lambda x: x, **methods}.items():
-            scores = [psnr_u8(method(x), im) for im, x in zip(cleans, noisy, strict=True)]
+            scores = [psnr(method(x), im) for im, x in zip(cleans, noisy, strict=True)]
             row[name] = {
                 "psnr": float(np.mean(scores)),
                 "psnr_per_image": [round(s, 3) for s in scores],

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from n2n_infer import Denoiser, SessionConfig
-    from training.checkpoint import load_checkpoint
+    from n2n_train.checkpoint import load_checkpoint
 
     torch.set_num_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
@@ -179,10 +178,10 @@ def main() -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)  # numpy's BLAS reads these when first imported
     sys.path.insert(0, str(REPO))
+    from bench.report import write_results
+
     result = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
+    write_results(args.out, result, markdown(result))
     print(markdown(result))
 
 

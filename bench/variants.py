@@ -26,14 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from export.card import write_model_card
-from export.data import calibration_batches, load_clean_images, noised_pairs, resized_crops
-from export.exporter import export_onnx
-from export.variants import SHIP_MAX_PSNR_COST_DB, SHIP_MIN_SPEEDUP, markdown_table
+from n2n_export.card import write_model_card
+from n2n_export.data import calibration_batches, load_clean_images, noised_pairs, resized_crops
+from n2n_export.exporter import export_onnx
+from n2n_export.variants import SHIP_MAX_PSNR_COST_DB, SHIP_MIN_SPEEDUP, markdown_table
 from n2n_infer import Denoiser
 from n2n_infer.metrics import psnr
-from training.checkpoint import load_checkpoint
-from training.corpus import fetch_corpus
+from n2n_train.checkpoint import load_checkpoint
+from n2n_train.corpus import fetch_corpus
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -151,21 +151,24 @@ def _figures(psnr: dict[str, Any], train: dict[str, Any]) -> list[str]:
 def _variants(path: Path) -> list[str]:
     if not path.is_file():
         return []
-    from export.variants import markdown_table
+    from n2n_export.variants import markdown_table
 
     return ["## Reduced-precision variants", "", markdown_table(json.loads(path.read_text())), ""]
 
 
 def _validation_label(train: dict[str, Any]) -> str:
     data = train.get("data", {})
-    if data.get("source") == "course" and data.get("val_path"):
-        return f"validation during training (`{Path(data['val_path']).name}`)"
+    val = data.get("val_name") or data.get("val_path")  # val_path: older summaries
+    if data.get("source") == "course" and val:
+        return f"validation during training (`{Path(val).name}`)"
     return f"training validation patches (`{train.get('noise')}`)"
 
 
 def _data_line(data: dict[str, Any]) -> str:
-    path = Path(data.get("path", "?"))
-    shown = f"`{path.parent.name}/{path.name}`"
+    """The training data by name, size and checksum (never where it lay)."""
+    shown = f"`{Path(data.get('name') or data.get('path') or '?').name}`"
+    sha = f", sha256 `{data['sha256'][:12]}…`" if data.get("sha256") else ""
     if data.get("source") == "course":
-        return f"course-format pairs {shown} ({data.get('pairs', '?')} pairs)"
-    return f"clean photos {shown}, noised on the fly"
+        return f"course-format pairs {shown} ({data.get('pairs', '?')} pairs{sha})"
+    files = f" ({data['files']} photos)" if data.get("files") else ""
+    return f"clean photos {shown}{files}, noised on the fly"

@@ -10,12 +10,20 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from n2n_train.cli import ExtraGroup
+
 if TYPE_CHECKING:
-    from export.data import ParityCase
-    from export.parity import ParityReport
+    from n2n_export.data import ParityCase
+    from n2n_export.parity import ParityReport
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    "n2n-export",
+    cls=ExtraGroup,
+    needs=("torch", "onnx"),
+    extra="train",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.option("-v", "--verbose", count=True, help="More log output.")
 def main(verbose: int) -> None:
     """Export n2n checkpoints to ONNX and prove they match torch."""
@@ -93,8 +101,8 @@ def onnx(
     figures are stored in the model's metadata and card, and a model that fails
     parity is deleted (exit status 1).
     """
-    from export.card import write_model_card
-    from export.exporter import export_onnx, update_metadata
+    from n2n_export.card import write_model_card
+    from n2n_export.exporter import export_onnx, update_metadata
     from n2n_infer.metadata import KEY_PSNR
 
     try:
@@ -158,7 +166,7 @@ def parity(
 def _check(
     checkpoint: Path, model: Path, val_data: Path | None, images: Path | None, noise: str, seed: int
 ) -> ParityReport:
-    from export.parity import check_parity
+    from n2n_export.parity import check_parity
 
     result = check_parity(checkpoint, model, _cases(val_data, images, noise, seed))
     _print_report(result)
@@ -166,7 +174,7 @@ def _check(
 
 
 def _cases(val_data: Path | None, images: Path | None, noise: str, seed: int) -> list[ParityCase]:
-    from export.data import ParityCase, course_pairs, load_clean_images, parity_cases
+    from n2n_export.data import ParityCase, course_pairs, load_clean_images, parity_cases
 
     cases = []
     if images:
@@ -182,7 +190,7 @@ def _cases(val_data: Path | None, images: Path | None, noise: str, seed: int) ->
 
 def _headline(checkpoint: Path, report: ParityReport) -> dict[str, Any]:
     """The figures stored in the metadata: the last case (course data, or full-size images)."""
-    from training.checkpoint import load_checkpoint
+    from n2n_train.checkpoint import load_checkpoint
 
     case = report.cases[-1]
     return {
@@ -223,8 +231,8 @@ def _print_report(r: ParityReport) -> None:
 
 def _calibration(checkpoint: Path, folder: Path | None, seed: int) -> list[Any]:
     """Noisy calibration crops: the clean images noised like the model's training data."""
-    from export.data import calibration_batches, load_clean_images
-    from training.checkpoint import load_checkpoint
+    from n2n_export.data import calibration_batches, load_clean_images
+    from n2n_train.checkpoint import load_checkpoint
 
     if folder is None:
         raise click.UsageError("--precision int8 needs --calibration DIR (clean images)")
@@ -236,8 +244,8 @@ def _calibration(checkpoint: Path, folder: Path | None, seed: int) -> list[Any]:
 
 def _input_errors() -> tuple[type[Exception], ...]:
     from n2n_infer.errors import N2NError
-    from training.checkpoint import CheckpointError
-    from training.data import DataError
+    from n2n_train.checkpoint import CheckpointError
+    from n2n_train.data import DataError
 
     return (CheckpointError, DataError, N2NError, ValueError, OSError)
 

@@ -15,8 +15,8 @@ from PIL import Image
 
 from n2n_infer.batch import find_images
 from n2n_infer.imageio import read_image
-from training.data import load_course_pairs, quantize
-from training.noise import parse_noise
+from n2n_train.data import load_course_pairs, quantize
+from n2n_train.noise import parse_noise
 
 Pair = tuple[np.ndarray, np.ndarray]
 

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
+import re
 import tempfile
 import warnings
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import torch
 
-from export.onnx_model import OnnxDenoiser
-from export.quantize import quantize_int8
+from n2n_export.onnx_model import OnnxDenoiser
+from n2n_export.quantize import quantize_int8
 from n2n_infer import metadata as md
-from training.checkpoint import load_checkpoint
+from n2n_infer.files import sha256_file, write_atomic
+from n2n_train.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,11 @@ OPSET = 20
 
 #: The precisions the exporter writes; inputs and outputs are float32 for all.
 PRECISIONS = ("fp32", "fp16", "int8")
+
+#: Keys of a summary's ``data`` that older checkpoints filled with paths -> the name's key.
+_PATH_KEYS = {"path": "name", "val_path": "val_name"}
+#: An absolute path: POSIX, home-relative, UNC or a Windows drive.
+_ABSOLUTE = re.compile(r"^(?:/|~|\\\\|[A-Za-z]:[\\/])")
 
 
 def export_onnx(
@@ -76,10 +82,10 @@ def export_onnx(
         md.KEY_PRECISION: precision,
         md.KEY_CONFIG: json.dumps(ckpt.config.to_dict()),
         md.KEY_NOISE: str(summary.get("noise", "")),
-        md.KEY_TRAINING: json.dumps(summary, default=str),
+        md.KEY_TRAINING: json.dumps(portable_summary(summary), default=str),
         md.KEY_PSNR: json.dumps({"val_psnr_torch": summary.get("val_psnr")}),
         md.KEY_EXPORTER: json.dumps(exporter_versions()),
-        md.KEY_CHECKPOINT_SHA256: hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+        md.KEY_CHECKPOINT_SHA256: sha256_file(checkpoint),
         md.KEY_REPRODUCE: reproduce,
     }
     onnx.helper.set_model_props(model, props)
@@ -90,6 +96,40 @@ def export_onnx(
         "exported %s -> %s (%s, opset %d, stride %d)", checkpoint, out, precision, OPSET, stride
     )
     return out
+
+
+def portable_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a training summary that names files and folders, never their paths.
+
+    Summaries record data by name and checksum (``data.name``, ``data.files``
+    or ``data.sha256``); older checkpoints held paths of the machine that
+    trained them (``data.path``, ``data.val_path``, ``data.init``,
+    ``averaged.checkpoints[].file``). Those become names (``data.name``,
+    ``data.val_name``), and any other string that is an absolute path becomes
+    its last part, so no exported file carries a path of the machine it was made on.
+    """
+    out = _without_paths(summary)
+    data = out.get("data")
+    if isinstance(data, dict):
+        for old, new in _PATH_KEYS.items():
+            if old in data:
+                data.setdefault(new, _last_part(str(data.pop(old))))
+    return out
+
+
+def _without_paths(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_paths(v) for v in value]
+    if isinstance(value, str) and _ABSOLUTE.match(value):
+        return _last_part(value)
+    return value
+
+
+def _last_part(path: str) -> str:
+    """The file or folder name at the end of ``path`` (POSIX or Windows separators)."""
+    return re.split(r"[\\/]", path.rstrip("/\\"))[-1]
 
 
 def _torch_export(wrapper: OnnxDenoiser, example: torch.Tensor, path: Path) -> None:
@@ -111,15 +151,8 @@ def _torch_export(wrapper: OnnxDenoiser, example: torch.Tensor, path: Path) -> N
 
 
 def _atomic_save(model: onnx.ModelProto, out: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        onnx.save_model(model, tmp, save_as_external_data=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # the bytes, not onnx.save_model(model, f): that reads f.name, an int for a descriptor
+    write_atomic(out, lambda f: f.write(model.SerializeToString()))
 
 
 def exporter_versions() -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.unet import UNet
+from n2n_train.unet import UNet
 
 
 class OnnxDenoiser(nn.Module):

@@ -10,7 +10,6 @@ measured against the model it approximates.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -20,15 +19,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.data import Pair, ParityCase
-from export.onnx_model import OnnxDenoiser
+from n2n_export.data import Pair, ParityCase
+from n2n_export.onnx_model import OnnxDenoiser
 from n2n_infer import Denoiser
 from n2n_infer import metadata as md
 from n2n_infer.errors import N2NError
+from n2n_infer.files import sha256_file
 from n2n_infer.metrics import psnr
 from n2n_infer.padding import crop, pad_to_multiple
-from training.checkpoint import Checkpoint, load_checkpoint
-from training.config import ConfigError, UNetConfig
+from n2n_train.checkpoint import Checkpoint, load_checkpoint
+from n2n_train.config import ConfigError, UNetConfig
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def metadata_problems(ckpt: Checkpoint, checkpoint: Path, runtime: Denoiser) -> 
     else:
         if not same:
             problems.append("metadata config differs from the checkpoint's config")
-    sha = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    sha = sha256_file(checkpoint)
     recorded = runtime.info.raw.get(md.KEY_CHECKPOINT_SHA256)
     if recorded != sha:
         problems.append(f"metadata checkpoint sha256 {recorded} differs from {checkpoint.name}'s")

@@ -67,6 +67,9 @@ def quantize_int8(fp32_model: Path, out: Path, calibration: list[np.ndarray]) ->
             _Reader(calibration),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
+            # 7-bit weights: without VNNI, x86 u8s8 kernels saturate (measured: 1.33 dB lost on
+            # an AMD EPYC without AVX512-VNNI, against the 0.75 dB limit); with it, same result
+            reduce_range=True,
             weight_type=QuantType.QInt8,
             activation_type=QuantType.QUInt8,
             nodes_to_exclude=output_head(onnx.load(str(prepared))),

@@ -3,14 +3,20 @@
 Inside the runtime an image is float32 RGB in [0, 1]. Callers hand in numpy
 arrays of many shapes and dtypes (and PIL images); :func:`as_image` checks one
 and describes it as an :class:`ImageArray` whose ``rgb`` attribute is an
-H×W×3 *view* (no copy of the pixels, even for grey images); :func:`restore`
-(or :func:`new_output`, :func:`write_rows` and :func:`finish`, band by band)
-turns the model's float32 H×W×3 output back into the caller's shape, dtype and
-layout (grey averaged back to one channel, alpha copied through).
+H×W×3 *view* (no copy of the pixels, even for grey images, unless the input's
+byte order or PIL mode needs converting); :func:`restore` (or
+:func:`new_output`, :func:`write_rows` and :func:`finish`, band by band) turns
+the model's float32 H×W×3 output back into the caller's shape, dtype, byte
+order and layout, or PIL mode (grey averaged back to one channel, alpha copied
+through).
+
+The value checks (finite, in range) and :func:`row_bands` work on bands of
+rows, so that checking an image never allocates more than a few MB beyond it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +28,41 @@ from n2n_infer.errors import ImageError
 INT_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 LAYOUTS = ("hwc", "chw")
-#: PIL modes returned in their own mode; any other mode is converted to RGB(A) first.
-PIL_MODES = {"L", "RGB", "RGBA", "I;16", "LA"}
+#: Images (arrays or PIL) with more pixels than this are refused; the file
+#: readers' limit (``n2n_infer.imageio.MAX_PIXELS``) is the same 100 megapixels.
+MAX_PIXELS = 100_000_000
+#: Elements per band of rows in the value checks (about 1 MB of temporaries).
+BAND_ELEMENTS = 1 << 20
+#: PIL modes accepted, with the conversions that give the array that is denoised
+#: (none: the mode's own pixels). Results come back in the input's mode.
+PIL_READS: dict[str, tuple[str, ...]] = {
+    "1": ("L",),  # given back thresholded at one half
+    "L": (),
+    "LA": ("RGBA",),  # grey + alpha: run as colour, given back as LA
+    "La": ("LA", "RGBA"),  # premultiplied alpha: undone, and redone on the way back
+    "P": ("RGB",),  # given back in its own palette (nearest colours)
+    "RGB": (),
+    "RGBA": (),
+    "RGBa": ("RGBA",),
+    "RGBX": ("RGB",),
+    "YCbCr": ("RGB",),
+    "HSV": ("RGB",),
+    "I": (),  # 32-bit integers: only 0..65535 (16-bit grey) is accepted
+    "F": (),  # 32-bit floats: only [0, 1] is accepted
+    "I;16": (),
+    "I;16L": (),
+    "I;16B": (),
+    "I;16N": (),
+}
+#: PIL modes refused, with what to do instead.
+PIL_REFUSED = {
+    "CMYK": "Pillow's CMYK conversion is not colour-managed and loses K on the way back; "
+    "convert it to RGB first",
+    "LAB": "Pillow's LAB conversion does not round-trip; convert it to RGB first",
+    "PA": "a palette with alpha cannot be given back faithfully; convert it to RGBA first",
+}
+#: Byte order of the 16-bit grey PIL modes (how their results are written back).
+I16_DTYPES = {"I;16": "<u2", "I;16L": "<u2", "I;16B": ">u2", "I;16N": "=u2"}
 
 
 @dataclass(frozen=True)
@@ -31,17 +70,23 @@ class ImageArray:
     """One checked input image.
 
     Attributes:
-        rgb: H×W×3 view of the colour channels in the input's dtype (grey
+        rgb: H×W×3 view of the colour channels in a native dtype (grey
             broadcast to three channels, alpha left out).
-        original: the input as an H×W, H×W×1, H×W×3 or H×W×4 array (HWC).
+        original: the input as an H×W, H×W×1, H×W×3 or H×W×4 array (HWC,
+            native byte order).
         layout: ``"hwc"`` or ``"chw"`` (how to give the result back).
         pil_mode: the PIL mode to give back, or ``""`` for a numpy result.
+        dtype: the dtype to give back when it differs from ``original``'s
+            (a non-native byte order), else ``None``.
+        palette: the input PIL image whose palette a mode ``P`` result uses.
     """
 
     rgb: np.ndarray
     original: np.ndarray
     layout: str = "hwc"
     pil_mode: str = ""
+    dtype: np.dtype | None = None
+    palette: Any = None
 
     @property
     def size_hw(self) -> tuple[int, int]:
@@ -49,33 +94,61 @@ class ImageArray:
         return int(self.rgb.shape[0]), int(self.rgb.shape[1])
 
 
-def as_image(image: Any, index: int = 0, layout: str = "hwc") -> ImageArray:
+def as_image(
+    image: Any, index: int = 0, layout: str = "hwc", max_pixels: int | None = None
+) -> ImageArray:
     """Check one input image and describe it as an :class:`ImageArray`.
 
     Accepted: numpy H×W, H×W×1, H×W×3 or H×W×4 (``layout="chw"``: C×H×W with
     C in 1, 3, 4) of dtype uint8, uint16, float32 or float64 (floats in
-    [0, 1], finite); or a PIL image.
+    [0, 1], finite; either byte order; any strides); or a PIL image of a mode
+    in :data:`PIL_READS`. At most ``max_pixels`` pixels (default
+    :data:`MAX_PIXELS`).
 
     Raises:
-        ImageError: anything else (wrong type, number of dimensions or channels,
-            empty, unsupported dtype, NaN/inf or floats outside [0, 1]); the
-            message starts with ``image {index}``.
+        ImageError: anything else (wrong type, a masked array, wrong number of
+            dimensions or channels, empty, too many pixels, unsupported dtype
+            or PIL mode, NaN/inf or floats outside [0, 1], a PIL image that
+            cannot be read, not enough memory to check it); the message starts
+            with ``image {index}``.
     """
     if layout not in LAYOUTS:
         raise ImageError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
-    pil_mode = ""
-    if _is_pil(image):
-        image, pil_mode = _from_pil(image), image.mode if image.mode in PIL_MODES else ""
-        pil_mode = pil_mode or ("RGBA" if image.ndim == 3 and image.shape[2] == 4 else "RGB")
-        layout = "hwc"
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    try:
+        if _is_pil(image):
+            return _pil_image(image, index, limit)
+        return _array_image(image, index, layout, limit)
+    except MemoryError as exc:
+        raise ImageError(f"image {index}: not enough memory to check and convert it") from exc
+
+
+def row_bands(hwc: np.ndarray, elements: int = BAND_ELEMENTS) -> Iterator[np.ndarray]:
+    """Views of consecutive bands of rows of ``hwc``, each of about ``elements`` values."""
+    per_row = max(1, int(np.prod(hwc.shape[1:], dtype=np.int64)))
+    step = max(1, elements // per_row)
+    for y in range(0, hwc.shape[0], step):
+        yield hwc[y : y + step]
+
+
+def _array_image(image: Any, index: int, layout: str, limit: int) -> ImageArray:
+    if isinstance(image, np.ma.MaskedArray):
+        raise ImageError(
+            f"image {index}: masked arrays are not supported (fill the masked pixels first, "
+            "e.g. image.filled(0))"
+        )
     if not isinstance(image, np.ndarray):
-        raise ImageError(f"image {index}: expected a numpy array or PIL image, got {type(image)}")
-    hwc = _to_hwc(image, index, layout)
-    _check_values(hwc, index)
-    return ImageArray(_rgb_view(hwc), hwc, layout, pil_mode)
+        raise ImageError(
+            f"image {index}: expected a numpy array or PIL image, got {type(image).__name__}"
+        )
+    hwc = _to_hwc(np.asarray(image), index, layout, limit)
+    native = _native(hwc, index)
+    _check_values(native, index)
+    back = hwc.dtype if native.dtype != hwc.dtype else None
+    return ImageArray(_rgb_view(native), native, layout, dtype=back)
 
 
-def _to_hwc(image: np.ndarray, index: int, layout: str) -> np.ndarray:
+def _to_hwc(image: np.ndarray, index: int, layout: str, limit: int) -> np.ndarray:
     if image.ndim not in (2, 3):
         raise ImageError(
             f"image {index}: expected 2 or 3 dimensions (H×W, H×W×C or C×H×W), got shape "
@@ -90,20 +163,37 @@ def _to_hwc(image: np.ndarray, index: int, layout: str) -> np.ndarray:
         )
     if image.size == 0:
         raise ImageError(f"image {index}: empty image of shape {image.shape}")
-    if image.dtype not in INT_SCALE and image.dtype not in FLOAT_DTYPES:
+    _check_pixels(int(image.shape[0]), int(image.shape[1]), index, limit)
+    return image
+
+
+def _check_pixels(h: int, w: int, index: int, limit: int) -> None:
+    if h * w > limit:
         raise ImageError(
-            f"image {index}: dtype {image.dtype} is not supported "
+            f"image {index}: {h}×{w} is {h * w} pixels, more than the limit of {limit} "
+            f"({limit / 1e6:g} megapixels)"
+        )
+
+
+def _native(hwc: np.ndarray, index: int) -> np.ndarray:
+    """``hwc`` in a supported dtype of native byte order (a copy only if it was swapped)."""
+    native = hwc.dtype.newbyteorder("=")
+    if native not in INT_SCALE and native not in FLOAT_DTYPES:
+        raise ImageError(
+            f"image {index}: dtype {hwc.dtype} is not supported "
             "(expected uint8, uint16, float32 or float64 in [0, 1])"
         )
-    return image
+    return hwc if native == hwc.dtype else hwc.astype(native)
 
 
 def _check_values(hwc: np.ndarray, index: int) -> None:
     if hwc.dtype in INT_SCALE:
         return
-    if not np.isfinite(hwc).all():
-        raise ImageError(f"image {index}: contains NaN or infinite values")
-    lo, hi = float(hwc.min()), float(hwc.max())
+    lo, hi = np.inf, -np.inf
+    for band in row_bands(hwc):
+        if not np.isfinite(band).all():
+            raise ImageError(f"image {index}: contains NaN or infinite values")
+        lo, hi = min(lo, float(band.min())), max(hi, float(band.max()))
     if lo < 0.0 or hi > 1.0:
         raise ImageError(
             f"image {index}: float values must lie in [0, 1], found [{lo:.4g}, {hi:.4g}]"
@@ -159,12 +249,12 @@ def write_rows(img: ImageArray, out: np.ndarray, y0: int, denoised_hwc: np.ndarr
 
 
 def finish(img: ImageArray, out: np.ndarray) -> Any:
-    """The filled HWC result in the caller's layout (CHW) or as a PIL image of the input's mode."""
+    """The filled HWC result in the caller's layout, dtype (byte order) or PIL mode."""
     if img.pil_mode:
-        return _to_pil(out, img.pil_mode)
+        return _to_pil(out, img)
     if img.layout == "chw" and out.ndim == 3:
-        return np.ascontiguousarray(out.transpose(2, 0, 1))
-    return out
+        out = out.transpose(2, 0, 1)
+    return np.ascontiguousarray(out, dtype=img.dtype or out.dtype)
 
 
 def restore(img: ImageArray, denoised_hwc: np.ndarray) -> Any:
@@ -175,19 +265,80 @@ def restore(img: ImageArray, denoised_hwc: np.ndarray) -> Any:
 
 
 def _is_pil(obj: object) -> bool:
-    return type(obj).__module__.startswith("PIL.")
-
-
-def _from_pil(im: Any) -> np.ndarray:
-    if im.mode == "LA":
-        im = im.convert("RGBA")  # grey + alpha: run as colour, given back as LA
-    elif im.mode not in PIL_MODES:
-        im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
-    return np.asarray(im)
-
-
-def _to_pil(out: np.ndarray, mode: str) -> Any:
+    if not type(obj).__module__.startswith("PIL."):
+        return False  # PIL is imported only when a PIL object comes in
     from PIL import Image
 
-    im = Image.fromarray(out)  # uint8 H×W → L, H×W×3 → RGB, H×W×4 → RGBA; uint16 H×W → I;16
-    return im.convert("LA") if mode == "LA" else im
+    return isinstance(obj, Image.Image)
+
+
+def _pil_image(im: Any, index: int, limit: int) -> ImageArray:
+    mode = im.mode
+    _check_pil_mode(im, index)
+    w, h = im.size
+    _check_pixels(int(h), int(w), index, limit)
+    pixels = _to_hwc(_read_pil(im, index), index, "hwc", limit)
+    if mode == "I":
+        pixels = _int32_as_uint16(pixels, index)
+    native = _native(pixels, index)
+    _check_values(native, index)
+    return ImageArray(_rgb_view(native), native, pil_mode=mode, palette=im if mode == "P" else None)
+
+
+def _check_pil_mode(im: Any, index: int) -> None:
+    mode = im.mode
+    if mode in PIL_REFUSED:
+        raise ImageError(f"image {index}: PIL mode {mode} is not supported: {PIL_REFUSED[mode]}")
+    if mode not in PIL_READS:
+        raise ImageError(
+            f"image {index}: PIL mode {mode} is not supported (supported: {', '.join(PIL_READS)})"
+        )
+    if mode == "P" and "transparency" in im.info:
+        raise ImageError(
+            f"image {index}: PIL mode P with transparency cannot be given back faithfully; "
+            "convert it to RGBA first"
+        )
+
+
+def _read_pil(im: Any, index: int) -> np.ndarray:
+    """The pixels of a PIL image in the mode that is denoised (Pillow errors as ImageError)."""
+    mode = im.mode
+    try:
+        for step in PIL_READS[mode]:
+            im = im.convert(step)
+        return np.asarray(im)
+    except MemoryError:
+        raise
+    except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, zlib.error, ...
+        raise ImageError(
+            f"image {index}: cannot read the PIL image (mode {mode}): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _int32_as_uint16(pixels: np.ndarray, index: int) -> np.ndarray:
+    lo, hi = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    for band in row_bands(pixels):
+        lo, hi = min(lo, int(band.min())), max(hi, int(band.max()))
+    if lo < 0 or hi > 65535:
+        raise ImageError(
+            f"image {index}: PIL mode I with values in [{lo}, {hi}]: only 0..65535 "
+            "(16-bit grey) is supported"
+        )
+    return pixels.astype(np.uint16)
+
+
+def _to_pil(out: np.ndarray, img: ImageArray) -> Any:
+    from PIL import Image
+
+    mode = img.pil_mode
+    if mode in I16_DTYPES:
+        h, w = out.shape[:2]
+        return Image.frombytes(mode, (w, h), np.ascontiguousarray(out, I16_DTYPES[mode]).tobytes())
+    if mode == "I":
+        return Image.fromarray(out.astype(np.int32))
+    im = Image.fromarray(out)  # uint8 H×W → L, H×W×3 → RGB, H×W×4 → RGBA; float32 H×W → F
+    if mode == "1":
+        return im.convert("1", dither=Image.Dither.NONE)
+    if mode == "P":
+        return im.quantize(palette=img.palette, dither=Image.Dither.NONE)
+    return im if im.mode == mode else im.convert(mode)

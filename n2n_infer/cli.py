@@ -213,10 +213,13 @@ def _describe(r: FileResult, width: int) -> str:
 
 @main.command()
 @click.argument("model", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print all the metadata as JSON.")
 def info(model: str | None, as_json: bool) -> None:
-    """Print a model's metadata: stride, training noise, PSNR figures, sizes."""
+    """Print a model's card: what it is for, architecture, stride, training, PSNR, tiles."""
+    import onnxruntime as ort
+
     from n2n_infer.denoiser import Denoiser
+    from n2n_infer.metadata import card
 
     try:
         d = Denoiser(model, device="cpu")
@@ -230,16 +233,22 @@ def info(model: str | None, as_json: bool) -> None:
         "tile_overlap": d.tiles.overlap,
         "grey_auto": d.grey,
     }
+    available = ort.get_available_providers()
     if as_json:
-        click.echo(json.dumps({"path": str(d.path), **meta, "sizes": sizes}, indent=2))
+        payload = {"path": str(d.path), **meta, "sizes": sizes, "providers_available": available}
+        click.echo(json.dumps(payload, indent=2))
         return
-    click.echo(f"model:    {d.path} ({sizes['file_bytes'] / 1e6:.2f} MB)")
-    for key in ("name", "format_version", "stride", "noise"):
-        click.echo(f"{key + ':':9} {meta[key]}")
-    click.echo(f"tiles:    {d.tiles.size} px, overlap {d.tiles.overlap} px")
-    click.echo(f"grey:     {d.grey} (what --grey auto does with grey images)")
-    for key in ("config", "training", "psnr", "exporter"):
-        click.echo(f"{key + ':':9} {json.dumps(meta[key])}")
+    lines = card(d.info)
+    lines.insert(1, ("file", f"{d.path} ({sizes['file_bytes'] / 1e6:.2f} MB)"))
+    lines += [
+        ("tiles", f"{d.tiles.size} px, overlap {d.tiles.overlap} px (large images)"),
+        ("grey images", f"{d.grey} (what --grey auto does)"),
+        ("providers", "available here: " + ", ".join(available)),
+    ]
+    width = max(len(label) for label, _ in lines)
+    for label, text in lines:
+        click.echo(f"{label:<{width}}  {text}")
+    click.echo("(n2n-infer info --json for all the metadata)")
 
 
 @main.command()

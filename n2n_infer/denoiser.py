@@ -11,12 +11,19 @@ import numpy as np
 
 from n2n_infer.arrays import ImageArray, as_image, finish, new_output, restore, to_unit
 from n2n_infer.ensemble import check_size, run_ensemble
-from n2n_infer.errors import ImageError, ModelLoadError
+from n2n_infer.errors import ImageError, InferenceError, ModelLoadError
 from n2n_infer.grey import grey_mode_for, is_grey, merge_phases, phase_stacks, trained_on_grey
-from n2n_infer.metadata import INPUT_NAME, KEY_PRECISION, OUTPUT_NAME, ModelInfo
+from n2n_infer.metadata import KEY_PRECISION, MAX_AUTO_OVERLAP, ModelInfo
 from n2n_infer.padding import crop, pad_to_multiple
+from n2n_infer.providers import CUDA, ProviderSpec
 from n2n_infer.registry import resolve_model
-from n2n_infer.session import CUDA, SessionConfig, create_session, parse_device, run_model
+from n2n_infer.session import (
+    SessionConfig,
+    check_model,
+    create_session,
+    read_metadata,
+    run_model,
+)
 from n2n_infer.tiling import TileSpec, default_overlap, default_tile_size, denoise_tiled
 
 log = logging.getLogger(__name__)
@@ -34,9 +41,19 @@ class Denoiser:
     Args:
         model: a bundled model name (``"photo"``), a path to an ``.onnx`` file, or
             ``None`` for the bundled default.
-        device: ``"auto"`` (CUDA when usable, else CPU, with one warning that
-            says why), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (an error if CUDA
-            cannot be used).
+        device: ``"auto"`` (CUDA when usable, else CPU: on a machine without
+            an NVIDIA driver CUDA is not tried, which costs what ``"cpu"``
+            costs and is said once at INFO; with a driver, a CUDA that cannot
+            start gives one warning that says why), ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"`` (an error if CUDA cannot be used).
+        providers: instead of ``device``, the onnxruntime execution providers
+            to use, in order, as names or ``(name, options)`` pairs (e.g.
+            ``["OpenVINOExecutionProvider"]``, ``[("ROCMExecutionProvider",
+            {"device_id": 0})]``, ``["TensorrtExecutionProvider",
+            "CUDAExecutionProvider"]``). ``"CPUExecutionProvider"`` is appended
+            as the fallback when absent; a bare ``"CUDAExecutionProvider"``
+            gets ``session_config``'s CUDA options. :attr:`providers` tells
+            which ones the session really uses.
         batch_size: images (or tiles) run together in one call to the model.
         intra_op_threads: CPU threads per call; 0 lets onnxruntime choose
             (overrides ``session_config.intra_op_threads`` when non-zero).
@@ -66,8 +83,14 @@ class Denoiser:
 
     Raises:
         ModelLoadError: missing or corrupt file, not an n2n model, unknown
-            metadata format version, or unexpected inputs/outputs.
-        ProviderError: CUDA was asked for explicitly and cannot be used.
+            metadata format version, implausible metadata (stride above 256,
+            a config of too many levels), unexpected inputs/outputs, or a
+            test run on a tiny image that fails or gives an output of another
+            shape or with NaN; the message names the file.
+        ProviderError: CUDA (or an accelerator of ``providers``) was asked for
+            explicitly and cannot be used; an unknown or unavailable provider
+            (the message lists the available ones); ``providers`` together
+            with a ``device`` other than ``"auto"``.
         ValueError: a size or setting out of range.
     """
 
@@ -85,6 +108,7 @@ class Denoiser:
         session_config: SessionConfig | None = None,
         ensemble: int = 1,
         grey: str = "auto",
+        providers: Sequence[ProviderSpec] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -95,26 +119,33 @@ class Denoiser:
         self.max_untiled_pixels = max_untiled_pixels
         self.max_batch_pixels = max_batch_pixels
         config = session_config or SessionConfig()
-        self._session = create_session(self.path, device, intra_op_threads, config)
-        props = self._session.get_modelmeta().custom_metadata_map
-        self.info = ModelInfo.from_props(dict(props), self.path)
+        self._session = create_session(self.path, device, intra_op_threads, config, providers)
+        self.info = ModelInfo.from_props(read_metadata(self._session, self.path), self.path)
         self.grey = grey_mode_for(grey, self.info.noise, trained_on_grey(self.info.training))
-        _check_signature(self._session, self.path)
-        overlap = (
-            default_overlap(self.info.config, self.stride) if tile_overlap is None else tile_overlap
-        )
+        check_model(self._session, self.path, self.stride)
+        overlap = tile_overlap
+        if overlap is None:
+            overlap = default_overlap(self.info.config, self.stride)
+            if overlap > MAX_AUTO_OVERLAP:
+                raise ModelLoadError(
+                    f"{self.path}: its config implies a tile overlap of {overlap} px (more "
+                    f"than {MAX_AUTO_OVERLAP}); pass tile_overlap to use this model"
+                )
         if tile_size is None:
             tile_size = default_tile_size(overlap, self.stride, DEFAULT_TILE_SIZE)
         self.tiles = TileSpec(tile_size, overlap)
         self.tiles.check(self.stride)
-        self._binding, self._device_id = self._binding_device(device, config.io_binding)
+        self._binding, self._device_id = self._binding_device(config.io_binding)
 
-    def _binding_device(self, device: str, io_binding: bool | None) -> tuple[str, int]:
-        on_cuda = CUDA in self.providers
+    def _binding_device(self, io_binding: bool | None) -> tuple[str, int]:
+        """I/O binding on CUDA when CUDA is the first provider in use (or as asked)."""
+        on_cuda = self.providers[0] == CUDA
         if io_binding is False or (io_binding is None and not on_cuda):
             return "", 0
-        index = parse_device(device)[1]
-        return ("cuda" if on_cuda else "cpu"), int(index or 0) if on_cuda else 0
+        if not on_cuda:
+            return "cpu", 0
+        device_id = self._session.get_provider_options().get(CUDA, {}).get("device_id", "0")
+        return "cuda", int(device_id)
 
     @property
     def providers(self) -> list[str]:
@@ -152,18 +183,30 @@ class Denoiser:
         Args:
             image: numpy H×W (grey), H×W×1, H×W×3 (RGB) or H×W×4 (RGBA: alpha
                 passed through untouched), of dtype uint8, uint16 or float32/64
-                in [0, 1]; or a PIL image (a PIL image of the same mode comes
-                back). Any H, W ≥ 1: the image is reflect-padded to the model's
-                stride and cropped back. Grey images go through the colour
-                model as set by ``grey`` (see the class) and come back grey.
+                in [0, 1], either byte order, any strides; or a PIL image (one
+                of the same mode comes back; modes in
+                :data:`n2n_infer.arrays.PIL_READS`: 16-bit grey ``I;16*``,
+                ``I`` within 0..65535, ``F`` within [0, 1], ``1``, ``L``,
+                ``LA``, ``La``, ``P``, ``RGB``, ``RGBA``, ``RGBa``, ``RGBX``,
+                ``YCbCr``, ``HSV``). Any H, W ≥ 1, at most
+                :data:`n2n_infer.arrays.MAX_PIXELS` pixels: the image is
+                reflect-padded to the model's stride and cropped back. Grey
+                images go through the colour model as set by ``grey`` (see the
+                class) and come back grey.
             layout: ``"hwc"`` or ``"chw"`` (C×H×W arrays from torch-style code).
             tile: ``None`` tiles images over ``max_untiled_pixels``; ``True``
                 always tiles, ``False`` never does.
 
         Raises:
             ImageError: (a ``ValueError``) NaN/inf, floats outside [0, 1], a wrong
-                number of dimensions or channels, an empty array, or a dtype
-                other than uint8, uint16, float32, float64.
+                number of dimensions or channels, an empty array, more than
+                ``MAX_PIXELS`` pixels, a dtype other than uint8, uint16,
+                float32, float64, a masked array, a PIL mode that cannot be
+                given back faithfully (``CMYK``, ``LAB``, ``PA``, ``P`` with
+                transparency) or a PIL image that cannot be read (truncated
+                file, closed image).
+            InferenceError: not enough memory to denoise it (try ``tile=True``
+                or smaller tiles).
         """
         return self._denoise_chunk([as_image(image, 0, layout)], tile)[0]
 
@@ -174,17 +217,24 @@ class Denoiser:
 
         Images of one size run together in batches of ``batch_size``; tiles of
         large images are batched too. An array in gives an array out (N×C×H×W
-        with ``layout="chw"``). Every image is checked before any runs.
+        with ``layout="chw"``; an empty one gives an empty one of its shape and
+        dtype, an empty list an empty list). Every image is checked before any
+        runs.
 
         Raises:
-            ImageError: an image is unusable; the message names its index.
+            ImageError: an image is unusable (see :meth:`denoise`); the message
+                names its index.
+            InferenceError: not enough memory to denoise them.
         """
         if isinstance(images, np.ndarray):
             if images.ndim != 4:
                 raise ImageError(f"images: expected an N×H×W×C array, got shape {images.shape}")
-            return np.stack(self.denoise_batch(list(images), layout, tile))
+            if len(images) == 0:  # check what one image of this shape and dtype would be
+                as_image(np.broadcast_to(np.zeros((), images.dtype), images.shape[1:]), 0, layout)
+                return np.empty_like(images)
+            return np.stack(self.denoise_batch(list(images), layout, tile), dtype=images.dtype)
         checked = [as_image(img, i, layout) for i, img in enumerate(images)]
-        return self._denoise_chunk(checked, tile)
+        return self._denoise_chunk(checked, tile) if checked else []
 
     def denoise_iter(
         self, images: Iterable[Any], layout: str = "hwc", tile: bool | None = None
@@ -193,13 +243,24 @@ class Denoiser:
 
         At most ``batch_size`` images (and their results) are held at a time, so
         a generator that reads files one by one streams with bounded memory.
+
+        Raises:
+            ImageError: an image is unusable (its index is named), after the
+                results of the images read before it have been yielded.
+            Exception: whatever the source iterator raises, likewise after the
+                results of the images already read.
         """
         chunk: list[ImageArray] = []
-        for i, img in enumerate(images):
-            chunk.append(as_image(img, i, layout))
-            if len(chunk) == self.batch_size:
+        try:
+            for i, img in enumerate(images):
+                chunk.append(as_image(img, i, layout))
+                if len(chunk) == self.batch_size:
+                    full, chunk = chunk, []
+                    yield from self._denoise_chunk(full, tile)
+        except Exception:
+            if chunk:  # the source (or an image) failed: first give back what was read
                 yield from self._denoise_chunk(chunk, tile)
-                chunk = []
+            raise
         if chunk:
             yield from self._denoise_chunk(chunk, tile)
 
@@ -213,6 +274,9 @@ class Denoiser:
 
         Raises:
             ImageError: not a float32 N×3×H×W array.
+            InferenceError: onnxruntime failed (out of memory included), or the
+                model's output is not finite or not of its input's shape; the
+                message names the model file.
         """
         if (
             not isinstance(noisy, np.ndarray)
@@ -235,7 +299,10 @@ class Denoiser:
         return run_ensemble(self._run_once, batch_nchw, self.ensemble)
 
     def _run_once(self, batch_nchw: np.ndarray) -> np.ndarray:
-        return run_model(self._session, batch_nchw, self._binding, self._device_id)
+        try:
+            return run_model(self._session, batch_nchw, self._binding, self._device_id)
+        except InferenceError as exc:
+            raise InferenceError(f"{self.path.name}: {exc}") from exc
 
     def _per_call(self, h: int, w: int) -> int:
         """Images (or tiles) of h×w per model call: ``batch_size``, capped by pixels."""
@@ -248,21 +315,28 @@ class Denoiser:
         return tile
 
     def _denoise_chunk(self, images: list[ImageArray], tile: bool | None) -> list[Any]:
-        grey = [i for i, img in enumerate(images) if self.grey == "phases" and is_grey(img)]
-        if not grey:
-            return self._denoise_colour(images, tile)
-        taken = set(grey)
-        rest = [i for i in range(len(images)) if i not in taken]
-        stacks = [ImageArray(s, s) for i in grey for s in phase_stacks(images[i])]
-        results = self._denoise_colour([images[i] for i in rest] + stacks, tile)
-        out: list[Any] = [None] * len(images)
-        for k, i in enumerate(rest):
-            out[i] = results[k]
-        for k, i in enumerate(grey):
-            first = len(rest) + 4 * k
-            plane = merge_phases(results[first : first + 4], images[i].size_hw)
-            out[i] = restore(images[i], np.broadcast_to(plane[:, :, None], (*plane.shape, 3)))
-        return out
+        try:
+            grey = [i for i, img in enumerate(images) if self.grey == "phases" and is_grey(img)]
+            if not grey:
+                return self._denoise_colour(images, tile)
+            taken = set(grey)
+            rest = [i for i in range(len(images)) if i not in taken]
+            stacks = [ImageArray(s, s) for i in grey for s in phase_stacks(images[i])]
+            results = self._denoise_colour([images[i] for i in rest] + stacks, tile)
+            out: list[Any] = [None] * len(images)
+            for k, i in enumerate(rest):
+                out[i] = results[k]
+            for k, i in enumerate(grey):
+                first = len(rest) + 4 * k
+                plane = merge_phases(results[first : first + 4], images[i].size_hw)
+                out[i] = restore(images[i], np.broadcast_to(plane[:, :, None], (*plane.shape, 3)))
+            return out
+        except MemoryError as exc:  # numpy's, for an image that fits the pixel limit but not RAM
+            h, w = max((img.size_hw for img in images), key=lambda hw: hw[0] * hw[1])
+            raise InferenceError(
+                f"not enough memory to denoise {len(images)} image(s) of up to {h}×{w} pixels; "
+                "try tile=True, a smaller tile_size, batch_size or max_batch_pixels"
+            ) from exc
 
     def _denoise_colour(self, images: list[ImageArray], tile: bool | None) -> list[Any]:
         out: list[Any] = [None] * len(images)
@@ -290,20 +364,3 @@ class Denoiser:
         extra = f", ensemble={self.ensemble}" if self.ensemble > 1 else ""
         extra += f", grey={self.grey!r}" if self.grey != "phases" else ""
         return f"Denoiser({str(self.path)!r}, providers={self.providers}{extra})"
-
-
-def _check_signature(session: Any, path: Path) -> None:
-    inputs = {i.name: i for i in session.get_inputs()}
-    outputs = {o.name for o in session.get_outputs()}
-    if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
-        raise ModelLoadError(
-            f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, found "
-            f"inputs {sorted(inputs)} and outputs {sorted(outputs)}"
-        )
-    if inputs[INPUT_NAME].type != "tensor(float)":
-        raise ModelLoadError(
-            f"{path}: input {INPUT_NAME!r} must be float32, found {inputs[INPUT_NAME].type}"
-        )
-    shape = inputs[INPUT_NAME].shape
-    if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
-        raise ModelLoadError(f"{path}: input {INPUT_NAME!r} must be N×3×H×W, found shape {shape}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import platform
+import sys
 import time
 
 import numpy as np
@@ -12,7 +13,14 @@ import onnxruntime as ort
 
 from n2n_infer.denoiser import Denoiser
 from n2n_infer.errors import N2NError
-from n2n_infer.session import CPU, CUDA, missing_cuda_libraries
+from n2n_infer.providers import (
+    CPU,
+    CUDA,
+    DRIVER_LIBRARY,
+    missing_cuda_libraries,
+    nvidia_driver_present,
+)
+from n2n_infer.registry import resolve_model
 
 PACKAGES = ("n2n", "onnxruntime", "onnxruntime-gpu", "numpy", "Pillow", "click", "tqdm")
 #: The probe image: small, with sizes that are not multiples of the stride.
@@ -42,18 +50,40 @@ def probe(model: str | None, device: str) -> str:
     return f"ok, {PROBE_HW[1]}×{PROBE_HW[0]} image in {ms:.1f} ms ({', '.join(d.providers)})"
 
 
+def check_model_file(model: str | None) -> str:
+    """The model file ``model`` names, loaded once on the CPU; ``""`` when it loads.
+
+    Returns a one-line reason when it cannot be used (never raises).
+    """
+    try:
+        Denoiser(resolve_model(model), device="cpu")
+    except (N2NError, ValueError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ""
+
+
 def diagnose(model: str | None = None) -> tuple[list[str], bool]:
-    """The doctor's report lines, and whether the CPU path works."""
+    """The doctor's report lines, and whether the CPU path works.
+
+    A model that cannot be loaded ends the report with a ``model:`` line that
+    says why. Never raises: any failure of a probe is a line of the report.
+    """
     lines = ["versions: " + ", ".join(versions())]
     available = ort.get_available_providers()
     lines.append(f"available providers: {', '.join(available)}")
+    driver = DRIVER_LIBRARY.get(sys.platform, "none on this platform")
+    lines.append(f"NVIDIA driver: {'found' if nvidia_driver_present() else 'not found'} ({driver})")
+    reason = check_model_file(model)
+    if reason:
+        lines.append(f"model: not usable: {reason}")
+        return lines, False
     usable, cpu_ok = [], False
     for device, provider in (("cpu", CPU), ("cuda", CUDA)):
         try:
             lines.append(f"{device}: {probe(model, device)}")
             usable.append(provider)
             cpu_ok = cpu_ok or device == "cpu"
-        except N2NError as exc:
+        except (N2NError, ValueError) as exc:
             lines.append(f"{device}: not usable: {exc}")
     lines.append(f"usable providers: {', '.join(usable) or 'none'}")
     if CUDA in available and CUDA not in usable:

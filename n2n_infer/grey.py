@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from n2n_infer.arrays import ImageArray, to_unit
+from n2n_infer.arrays import ImageArray, row_bands, to_unit
 
 GREY_MODES = ("auto", "phases", "replicate")
 #: Each stack: the (row, column) phase in R, G and B. Every phase appears three
@@ -70,12 +70,18 @@ def trained_on_grey(training: dict[str, Any]) -> bool:
 
 
 def is_grey(img: ImageArray) -> bool:
-    """One channel, or colour channels that are all equal (alpha aside)."""
+    """One channel, or colour channels that are all equal (alpha aside).
+
+    Compared band by band of rows (a few MB of temporaries however large the image).
+    """
     hwc = img.original
     if hwc.ndim == 2 or hwc.shape[2] == 1:
         return True
-    r = hwc[:, :, 0]
-    return bool(np.array_equal(r, hwc[:, :, 1]) and np.array_equal(r, hwc[:, :, 2]))
+    for band in row_bands(hwc):
+        r = band[:, :, 0]
+        if not (np.array_equal(r, band[:, :, 1]) and np.array_equal(r, band[:, :, 2])):
+            return False
+    return True
 
 
 def phase_stacks(img: ImageArray) -> list[np.ndarray]:

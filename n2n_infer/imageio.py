@@ -2,26 +2,48 @@
 
 Files are read into numpy arrays that :class:`~n2n_infer.Denoiser` accepts:
 H×W uint8 (8-bit grey), H×W uint16 (16-bit grey), H×W×3 uint8 (colour),
-H×W×4 uint8 (with alpha), or H×W×3 / H×W×4 uint16 (16-bit colour PNG or TIFF,
-which Pillow decodes to 8 bits and cannot write, so :mod:`n2n_infer.png16` and
-:mod:`n2n_infer.tiff16` read and write them). EXIF orientation is applied on
-reading; the ICC profile and the remaining EXIF data are kept and written back
-(16-bit colour TIFFs keep their ICC profile, not their other tags).
+H×W×4 uint8 (with alpha), H×W×3 / H×W×4 uint16 (16-bit colour PNG or TIFF), or
+float32/float64 H×W / H×W×3 (floating-point TIFF, values in [0, 1]).
+
+Who decodes what (the format is found from the file's first bytes, not its name):
+PNG goes to libpng (:mod:`n2n_infer.png16`), which refuses image data shorter
+than the header declares; every TIFF is checked by :mod:`n2n_infer.tiff16`
+(tifffile) before any decoding, and its 16-bit colour and float images are
+decoded there; JPEG, WebP, BMP and the other TIFFs go to Pillow. Pixel modes
+that cannot be kept faithfully (CMYK, 32-bit integers, ...) are refused.
+EXIF orientation is applied on reading; the ICC profile and the remaining EXIF
+data are kept and written back (TIFFs written by tifffile keep their ICC
+profile, not their other tags). Any decoder failure becomes :class:`ImageError`
+naming the file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from n2n_infer import png16, tiff16
+from n2n_infer.arrays import MAX_PIXELS  # one limit for files and arrays
 from n2n_infer.errors import ImageError
-from n2n_infer.files import TEMP_PREFIX, TEMP_SUFFIX, write_atomic  # noqa: F401 (re-exported)
+from n2n_infer.files import TEMP_PREFIX, TEMP_SUFFIX, write_atomic
+
+__all__ = [
+    "MAX_PIXELS",
+    "SUFFIXES",
+    "TEMP_PREFIX",
+    "TEMP_SUFFIX",
+    "ImageFile",
+    "as_rgb_u8",
+    "read_file",
+    "read_image",
+    "write_file",
+    "write_image",
+]
 
 #: Suffixes the batch job reads, and the format each is written back in.
 SUFFIXES = {
@@ -33,13 +55,32 @@ SUFFIXES = {
     ".webp": "WEBP",
     ".bmp": "BMP",
 }
-#: Images above this many pixels are refused (decompression bombs).
-MAX_PIXELS = 100_000_000
+#: Formats read (PPM is read, for training folders, but not written by the batch job).
+READ_FORMATS = (*sorted(set(SUFFIXES.values())), "PPM")
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
-#: Pillow modes read as they are; others are converted to RGB, or RGBA when they carry alpha.
-NATIVE_MODES = {"L", "RGB", "RGBA", "I;16"}
 ORIENTATION_TAG = 0x0112
+TIFF_MAGICS = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+#: Pillow mode -> (mode to convert to before reading, mode written back).
+PILLOW_MODES = {
+    "L": ("L", "L"),
+    "RGB": ("RGB", "RGB"),
+    "RGBA": ("RGBA", "RGBA"),
+    "I;16": ("I;16", "I;16"),
+    "I;16L": ("I;16L", "I;16"),  # read as they are (convert() clips them), then to uint16
+    "I;16B": ("I;16B", "I;16"),
+    "I;16N": ("I;16N", "I;16"),
+    "LA": ("RGBA", "LA"),
+    "La": ("RGBA", "LA"),
+    "PA": ("RGBA", "RGBA"),
+    "RGBa": ("RGBA", "RGBA"),
+    "RGBX": ("RGB", "RGB"),
+    "YCbCr": ("RGB", "RGB"),
+    "1": ("L", "L"),
+    "P": ("RGB", "RGB"),  # "RGBA" when the palette has transparency
+}
+#: libpng's channel count -> mode written back (uint8; uint16 grey is "I;16").
+PNG_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
 @dataclass
@@ -47,15 +88,14 @@ class ImageFile:
     """A decoded image file.
 
     Attributes:
-        pixels: H×W uint8/uint16, H×W×3 or H×W×4 uint8 (orientation applied), or
-            H×W×3 / H×W×4 uint16 from a 16-bit colour PNG or TIFF.
-        format: Pillow format name (``"PNG"``, ``"JPEG"``, ...).
+        pixels: H×W uint8/uint16, H×W×3 or H×W×4 uint8/uint16, or float32/float64
+            H×W / H×W×3 in [0, 1] (a float TIFF); orientation applied.
+        format: the file's format (``"PNG"``, ``"JPEG"``, ``"TIFF"``, ...).
         mode: Pillow mode to write back (``"LA"`` is read as RGBA and written as LA;
-            16-bit colour PNGs and TIFFs have ``"RGB"``/``"RGBA"`` with uint16 pixels).
+            16-bit colour has ``"RGB"``/``"RGBA"`` with uint16 pixels, float TIFFs ``"F"``).
         icc_profile: the embedded ICC profile bytes, if any.
         exif: EXIF bytes with the orientation reset, if any.
-        notes: what could not be kept (e.g. a 16-bit colour PNG named ``.tif``,
-            which Pillow reads as 8-bit).
+        notes: what could not be kept or was ignored (e.g. an invalid orientation).
     """
 
     pixels: np.ndarray
@@ -69,122 +109,153 @@ class ImageFile:
 def read_file(path: str | Path, max_pixels: int | None = None) -> ImageFile:
     """Decode an image file, keeping its bit depth, alpha, ICC profile and EXIF.
 
-    ``max_pixels`` defaults to :data:`MAX_PIXELS`.
+    ``max_pixels`` defaults to :data:`MAX_PIXELS`. The decoded data is complete:
+    a file holding fewer rows than it declares is refused, never padded.
 
     Raises:
-        ImageError: the file is missing, empty, truncated, not an image, has more
-            than ``max_pixels`` pixels, or a pixel mode that cannot be denoised;
-            the message names the file.
+        ImageError: the file is missing, unreadable, empty, truncated, corrupt, not
+            a PNG/JPEG/TIFF/WebP/BMP/PPM image, has more than ``max_pixels`` pixels or a
+            pixel mode that cannot be kept, or is too large to decode in memory; any
+            decoder failure (or a warning turned into an error) is reported this
+            way; the message names the file.
     """
     path = Path(path)
     max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     try:
-        if path.stat().st_size == 0:
-            raise ImageError(f"{path}: empty file (0 bytes)")
-        with open(path, "rb") as f:
-            head = f.read(32)
-        fmt = SUFFIXES.get(path.suffix.lower())
-        if png16.is_png16_colour(head) and fmt == "PNG":
-            return _read_png16(path, max_pixels)
-        if fmt == "TIFF" and _is_tiff16_colour(path):
-            return _read_tiff16(path, max_pixels)
-        with Image.open(path) as im:
-            if im.width * im.height > max_pixels:
-                raise ImageError(
-                    f"{path}: {im.width}×{im.height} pixels exceeds the limit of {max_pixels}"
-                )
-            notes = _depth_notes(im)
-            im.load()
-            fmt, icc = im.format or "", im.info.get("icc_profile")
-            im = ImageOps.exif_transpose(im)
-            exif = im.getexif()
-            pixels, mode = _pixels(path, im)
-            return ImageFile(pixels, fmt, mode, icc, exif.tobytes() if exif else None, notes)
+        with warnings.catch_warnings():  # our limit is max_pixels, not Pillow's
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return _read(path, max_pixels)
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        if isinstance(exc, ImageError):
-            raise
-        raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
+        raise ImageError(f"{path}: not a PNG, JPEG, TIFF, WebP, BMP or PPM image") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path}: more pixels than Pillow will decode ({exc})") from None
+    except MemoryError:
+        raise ImageError(f"{path}: image too large to decode in the memory available") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read, corrupt or truncated image ({exc})") from None
+    except Exception as exc:  # any decoder's failure on hostile bytes
+        raise ImageError(
+            f"{path}: corrupt image, the decoder failed ({type(exc).__name__}: {exc})"
+        ) from None
 
 
-def _pixels(path: Path, im: Any) -> tuple[np.ndarray, str]:
-    mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L"):
-        return np.asarray(im).astype(np.uint16), "I;16"
-    if mode == "I":  # 16-bit grey from some decoders, as 32-bit integers
-        arr = np.asarray(im)
-        if arr.min() < 0 or arr.max() > 65535:
-            raise ImageError(f"{path}: 32-bit integer pixels are not supported")
-        return arr.astype(np.uint16), "I;16"
-    if mode == "LA":
-        return np.asarray(im.convert("RGBA")).copy(), "LA"
-    if mode not in NATIVE_MODES:
-        has_alpha = "A" in im.getbands() or "transparency" in im.info
-        mode = "RGBA" if has_alpha else "RGB"
-        im = im.convert(mode)
-    return np.asarray(im).copy(), mode
-
-
-def _read_png16(path: Path, max_pixels: int) -> ImageFile:
-    """A 16-bit RGB/RGBA PNG, which Pillow would decode to 8 bits (see :mod:`png16`).
-
-    The EXIF orientation is applied like ``ImageOps.exif_transpose`` does it.
-    """
-    png = png16.decode_png16(path, path.read_bytes(), max_pixels)
-    pixels, exif_bytes = png.pixels, None
-    if png.exif:
-        exif = Image.Exif()
-        exif.load(png.exif)
-        pixels = _orient(pixels, exif.pop(ORIENTATION_TAG, 1))
-        exif_bytes = exif.tobytes() if exif else None
-    mode = "RGBA" if pixels.shape[2] == 4 else "RGB"
-    return ImageFile(np.ascontiguousarray(pixels), "PNG", mode, png.icc_profile, exif_bytes)
-
-
-def _is_tiff16_colour(path: Path) -> bool:
-    """True for a 16-bit RGB/RGBA TIFF (reads the header and first IFD, not the whole file)."""
+def _read(path: Path, max_pixels: int) -> ImageFile:
     with open(path, "rb") as f:
-        return tiff16.is_tiff16_colour(f)
+        head = f.read(8)
+    if not head:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    if head.startswith(png16.SIGNATURE):
+        return _read_png(path, max_pixels)
+    if head[:4] in TIFF_MAGICS:
+        tif = tiff16.read_tiff(path, max_pixels)
+        if tif is not None:
+            return _from_tiff(tif)
+        try:
+            return _read_pillow(path, max_pixels)
+        except UnidentifiedImageError:
+            raise ImageError(f"{path}: a TIFF layout that Pillow cannot decode") from None
+    return _read_pillow(path, max_pixels)
 
 
-def _read_tiff16(path: Path, max_pixels: int) -> ImageFile:
-    """A 16-bit RGB/RGBA TIFF, which Pillow would decode to 8 bits (see :mod:`tiff16`).
+def _read_png(path: Path, max_pixels: int) -> ImageFile:
+    """Any PNG, through libpng; 16-bit grey+alpha is widened to 16-bit RGBA (with a note)."""
+    png = png16.decode_png(path, path.read_bytes(), max_pixels)
+    notes: list[str] = []
+    exif, orientation = _parse_exif(png.exif, notes) if png.exif else (None, None)
+    px = _orient(png.pixels, orientation, notes)
+    channels = 1 if px.ndim == 2 else px.shape[2]
+    mode = PNG_MODES[channels]
+    if channels == 2 and px.dtype == np.uint16:
+        px = px[..., [0, 0, 0, 1]]
+        mode = "RGBA"
+        notes.append("16-bit grey+alpha PNG: written back as 16-bit RGBA")
+    elif channels == 2:
+        px = px[..., [0, 0, 0, 1]]  # read as RGBA, written as LA
+    elif channels == 1 and px.dtype == np.uint16:
+        mode = "I;16"
+    return ImageFile(np.ascontiguousarray(px), "PNG", mode, png.icc_profile, exif, notes)
 
-    The Orientation tag is applied like ``ImageOps.exif_transpose`` does it.
+
+def _from_tiff(tif: tiff16.Tiff) -> ImageFile:
+    notes: list[str] = []
+    px = np.ascontiguousarray(_orient(tif.pixels, tif.orientation, notes))
+    mode = "F" if px.dtype.kind == "f" else "RGBA" if px.shape[2] == 4 else "RGB"
+    return ImageFile(px, "TIFF", mode, tif.icc_profile, None, notes)
+
+
+def _read_pillow(path: Path, max_pixels: int) -> ImageFile:
+    """JPEG, WebP, BMP, PPM and 8-bit or grey TIFF, through Pillow."""
+    with Image.open(path, formats=READ_FORMATS) as im:
+        if im.width * im.height > max_pixels:
+            raise ImageError(
+                f"{path}: {im.width}×{im.height} pixels exceeds the limit of {max_pixels}"
+            )
+        if im.mode not in PILLOW_MODES:
+            raise ImageError(
+                f"{path}: pixel mode {im.mode} is not supported (expected grey, grey+alpha, "
+                "RGB, RGBA, palette or 16-bit grey; CMYK, 32-bit integer and other modes "
+                "cannot be written back faithfully)"
+            )
+        im.load()
+        fmt, icc, mode = im.format or "", im.info.get("icc_profile"), im.mode
+        notes: list[str] = []
+        # Pillow's "EXIF" of a TIFF is its image IFD (strips, colour map...): not kept
+        exif, orientation = _parse_exif(im, notes, keep=fmt != "TIFF")
+        read_as, write_as = PILLOW_MODES[mode]
+        if mode == "P" and "transparency" in im.info:
+            read_as = write_as = "RGBA"
+        pixels = np.asarray(im if read_as == mode else im.convert(read_as))
+    if read_as.startswith("I;16"):
+        pixels = pixels.astype(np.uint16)
+    px = np.ascontiguousarray(_orient(pixels, orientation, notes))
+    return ImageFile(px, fmt, write_as, icc or None, exif, notes)
+
+
+def _parse_exif(source: Any, notes: list[str], keep: bool = True) -> tuple[bytes | None, object]:
+    """(EXIF bytes without the orientation, the orientation as stored) of the EXIF
+    data of a Pillow image or of eXIf chunk bytes; with ``keep=False`` no bytes.
+
+    EXIF that cannot be parsed or written back is dropped with a note, never fatal.
     """
-    tif = tiff16.decode_tiff16(path, path.read_bytes(), max_pixels)
-    pixels = np.ascontiguousarray(_orient(tif.pixels, tif.orientation))
-    mode = "RGBA" if pixels.shape[2] == 4 else "RGB"
-    return ImageFile(pixels, "TIFF", mode, tif.icc_profile)
+    try:
+        if isinstance(source, bytes):
+            exif = Image.Exif()
+            exif.load(source)
+        else:
+            exif = source.getexif()
+        orientation = exif.pop(ORIENTATION_TAG, None)
+        return (exif.tobytes() if exif and keep else None), orientation
+    except Exception as exc:
+        notes.append(f"EXIF data unreadable ({type(exc).__name__}: {exc}): not kept")
+        return None, None
 
 
-def _orient(px: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation (1-8) to H×W×C pixels: the image as it is meant to be seen."""
+def _orient(px: np.ndarray, orientation: object, notes: list[str]) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to H×W(×C) pixels, as ``ImageOps.exif_transpose`` does.
+
+    An orientation that is not an integer 1-8 is ignored with a note.
+    """
+    if orientation is None:
+        return px
+    if isinstance(orientation, tuple) and len(orientation) == 1:
+        orientation = orientation[0]
+    if (
+        isinstance(orientation, bool)
+        or not isinstance(orientation, int)
+        or not 1 <= orientation <= 8
+    ):
+        notes.append(f"invalid EXIF orientation {orientation!r} ignored (expected 1-8)")
+        return px
+    orientation = int(orientation)  # tifffile gives an IntEnum
     if orientation in (5, 6, 7, 8):  # transposed: swap rows and columns first
         px = px.swapaxes(0, 1)
     flip_rows = orientation in (3, 4, 7, 8)
     flip_cols = orientation in (2, 3, 6, 7)
     return px[:: -1 if flip_rows else 1, :: -1 if flip_cols else 1]
-
-
-def _depth_notes(im: Any) -> list[str]:
-    """Pillow decodes 16-bit colour as 8-bit: say so instead of hiding it.
-
-    16-bit colour PNGs and TIFFs are read by :mod:`png16` and :mod:`tiff16`; this
-    catches those whose suffix names another format (a 16-bit colour PNG named
-    ``.tif``, a TIFF named ``.png``), which Pillow reads. Call before ``im.load()``,
-    which empties ``im.tile``.
-    """
-    if im.mode not in ("RGB", "RGBA"):
-        return []
-    rawmodes = [t[3] if isinstance(t[3], str) else str(t[3] and t[3][0]) for t in im.tile]
-    bits = getattr(im, "tag_v2", {}).get(258, ())
-    if any(";16" in r for r in rawmodes) or max(bits, default=8) > 8:
-        return [f"16-bit colour {im.format}: Pillow decodes it to 8 bits, written as 8-bit"]
-    return []
 
 
 def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
@@ -197,9 +268,12 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
 
 
 def as_rgb_u8(px: np.ndarray) -> np.ndarray:
-    """Pixels as :func:`read_file` gives them to uint8 H×W×3 (16-bit rounded, alpha dropped)."""
+    """Pixels as :func:`read_file` gives them to uint8 H×W×3 (16-bit and float rounded,
+    alpha dropped)."""
     if px.dtype == np.uint16:
         px = np.rint(px / 257.0).astype(np.uint8)
+    elif px.dtype.kind == "f":
+        px = np.rint(np.clip(px, 0.0, 1.0) * 255.0).astype(np.uint8)
     if px.ndim == 2:
         px = np.repeat(px[:, :, None], 3, axis=2)
     return np.ascontiguousarray(px[:, :, :3])
@@ -209,17 +283,20 @@ def write_file(path: str | Path, loaded: ImageFile, pixels: np.ndarray | None = 
     """Write ``pixels`` (default ``loaded.pixels``) like ``loaded``: format, mode, ICC, EXIF.
 
     The format comes from the suffix of ``path``. The file is written atomically.
-    uint16 colour pixels are written as a 16-bit PNG (:mod:`n2n_infer.png16`) or a
-    16-bit TIFF (:mod:`n2n_infer.tiff16`, which keeps the ICC profile, not the EXIF).
+    uint16 colour pixels are written as a 16-bit PNG (libpng) or a 16-bit TIFF, float
+    pixels as a float TIFF (tifffile, which keeps the ICC profile, not the EXIF).
 
     Raises:
-        ImageError: unknown suffix, or uint16 colour pixels for a format other than
-            PNG and TIFF.
+        ImageError: unknown suffix; uint16 colour for a format other than PNG and
+            TIFF; float pixels for a format other than TIFF.
+        OSError: the file cannot be written.
     """
     path = Path(path)
+    fmt = _format_of(path)
     px = loaded.pixels if pixels is None else pixels
-    if px.dtype == np.uint16 and px.ndim == 3:
-        _write_colour16(path, px, loaded.icc_profile, loaded.exif)
+    if px.dtype.kind == "f" or (px.dtype == np.uint16 and px.ndim == 3):
+        data = _encode_deep(path, fmt, px, loaded.icc_profile, loaded.exif)
+        write_atomic(path, lambda f: f.write(data))
         return
     im = Image.fromarray(px)
     if loaded.mode == "LA":
@@ -227,49 +304,50 @@ def write_file(path: str | Path, loaded: ImageFile, pixels: np.ndarray | None = 
     options: dict[str, Any] = {}
     if loaded.icc_profile:
         options["icc_profile"] = loaded.icc_profile
-    if loaded.exif:
+    if loaded.exif and fmt != "BMP":
         options["exif"] = loaded.exif
-    _save_atomic(Path(path), im, options)
+    _save_atomic(path, fmt, im, options)
 
 
-def _write_colour16(path: Path, px: np.ndarray, icc: bytes | None, exif: bytes | None) -> None:
-    fmt = SUFFIXES.get(path.suffix.lower())
-    if fmt == "PNG":
-        data = png16.encode_png16(px, icc, exif)
-    elif fmt == "TIFF":
-        data = tiff16.encode_tiff16(px, icc)
-    else:
-        raise ImageError(
-            f"{path}: 16-bit colour can only be written as PNG or TIFF, not {path.suffix!r}"
-        )
-    _write_atomic(path, lambda f: f.write(data))
+def _encode_deep(
+    path: Path, fmt: str, px: np.ndarray, icc: bytes | None, exif: bytes | None
+) -> bytes:
+    """16-bit colour (PNG or TIFF) or float (TIFF) pixels to a file's bytes."""
+    if fmt == "TIFF":
+        return tiff16.encode_tiff(px, icc)
+    if fmt == "PNG" and px.dtype == np.uint16:
+        return png16.encode_png16(px, icc, exif)
+    kind = "floating-point pixels can only be written as TIFF"
+    if px.dtype == np.uint16:
+        kind = "16-bit colour can only be written as PNG or TIFF"
+    raise ImageError(f"{path}: {kind}, not {path.suffix!r}")
 
 
 def write_image(path: str | Path, img_hwc_u8: np.ndarray) -> None:
-    """Write a uint8 H×W×3 image to ``path`` (format from the suffix) atomically."""
-    _save_atomic(Path(path), Image.fromarray(img_hwc_u8), {})
+    """Write a uint8 H×W×3 image to ``path`` (format from the suffix) atomically.
 
-
-def _save_atomic(path: Path, im: Any, options: dict[str, Any]) -> None:
-    """Save to a temporary file in the same folder, then rename over ``path``.
-
-    An interrupted write never leaves a half-written ``path``.
+    Raises:
+        ImageError: unknown suffix.
+        OSError: the file cannot be written.
     """
+    path = Path(path)
+    _save_atomic(path, _format_of(path), Image.fromarray(img_hwc_u8), {})
+
+
+def _format_of(path: Path) -> str:
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise ImageError(f"{path}: cannot write format {path.suffix!r} (known: {sorted(SUFFIXES)})")
-    options = {**_format_options(fmt, im), **options}
-    if fmt == "BMP":
-        options.pop("exif", None)
-    _write_atomic(path, lambda f: im.save(f, format=fmt, **options))
+    return fmt
 
 
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Call ``write`` on a temporary file in the same folder, then rename it to ``path``."""
-    write_atomic(path, write)
+def _save_atomic(path: Path, fmt: str, im: Any, options: dict[str, Any]) -> None:
+    """Save with Pillow through :func:`~n2n_infer.files.write_atomic`."""
+    options = {**_format_options(fmt), **options}
+    write_atomic(path, lambda f: im.save(f, format=fmt, **options))
 
 
-def _format_options(fmt: str, im: Any) -> dict[str, Any]:
+def _format_options(fmt: str) -> dict[str, Any]:
     if fmt == "JPEG":
         return {"quality": JPEG_QUALITY}
     if fmt == "WEBP":

@@ -2,18 +2,57 @@
 
 from __future__ import annotations
 
-from importlib import resources
+import importlib.metadata
+import importlib.util
 from pathlib import Path
 
 from n2n_infer.errors import ModelLoadError
 
 #: The model ``Denoiser()`` uses when none is named.
 DEFAULT_MODEL = "photo"
+#: The distribution that installs the models as the ``n2n_infer.models`` package.
+DISTRIBUTION = "n2n"
 
 
 def models_dir() -> Path:
-    """The folder of bundled models (``models/`` in the repo, ``n2n_infer/models`` installed)."""
-    return Path(str(resources.files("n2n_infer.models")))
+    """The folder of bundled models, however ``n2n_infer`` was imported.
+
+    Looked for in order: the ``n2n_infer.models`` package (an install, or an
+    editable install that maps it to the repository's ``models/``); the
+    ``models/`` folder beside the ``n2n_infer/`` folder this module was
+    imported from, when that is a source tree with a ``pyproject.toml`` (a
+    clone's root on ``sys.path`` shadows the installed package, and
+    ``n2n_infer.models`` exists only once installed); the models of the
+    installed ``n2n`` distribution. Returns the first that holds an ``.onnx``
+    file, else the first candidate (which may be empty or missing).
+    """
+    package = _package_models()
+    root = Path(__file__).resolve().parent.parent
+    source = root / "models" if (root / "pyproject.toml").is_file() else None
+    for folder in (package, source, _installed_models()):
+        if folder is not None and any(folder.glob("*.onnx")):
+            return folder
+    return package or root / "models"
+
+
+def _package_models() -> Path | None:
+    """The ``n2n_infer.models`` package's folder, found without importing it."""
+    try:
+        spec = importlib.util.find_spec("n2n_infer.models")
+    except ModuleNotFoundError:
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _installed_models() -> Path | None:
+    """``n2n_infer/models`` in the installed distribution's files (not necessarily imported)."""
+    try:
+        dist = importlib.metadata.distribution(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return Path(str(dist.locate_file("n2n_infer/models")))
 
 
 def available_models() -> list[str]:

@@ -1,30 +1,26 @@
-"""Execution providers, session options and session creation (all onnxruntime plumbing)."""
+"""Session options, session creation, the model's signature check and model calls.
+
+Which providers a session asks for is decided in :mod:`n2n_infer.providers`.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import importlib.metadata
-import importlib.util
 import logging
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from n2n_infer.elfdeps import needed_libraries
-from n2n_infer.errors import InferenceError, ModelLoadError, ProviderError
+from n2n_infer.errors import InferenceError, ModelLoadError
 from n2n_infer.metadata import INPUT_NAME, OUTPUT_NAME
+from n2n_infer.providers import CPU, ProviderSpec, check_providers_used, requested_providers
 
 log = logging.getLogger(__name__)
 
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
-DEVICES = ("auto", "cpu", "cuda")
 GRAPH_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -32,29 +28,10 @@ GRAPH_LEVELS = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
 CONV_SEARCH = ("HEURISTIC", "EXHAUSTIVE", "DEFAULT")
-#: Libraries the CUDA provider loads at run time rather than links against.
-RUNTIME_LOADED = {"NVIDIA driver": "libcuda.so.1", "cuDNN 9": "libcudnn.so.9"}
-#: Used when the provider library cannot be read (onnxruntime-gpu 1.31 links CUDA 13).
-FALLBACK_LINKED = {"CUDA runtime": "libcudart.so.13", "cuBLAS": "libcublasLt.so.13"}
-
-
-def cuda_libraries() -> dict[str, str]:
-    """The shared libraries this onnxruntime's CUDA provider needs on Linux, by description.
-
-    The CUDA ones are read from the provider library's own ELF dependencies,
-    so the names follow the installed onnxruntime-gpu (CUDA 12 or 13 builds).
-    """
-    provider = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
-    linked = {
-        name.removeprefix("lib").split(".so")[0]: name
-        for name in needed_libraries(provider)
-        if name.startswith(("libcu", "libnv")) and name != RUNTIME_LOADED["NVIDIA driver"]
-    }
-    return {
-        "NVIDIA driver": RUNTIME_LOADED["NVIDIA driver"],
-        **(linked or FALLBACK_LINKED),
-        "cuDNN 9": RUNTIME_LOADED["cuDNN 9"],
-    }
+#: Model calls keep onnxruntime's own console quiet: a failure becomes an InferenceError
+#: that carries the first line of onnxruntime's message.
+_QUIET_RUN = ort.RunOptions()
+_QUIET_RUN.log_severity_level = 4
 
 
 @dataclass(frozen=True)
@@ -73,7 +50,7 @@ class SessionConfig:
             shape. Off by default: on the CPU it doubled peak memory (897 vs
             465 MiB for 4×512×512 tiles) for no measurable speed-up.
         io_binding: bind inputs and outputs on the device; ``None`` turns it on
-            when the session runs on CUDA.
+            when CUDA is the first provider the session really uses.
     """
 
     intra_op_threads: int = 0
@@ -100,7 +77,7 @@ class SessionConfig:
         if self.gpu_mem_limit_mb < 0:
             raise ValueError(f"gpu_mem_limit_mb must be >= 0, got {self.gpu_mem_limit_mb}")
 
-    def cuda_options(self, device_id: str) -> dict[str, str]:
+    def cuda_options(self, device_id: str = "0") -> dict[str, str]:
         """The CUDA provider options for this config."""
         opts = {
             "device_id": device_id,
@@ -110,106 +87,6 @@ class SessionConfig:
         if self.gpu_mem_limit_mb:
             opts["gpu_mem_limit"] = str(self.gpu_mem_limit_mb * 1024 * 1024)
         return opts
-
-
-def parse_device(device: str) -> tuple[str, str]:
-    """``"cuda:1"`` -> ``("cuda", "1")``; ``"auto"`` -> ``("auto", "")``.
-
-    Raises:
-        ProviderError: not ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-    """
-    kind, _, index = device.partition(":")
-    if (
-        kind not in DEVICES
-        or (index and (kind != "cuda" or not index.isdigit()))
-        or (not index and device.endswith(":"))
-    ):
-        raise ProviderError(f"device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    return kind, index
-
-
-def requested_providers(
-    device: str, config: SessionConfig | None = None
-) -> list[str | tuple[str, dict[str, str]]]:
-    """The providers to ask onnxruntime for, in order of preference.
-
-    ``auto`` asks for CUDA first when this onnxruntime build has it, then CPU;
-    ``cuda`` or ``cuda:N`` asks for CUDA (device N) then CPU, and the caller
-    checks that CUDA was really used; ``cpu`` asks for the CPU only.
-
-    Raises:
-        ProviderError: ``device`` is not one of these forms, or CUDA was asked for
-            and this onnxruntime build has no CUDA provider.
-    """
-    kind, index = parse_device(device)
-    if kind == "cpu":
-        return [CPU]
-    available = ort.get_available_providers()
-    if CUDA not in available:
-        if kind == "cuda":
-            raise ProviderError(
-                f"device {device!r}: this onnxruntime build ({ort.__version__}) has no CUDA "
-                f"provider (available: {', '.join(available)}); {_package_advice()}"
-            )
-        log.info("onnxruntime %s has no CUDA provider; running on CPU", ort.__version__)
-        return [CPU]
-    preload_cuda_libraries()
-    return [(CUDA, (config or SessionConfig()).cuda_options(index or "0")), CPU]
-
-
-def _package_advice() -> str:
-    """What to do about the installed onnxruntime packages when CUDA is missing."""
-    installed = set()
-    for dist in ("onnxruntime", "onnxruntime-gpu"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            importlib.metadata.version(dist)
-            installed.add(dist)
-    if installed == {"onnxruntime", "onnxruntime-gpu"}:
-        return (
-            "the CPU-only 'onnxruntime' package is installed beside 'onnxruntime-gpu' and "
-            "shadows it: pip uninstall -y onnxruntime onnxruntime-gpu && "
-            "pip install onnxruntime-gpu"
-        )
-    return "install onnxruntime-gpu (pip install 'n2n[cuda]') instead of onnxruntime"
-
-
-def preload_cuda_libraries() -> None:
-    """Load pip-installed CUDA/cuDNN libraries (``n2n[cuda]``) before the session.
-
-    Uses ``onnxruntime.preload_dlls`` when the ``nvidia`` pip packages are
-    present; otherwise the system's libraries are found by the loader as usual.
-    """
-    if importlib.util.find_spec("nvidia") is None or not hasattr(ort, "preload_dlls"):
-        return
-    try:
-        ort.preload_dlls()
-    except Exception as exc:  # a best effort: the session reports what is really missing
-        log.debug("onnxruntime.preload_dlls failed: %s", exc)
-
-
-def missing_cuda_libraries() -> list[str]:
-    """Which of :func:`cuda_libraries` cannot be loaded (Linux only; else empty)."""
-    if not sys.platform.startswith("linux"):
-        return []
-    missing = []
-    for what, soname in cuda_libraries().items():
-        try:
-            ctypes.CDLL(soname)
-        except OSError:
-            missing.append(f"{what} ({soname})")
-    return missing
-
-
-def cuda_failure_reason() -> str:
-    """A one-line reason why onnxruntime's CUDA provider did not start."""
-    missing = missing_cuda_libraries()
-    if missing:
-        return (
-            f"missing {', '.join(missing)}; install the NVIDIA driver and "
-            "pip install 'n2n[cuda]' for the CUDA and cuDNN libraries that the installed "
-            f"onnxruntime-gpu {ort.__version__} needs"
-        )
-    return "the CUDA libraries load but no usable GPU was found (check nvidia-smi)"
 
 
 @contextlib.contextmanager
@@ -245,46 +122,39 @@ def create_session(
     device: str = "auto",
     intra_op_threads: int = 0,
     config: SessionConfig | None = None,
+    providers: Sequence[ProviderSpec] | None = None,
 ) -> ort.InferenceSession:
-    """Create an inference session for ``path`` on ``device``.
+    """Create an inference session for ``path`` on ``device`` (or on ``providers``).
 
     ``config`` (default :class:`SessionConfig`) sets threads, graph optimisation
     and CUDA options; a non-zero ``intra_op_threads`` overrides its thread count.
-    With ``auto``, a CUDA provider that onnxruntime could not start is replaced
-    by the CPU with one warning that says why.
+    With ``auto``, a CUDA provider that onnxruntime could not start on a machine
+    with an NVIDIA driver is replaced by the CPU with one warning that says why.
+    ``providers`` (see :func:`~n2n_infer.providers.explicit_providers`) replaces
+    ``device``.
 
     Raises:
         ModelLoadError: the file is missing or onnxruntime cannot load it.
-        ProviderError: ``device`` asks for CUDA and CUDA cannot be used.
+        ProviderError: ``device`` or ``providers`` asks for an accelerator that
+            cannot be used, or both are given.
         ValueError: a setting of ``config`` is out of range.
     """
     config = config or SessionConfig()
     if intra_op_threads:
-        config = SessionConfig(**{**config.__dict__, "intra_op_threads": intra_op_threads})
+        config = replace(config, intra_op_threads=intra_op_threads)
     config.check()
-    providers = requested_providers(device, config)
+    requested = requested_providers(device, config.cuda_options(), providers)
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file not found")
     try:
-        with _quiet_provider_errors(providers[0] != CPU):
+        with _quiet_provider_errors(requested != [CPU]):
             session = ort.InferenceSession(
-                str(path), sess_options=session_options(config), providers=providers
+                str(path), sess_options=session_options(config), providers=requested
             )
     except Exception as exc:  # onnxruntime raises its own, unexported exception types
         raise ModelLoadError(f"{path}: onnxruntime cannot load this model: {_first(exc)}") from exc
-    _check_cuda_used(session, providers, device, path)
+    check_providers_used(session.get_providers(), requested, device, path, providers is not None)
     return session
-
-
-def _check_cuda_used(session: Any, providers: list, device: str, path: Path) -> None:
-    if providers[0] == CPU or CUDA in session.get_providers():
-        return
-    reason = cuda_failure_reason()
-    if device.startswith("cuda"):
-        raise ProviderError(
-            f"device {device!r}: onnxruntime could not start CUDA for {path.name}: {reason}"
-        )
-    log.warning("CUDA is not usable (%s); running on CPU", reason)
 
 
 def _first(exc: BaseException) -> str:
@@ -293,27 +163,115 @@ def _first(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def read_metadata(session: Any, path: Path) -> dict[str, str]:
+    """The model's ``metadata_props`` as a dict of strings.
+
+    Raises:
+        ModelLoadError: a key or value is not valid UTF-8 (a damaged file).
+    """
+    try:
+        return dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError as exc:
+        raise ModelLoadError(f"{path}: the model's metadata is not valid UTF-8 ({exc})") from None
+
+
+def check_model(session: Any, path: Path, stride: int) -> None:
+    """Check the model's inputs and outputs, then run it once on a tiny image.
+
+    The test input is 1×3×(3·stride)×(2·stride): non-square, so that a model
+    that transposes is caught, and larger than the stride both ways, so that
+    pooling and upsampling run on more than one cell. The output must have the
+    input's shape and be finite float32.
+
+    Raises:
+        ModelLoadError: a wrong signature, or the test run fails; the message
+            names the file and what was found.
+    """
+    check_signature(session, path)
+    h, w = 3 * stride, 2 * stride
+    # a golden-ratio sequence in [0.05, 0.95): varied, without importing numpy.random (0.1 s)
+    steps = np.arange(3 * h * w, dtype=np.float32) * np.float32(0.618034) % 1
+    noisy = (0.05 + 0.9 * steps).astype(np.float32).reshape(1, 3, h, w)
+    try:
+        run_model(session, noisy)
+    except InferenceError as exc:
+        raise ModelLoadError(f"{path}: the test run on a 1×3×{h}×{w} input failed: {exc}") from exc
+
+
+def check_signature(session: Any, path: Path) -> None:
+    """One required float32 input ``noisy`` of N×3×H×W; an output ``denoised`` of rank 4.
+
+    Raises:
+        ModelLoadError: anything else; the message names the file and what it has.
+    """
+    try:
+        inputs = {i.name: i for i in session.get_inputs()}
+        outputs = {o.name: o for o in session.get_outputs()}
+    except UnicodeDecodeError as exc:
+        raise ModelLoadError(
+            f"{path}: an input or output name is not valid UTF-8 ({exc})"
+        ) from None
+    if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
+        raise ModelLoadError(
+            f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, found "
+            f"inputs {sorted(inputs)} and outputs {sorted(outputs)}"
+        )
+    if len(inputs) != 1:
+        raise ModelLoadError(
+            f"{path}: expected one required input {INPUT_NAME!r}, found {len(inputs)}: "
+            f"{sorted(inputs)}"
+        )
+    for what, arg in (("input", inputs[INPUT_NAME]), ("output", outputs[OUTPUT_NAME])):
+        if arg.type != "tensor(float)":
+            raise ModelLoadError(f"{path}: {what} {arg.name!r} must be float32, found {arg.type}")
+    shape = inputs[INPUT_NAME].shape
+    if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+        raise ModelLoadError(f"{path}: input {INPUT_NAME!r} must be N×3×H×W, found shape {shape}")
+    out_shape = outputs[OUTPUT_NAME].shape
+    if isinstance(out_shape, list) and len(out_shape) != 4:
+        raise ModelLoadError(
+            f"{path}: output {OUTPUT_NAME!r} must be N×3×H×W, found shape {out_shape}"
+        )
+
+
 def run_model(
     session: Any, noisy: np.ndarray, binding_device: str = "", device_id: int = 0
 ) -> np.ndarray:
-    """Run the model once on float32 N×3×H×W; returns the output as a numpy array.
+    """Run the model once on float32 N×3×H×W; returns its float32 output of the same shape.
 
     With ``binding_device`` (``"cuda"`` or ``"cpu"``), the input is copied to
     that device once and the output is allocated there (I/O binding), then
     copied back; otherwise ``session.run`` does the transfers.
 
     Raises:
-        InferenceError: onnxruntime failed (its message's first line is kept).
+        InferenceError: onnxruntime failed (out of memory included; its
+            message's first line is kept), or the output is not finite float32
+            of the input's shape.
     """
+    shape = "×".join(map(str, noisy.shape))
     try:
-        if not binding_device:
-            return session.run([OUTPUT_NAME], {INPUT_NAME: noisy})[0]
-        return _run_bound(session, noisy, binding_device, device_id)
-    except Exception as exc:
-        if not type(exc).__module__.startswith("onnxruntime"):
-            raise
-        shape = "×".join(map(str, noisy.shape))
+        if binding_device:
+            out = _run_bound(session, noisy, binding_device, device_id)
+        else:
+            out = session.run([OUTPUT_NAME], {INPUT_NAME: noisy}, _QUIET_RUN)[0]
+    except Exception as exc:  # onnxruntime's own types, and MemoryError from its allocator
         raise InferenceError(f"onnxruntime failed on a {shape} batch: {_first(exc)}") from exc
+    check_output(out, noisy.shape)
+    return out
+
+
+def check_output(out: Any, shape: tuple[int, ...]) -> None:
+    """Raise :class:`InferenceError` unless ``out`` is finite float32 of ``shape``."""
+    want = "×".join(map(str, shape))
+    if not isinstance(out, np.ndarray) or out.shape != shape:
+        found = "×".join(map(str, getattr(out, "shape", ()))) or type(out).__name__
+        raise InferenceError(
+            f"the model returned {found} for a {want} input (expected the input's shape)"
+        )
+    if out.dtype != np.float32:
+        raise InferenceError(f"the model returned {out.dtype} for a {want} input, not float32")
+    if out.size and not (np.isfinite(out.min()) and np.isfinite(out.max())):
+        raise InferenceError(f"the model returned NaN or infinite values for a {want} input")
 
 
 def _run_bound(session: Any, noisy: np.ndarray, binding_device: str, device_id: int) -> np.ndarray:
@@ -321,5 +279,5 @@ def _run_bound(session: Any, noisy: np.ndarray, binding_device: str, device_id: 
     value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(noisy), binding_device, device_id)
     binding.bind_ortvalue_input(INPUT_NAME, value)
     binding.bind_output(OUTPUT_NAME, binding_device, device_id)
-    session.run_with_iobinding(binding)
+    session.run_with_iobinding(binding, _QUIET_RUN)
     return binding.copy_outputs_to_cpu()[0]

@@ -30,12 +30,13 @@ sys.path.insert(0, str(REPO / "scripts"))
 from photo_report import held_out_psnr  # noqa: E402
 
 from bench.variants import machine  # noqa: E402
-from training.average import average_checkpoints  # noqa: E402
-from training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from training.commands import (  # noqa: E402
+from n2n_infer.files import sha256_file  # noqa: E402
+from n2n_train.average import average_checkpoints  # noqa: E402
+from n2n_train.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from n2n_train.commands import (  # noqa: E402
     expand_checkpoints,
-    file_sha256,
     measure_validation,
+    run_folders,
     run_validation_data,
 )
 
@@ -67,8 +68,8 @@ def main() -> None:
         if not sep:
             ap.error(f"{spec!r}: expected NAME=SNAPSHOTS")
         files = expand_checkpoints((Path(folder),), None)
-        loaded = [(f, load_checkpoint(f), file_sha256(f)) for f in files]
-        data = run_validation_data(loaded[-1][1].summary)
+        loaded = [(f, load_checkpoint(f), sha256_file(f)) for f in files]
+        data = run_validation_data(loaded[-1][1].summary, run_folders(files))
         result[name] = []
         for k in sorted({min(k, len(loaded)) for k in counts}):
             part = loaded[-k:]

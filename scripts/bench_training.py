@@ -19,10 +19,10 @@ from datetime import datetime, timezone
 
 import torch
 
-from training.config import STUDY_TRAINING, TrainConfig
-from training.loop import make_optimizer
-from training.losses import training_loss
-from training.unet import UNet
+from n2n_train.config import STUDY_TRAINING, TrainConfig
+from n2n_train.loop import make_optimizer
+from n2n_train.losses import training_loss
+from n2n_train.unet import UNet
 
 VARIANTS = {
     "fp32": {},

@@ -4,20 +4,22 @@
 #   models/seedlike.onnx    fp32, parity figures on the seed-like validation pairs
 #                           (needs ~/.cache/n2n/seedlike from `n2n-train make-seedlike`)
 #   models/*.parity.json    the parity report on examples/clean (rerun by CI)
+# The summaries in models/*.pt name data and files, never paths (scripts/scrub_metadata.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
 cache=${N2N_CACHE:-$HOME/.cache/n2n}
-"$py" -m training.cli corpus --set TRAIN_CORE --set TRAIN_EXTRA >/dev/null
+"$py" -m n2n_train.cli corpus --set TRAIN_CORE --set TRAIN_EXTRA >/dev/null
 
-"$py" -m export.cli onnx models/photo.pt models/photo.onnx --name photo \
+"$py" -m n2n_export.cli onnx models/photo.pt models/photo.onnx --name photo \
   --reproduce "bash scripts/train_default.sh runs && INIT_FROM=runs EPOCHS=50 bash scripts/train_default.sh runs-ft && INIT_FROM=runs-ft EPOCHS=60 LR=3e-4 AVERAGE=5 bash scripts/train_default.sh runs-ft2 && INIT_FROM=runs-ft2 EPOCHS=60 LR=2e-4 AVERAGE=5 bash scripts/train_default.sh runs-ft3 && INIT_FROM=runs-ft3 EPOCHS=60 LR=2e-4 BATCH=32 STEPS=75 AVERAGE=5 bash scripts/train_default.sh runs-ft4 && INIT_FROM=runs-ft4 EPOCHS=60 LR=2e-4 BATCH=64 STEPS=38 AVERAGE=5 bash scripts/train_default.sh runs-ft5 && INIT_FROM=runs-ft5 EPOCHS=50 LR=2e-4 BATCH=128 STEPS=19 AVERAGE=5 bash scripts/train_default.sh runs-ft6 && INIT_FROM=runs-ft6 EPOCHS=50 LR=2e-4 BATCH=256 STEPS=10 AVERAGE=5 bash scripts/train_default.sh runs-ft7" \
   --images "$cache/photos/TRAIN_EXTRA" --noise gaussian:25
-"$py" -m export.cli onnx models/seedlike.pt models/seedlike.onnx --name seedlike \
+"$py" -m n2n_export.cli onnx models/seedlike.pt models/seedlike.onnx --name seedlike \
   --reproduce "n2n-train corpus && n2n-train make-seedlike ~/.cache/n2n/seedlike --seed 0 && n2n-train fit --course ~/.cache/n2n/seedlike/train_data.pkl --course-val ~/.cache/n2n/seedlike/val_data.pkl --out runs/seedlike --epochs 50 --batch-size 50 --study --precision bf16 --channels-last --threads 1 --seed 0" \
   --val-data "$cache/seedlike/val_data.pkl"
 for m in photo seedlike; do
-  "$py" -m export.cli parity "models/$m.pt" "models/$m.onnx" --images examples/clean \
+  "$py" -m n2n_export.cli parity "models/$m.pt" "models/$m.onnx" --images examples/clean \
     --noise gaussian:25 --report "models/$m.parity.json" >/dev/null
 done
+"$py" scripts/scrub_metadata.py --check  # names and checksums only, no path of this machine
 echo "exported: $(ls models/*.onnx | tr '\n' ' ')"

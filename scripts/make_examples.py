@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.corpus import default_cache_dir, fetch_corpus
+from n2n_infer.imageio import read_image
+from n2n_train.corpus import default_cache_dir, fetch_corpus
+from n2n_train.noise import gaussian_u8
 
 PHOTOS = {
     "astronaut": "scikit-image__skimage_data_astronaut.png",
@@ -31,13 +33,11 @@ def main() -> None:
     for sub in ("clean", "noisy"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for name, filename in PHOTOS.items():
-        with Image.open(src / filename) as im:
-            im = im.convert("RGB")
-            clean = im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS)
-        arr = np.asarray(clean).astype(np.float64)
-        noisy = np.clip(np.rint(arr + rng.normal(0.0, SIGMA_255, arr.shape)), 0, 255)
+        im = Image.fromarray(read_image(src / filename))  # EXIF orientation applied
+        clean = im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS)
+        noisy = gaussian_u8(np.asarray(clean), SIGMA_255, rng)
         clean.save(out / "clean" / f"{name}.png", optimize=True)
-        Image.fromarray(noisy.astype(np.uint8)).save(out / "noisy" / f"{name}.png", optimize=True)
+        Image.fromarray(noisy).save(out / "noisy" / f"{name}.png", optimize=True)
         print(f"{name}: {clean.width}×{clean.height}")
 
 

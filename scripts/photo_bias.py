@@ -25,9 +25,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.quality import add_noise  # noqa: E402
 from bench.variants import held_out_images, machine  # noqa: E402
-from training.checkpoint import load_checkpoint  # noqa: E402
+from n2n_train.checkpoint import load_checkpoint  # noqa: E402
+from n2n_train.noise import gaussian_u8  # noqa: E402
 
 MODELS = {
     "photo (Noise2Noise)": "models/photo.pt",
@@ -57,7 +57,7 @@ def main() -> None:
         rng = np.random.default_rng(0)
         diffs: list[list[np.ndarray]] = [[] for _ in range(BANDS)]
         for im in images:
-            noisy = add_noise(im, args.sigma, rng)
+            noisy = gaussian_u8(im, args.sigma, rng)
             x = torch.from_numpy(noisy.transpose(2, 0, 1)[None].astype(np.float32) / 255)
             with torch.no_grad():
                 out = model(x)[0].clamp(0, 1).numpy().transpose(1, 2, 0) * 255

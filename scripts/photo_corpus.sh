@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
 cache=${N2N_CACHE:-$HOME/.cache/n2n}
-"$py" -m training.cli corpus --set TRAIN_CORE --set TRAIN_EXTRA
+"$py" -m n2n_train.cli corpus --set TRAIN_CORE --set TRAIN_EXTRA
 photos="$cache/photos/TRAIN_CORE_minus_examples"
 rm -rf "$photos" && mkdir -p "$photos"
 for f in "$cache"/photos/TRAIN_CORE/*; do

@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from training.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
+from n2n_train.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
 
 RUNS = {"photo": "Noise2Noise (shipped)", "photo-n2c": "Noise2Clean twin"}
 #: Runs plotted and summarised when RUNS_DIR has them.
@@ -45,9 +45,12 @@ def load(run: Path) -> list[dict]:
     import torch
 
     raw = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
-    init = raw["summary"].get("data", {}).get("init")
+    init = raw["summary"].get("data", {}).get("init")  # a file name (a path before issue 20)
     if not init:
         return rows
+    local = run / "local_paths.json"  # fit records there where --init lies on this machine
+    if local.is_file():
+        init = json.loads(local.read_text()).get("init", init)
     base = load(Path(init).parent)
     offset = base[-1]["epoch"]
     return base + [dict(r, epoch=r["epoch"] + offset, stage="fine-tune") for r in rows]
@@ -80,19 +83,21 @@ def held_out_psnr(checkpoint: Path | Checkpoint, sigma: int = 25) -> float:
     import numpy as np
     import torch
 
-    from bench.quality import add_noise, psnr_u8, to_u8
+    from bench.quality import to_u8
     from bench.variants import held_out_images
+    from n2n_infer.metrics import psnr
+    from n2n_train.noise import gaussian_u8
 
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     model = ckpt.build_model().eval()
     rng = np.random.default_rng(sigma)  # bench.quality's draw: default_rng(seed 0 + sigma)
     scores = []
     for clean in held_out_images():
-        noisy = add_noise(clean, sigma, rng)
+        noisy = gaussian_u8(clean, sigma, rng)
         x = torch.from_numpy(noisy.transpose(2, 0, 1)[None].astype(np.float32) / 255)
         with torch.no_grad():
             out = model(x)[0].numpy().transpose(1, 2, 0)
-        scores.append(psnr_u8(to_u8(out), clean))
+        scores.append(psnr(to_u8(out), clean))
     return float(np.mean(scores))
 
 

@@ -28,11 +28,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.variants import machine  # noqa: E402
-from export.exporter import export_onnx  # noqa: E402
+from n2n_export.exporter import export_onnx  # noqa: E402
 from n2n_infer import Denoiser  # noqa: E402
-from training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from training.config import UNetConfig  # noqa: E402
-from training.unet import UNet  # noqa: E402
+from n2n_train.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from n2n_train.config import UNetConfig  # noqa: E402
+from n2n_train.unet import UNet  # noqa: E402
 
 
 def inference_seconds_per_mp(config: UNetConfig, tmp: Path, repeats: int = 5) -> float:

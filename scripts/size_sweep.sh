@@ -21,7 +21,7 @@ common=(--photos "$photos" --noise gaussian:0-50 --optimizer adam --schedule cos
 declare -A steps=([32,64,128]=100 [32,64,128,256]=70 [48,96,192,384]=36)
 for f in "${!steps[@]}"; do
   name="f${f//,/-}"
-  "$py" -m training.cli -v fit "${common[@]}" --features "$f" --epochs 10 \
+  "$py" -m n2n_train.cli -v fit "${common[@]}" --features "$f" --epochs 10 \
     --steps-per-epoch "${steps[$f]}" --out "$runs/$name" >"$runs/$name.log" 2>&1 &
 done
 wait

@@ -42,16 +42,16 @@ if [[ -n ${INIT_FROM:-} ]]; then
   n2n=(--init "$(start photo)")
   n2c=(--init "$(start photo-n2c)")
 fi
-"$py" -m training.cli -v fit "${recipe[@]}" "${n2n[@]}" --out "$runs/photo" \
+"$py" -m n2n_train.cli -v fit "${recipe[@]}" "${n2n[@]}" --out "$runs/photo" \
   >>"$runs/photo.log" 2>&1 &
-"$py" -m training.cli -v fit "${recipe[@]}" "${n2c[@]}" --target clean --out "$runs/photo-n2c" \
+"$py" -m n2n_train.cli -v fit "${recipe[@]}" "${n2c[@]}" --target clean --out "$runs/photo-n2c" \
   >>"$runs/photo-n2c.log" 2>&1 &
 wait
 keep=best.pt
 if [[ -n ${AVERAGE:-} ]]; then
   keep=averaged.pt
   for m in photo photo-n2c; do
-    "$py" -m training.cli average "$runs/$m/averaged.pt" "$runs/$m/snapshots" --last "$AVERAGE"
+    "$py" -m n2n_train.cli average "$runs/$m/averaged.pt" "$runs/$m/snapshots" --last "$AVERAGE"
   done
 fi
 cp "$runs/photo/$keep" models/photo.pt

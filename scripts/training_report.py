@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from training.checkpoint import Checkpoint, load_checkpoint
-from training.data import load_course_pairs, load_photo_folder, quantize, to_float
-from training.evaluate import EvalResult, evaluate
-from training.noise import parse_noise
-from training.plots import plot_loss_curves, plot_psnr_box, plot_samples, read_metrics
+from n2n_train.checkpoint import Checkpoint, load_checkpoint
+from n2n_train.data import load_course_pairs, load_photo_folder, quantize, to_float
+from n2n_train.evaluate import EvalResult, evaluate
+from n2n_train.noise import parse_noise
+from n2n_train.plots import plot_loss_curves, plot_psnr_box, plot_samples, read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 USAGE = """\

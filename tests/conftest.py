@@ -38,11 +38,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, photos_dir: Path) -> dict
     """A tiny UNet trained for about 5 s on the synthetic photos (Adam, sigma 25)."""
     import torch
 
-    from training.config import TrainConfig, UNetConfig
-    from training.data import PhotoPairs, load_photo_folder
-    from training.loop import fit
-    from training.noise import parse_noise
-    from training.unet import UNet
+    from n2n_train.config import TrainConfig, UNetConfig
+    from n2n_train.data import PhotoPairs, load_photo_folder
+    from n2n_train.loop import fit
+    from n2n_train.noise import parse_noise
+    from n2n_train.unet import UNet
 
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(
@@ -71,6 +71,6 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, photos_dir: Path) -> dict
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory, tiny_run: dict) -> Path:
     """The tiny model exported to ONNX."""
-    from export.exporter import export_onnx
+    from n2n_export.exporter import export_onnx
 
     return export_onnx(tiny_run["checkpoint"], tmp_path_factory.mktemp("onnx") / "tiny.onnx")

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from training.checkpoint import Checkpoint, CheckpointError
+from n2n_train.checkpoint import Checkpoint, CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def average_checkpoints(
 
     The result keeps the summary of the source trained longest (its data,
     noise and training config) and adds ``averaged``: the number of
-    checkpoints and each one's file, sha256 and epoch. Its ``best_epoch``,
+    checkpoints and each one's file name (never its path), sha256 and epoch. Its ``best_epoch``,
     ``best_val_loss`` and ``val_psnr`` are dropped, since they were the source's, not the mean's
     (:func:`training.commands.run_average_command` measures them again).
 
@@ -77,7 +77,7 @@ def average_checkpoints(
     summary["averaged"] = {
         "count": len(sources),
         "checkpoints": [
-            {"file": str(path), "sha256": sha, "epoch": ckpt.summary.get("epochs")}
+            {"file": Path(path).name, "sha256": sha, "epoch": ckpt.summary.get("epochs")}
             for path, ckpt, sha in sources
         ],
     }

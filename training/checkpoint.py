@@ -14,17 +14,16 @@ code when it is loaded.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from training.config import ConfigError, UNetConfig
-from training.unet import UNet
+from n2n_infer.files import write_atomic
+from n2n_train.config import ConfigError, UNetConfig
+from n2n_train.unet import UNet
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +72,7 @@ def save_checkpoint(
     }
     if resume is not None:
         payload["resume"] = resume
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, lambda f: torch.save(payload, f))
     log.debug("saved checkpoint %s", path)
     return path
 

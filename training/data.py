@@ -16,12 +16,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from training.noise import NoiseModel
+from n2n_infer.errors import ImageError
+from n2n_infer.imageio import read_image
+from n2n_train.noise import NoiseModel
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +108,22 @@ def load_photo_folder(folder: str | Path) -> list[torch.Tensor]:
 
 
 def read_rgb(path: Path) -> torch.Tensor:
-    """Read one image file as a uint8 3×H×W RGB tensor (grey is repeated)."""
+    """Read one image file as a uint8 3×H×W RGB tensor, as the runtime reads it.
+
+    Through ``n2n_infer.imageio.read_image``: EXIF orientation applied (a photo
+    is upright, as ``n2n-infer`` will see it), grey repeated, alpha dropped,
+    16-bit rounded to 8.
+
+    Raises:
+        DataError: the file cannot be decoded or has more than :data:`MAX_PIXELS`
+            pixels; names the file.
+    """
     try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise DataError(f"{path}: {im.width}×{im.height} exceeds {MAX_PIXELS} pixels")
-            arr = np.asarray(im.convert("RGB"))
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: cannot read image ({exc})") from exc
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+        arr = read_image(path, max_pixels=MAX_PIXELS)
+    except ImageError as exc:
+        raise DataError(f"cannot read image: {exc}") from exc
+    arr = arr if arr.flags.writeable else arr.copy()  # torch.from_numpy warns on read-only
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
 @dataclass

@@ -7,17 +7,16 @@ given beside it, labelled.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from training.data import DataError, load_photo_folder, quantize, to_float
-from training.loop import predict
-from training.metrics import MSE_FLOOR, psnr_per_image
-from training.noise import parse_noise
+from n2n_train.data import DataError, load_photo_folder, quantize, to_float
+from n2n_train.loop import predict
+from n2n_train.metrics import global_mse_psnr, psnr_per_image
+from n2n_train.noise import parse_noise
 
 
 @dataclass(frozen=True)
@@ -35,12 +34,6 @@ class EvalResult:
     @property
     def mean_noisy_psnr(self) -> float:
         return sum(self.noisy_psnr) / len(self.noisy_psnr)
-
-
-def global_mse_psnr(denoised: torch.Tensor, clean: torch.Tensor) -> float:
-    """``-10·log10`` of one MSE over the whole set (the seed report's formula), dB."""
-    mse = float(((denoised.clamp(0, 1).double() - clean.double()) ** 2).mean())
-    return -10.0 * math.log10(max(mse, MSE_FLOOR))
 
 
 def evaluate(

@@ -21,19 +21,19 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.augment import blur_one_side, random_dihedral, swap_half
-from training.checkpoint import (
+from n2n_train.augment import blur_one_side, random_dihedral, swap_half
+from n2n_train.checkpoint import (
     Checkpoint,
     CheckpointError,
     load_resume_state,
     save_checkpoint,
 )
-from training.config import ConfigError, TrainConfig
-from training.data import CoursePairs, PhotoPairs, ValidationSet
-from training.losses import learning_rate, training_loss, validation_loss
-from training.metrics import psnr
-from training.plots import plot_loss_curves, read_metrics
-from training.unet import UNet
+from n2n_train.config import ConfigError, TrainConfig
+from n2n_train.data import CoursePairs, PhotoPairs, ValidationSet
+from n2n_train.losses import learning_rate, training_loss, validation_loss
+from n2n_train.metrics import psnr
+from n2n_train.plots import plot_loss_curves, read_metrics
+from n2n_train.unet import UNet
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from training.config import TrainConfig
+from n2n_train.config import TrainConfig
 
 #: Added to |error| in the annealed L0 loss so its gradient stays finite at 0.
 L0_EPS = 1e-8

@@ -32,6 +32,13 @@ blind model for several kinds of noise).
 Gaussian noise drawn on a grid ``BLOCK`` times coarser than the image and
 upsampled by nearest neighbour (80 % of the variance), plus per-pixel Gaussian
 noise (20 %); ``SIGMA`` is the total standard deviation on the 0–255 scale.
+
+Benchmarks noise uint8 images with numpy generators, as files would hold them:
+:func:`gaussian_u8`, :func:`poisson_u8` and :func:`correlated_u8` are the same
+models on the 0–255 scale (one fixed parameter, no per-image draw), clipped and
+rounded to uint8. They live here, beside their torch versions, so that a noise
+has one definition; the correlated one shares :data:`BINOMIAL` and draws its
+white noise one pixel beyond each border, as :class:`CorrelatedNoise` does.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -151,9 +159,13 @@ class ImpulseNoise:
         return torch.where(hit, values, clean)
 
 
-_BINOMIAL = torch.tensor([1.0, 2.0, 1.0]) / 4.0
+#: The 1-D binomial kernel; the correlated noise smooths by its outer product.
+BINOMIAL = (0.25, 0.5, 0.25)
+#: What keeps smoothed white noise at std 1: 1 / sqrt(sum of the 3×3 kernel's squares) = 8/3.
+CORRELATED_GAIN = 1.0 / float(np.sqrt(np.sum(np.outer(BINOMIAL, BINOMIAL) ** 2)))
+_BINOMIAL = torch.tensor(BINOMIAL, dtype=torch.float32)
 #: The 3×3 binomial kernel scaled so that smoothing white noise keeps its std.
-_KERNEL = (_BINOMIAL[:, None] * _BINOMIAL)[None, None] * (8.0 / 3.0)
+_KERNEL = (_BINOMIAL[:, None] * _BINOMIAL)[None, None] * CORRELATED_GAIN
 
 
 @dataclass(frozen=True)
@@ -268,3 +280,51 @@ def _parse_pixelated(spec: str, arg: str) -> PixelatedNoise:
     if len(parts) > 2 or sigma < 0 or block < 1:
         raise ValueError(f"noise {spec!r}: need SIGMA >= 0 and an integer BLOCK >= 1")
     return PixelatedNoise(sigma, block)
+
+
+# --- The same noises on uint8 images with numpy generators (benchmarks, examples) ---
+
+
+def gaussian_u8(clean_hwc_u8: np.ndarray, sigma_255: float, rng: np.random.Generator) -> np.ndarray:
+    """:class:`GaussianNoise` of ``sigma_255`` on a uint8 image, clipped and rounded to uint8.
+
+    Draws ``rng.normal(0, sigma_255, shape)`` once; any shape of image.
+    """
+    noisy = clean_hwc_u8.astype(np.float64) + rng.normal(0.0, sigma_255, clean_hwc_u8.shape)
+    return _round_u8(noisy)
+
+
+def poisson_u8(clean_hwc_u8: np.ndarray, lam: float, rng: np.random.Generator) -> np.ndarray:
+    """:class:`PoissonNoise` of ``lam`` (``Poisson(lam · x) / lam`` for x in [0, 1]) on uint8."""
+    x = clean_hwc_u8.astype(np.float64) / 255.0
+    return _round_u8(rng.poisson(x * lam) / lam * 255.0)
+
+
+def correlated_u8(
+    clean_hwc_u8: np.ndarray, sigma_255: float, rng: np.random.Generator
+) -> np.ndarray:
+    """:class:`CorrelatedNoise` of ``sigma_255`` on a uint8 H×W×C image, clipped and rounded.
+
+    White noise is drawn on (H+2)×(W+2)×C and smoothed without padding, so every
+    pixel's noise, borders included, has std ``sigma_255`` (as in the torch model).
+
+    Raises:
+        ValueError: the image is not H×W×C.
+    """
+    if clean_hwc_u8.ndim != 3:
+        raise ValueError(f"correlated_u8: expected an H×W×C image, got shape {clean_hwc_u8.shape}")
+    h, w, c = clean_hwc_u8.shape
+    smooth = smooth_binomial(rng.normal(0.0, 1.0, (h + 2, w + 2, c)))
+    return _round_u8(clean_hwc_u8.astype(np.float64) + sigma_255 * smooth)
+
+
+def smooth_binomial(white_hwc: np.ndarray) -> np.ndarray:
+    """Valid 3×3 binomial smoothing times :data:`CORRELATED_GAIN`: (H+2)×(W+2)×C -> H×W×C."""
+    k0, k1, k2 = BINOMIAL
+    rows = k0 * white_hwc[:-2] + k1 * white_hwc[1:-1] + k2 * white_hwc[2:]
+    cols = k0 * rows[:, :-2] + k1 * rows[:, 1:-1] + k2 * rows[:, 2:]
+    return cols * CORRELATED_GAIN
+
+
+def _round_u8(img_255: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(img_255), 0, 255).astype(np.uint8)

@@ -1,6 +1,6 @@
 """The seed-like stand-in for the course data (DESIGN.md, "Data").
 
-``train_data.pkl``: 50,000 pairs of 32×32 patches cut from training photos at
+``train_data.pkl``: 50,000 pairs of 32×32 patches cut from n2n_train photos at
 several scales (each patch turned by one of the 8 flips/rotations, so photos
 whose small scales offer few distinct positions still give varied patches),
 each noised twice, independently, with the pixelated noise. ``val_data.pkl``:
@@ -24,10 +24,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from training.augment import dihedral
-from training.data import DataError, quantize, save_course_pairs, to_float, to_uint8
-from training.metrics import psnr
-from training.noise import PixelatedNoise
+from n2n_train.augment import dihedral
+from n2n_train.data import DataError, quantize, save_course_pairs, to_float, to_uint8
+from n2n_train.metrics import psnr
+from n2n_train.noise import PixelatedNoise
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.config import UNetConfig
+from n2n_train.config import UNetConfig
 
 
 def _block(in_ch: int, out_ch: int, cfg: UNetConfig) -> nn.Sequential:

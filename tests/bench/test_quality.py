@@ -11,26 +11,26 @@ import pytest
 
 from bench.quality import (
     TARGET_SIGMA,
-    add_noise,
     margin_over_draws,
     markdown,
     paired,
-    psnr_u8,
     to_u8,
     verdict,
 )
+from n2n_infer.metrics import psnr
+from n2n_train.checkpoint import load_checkpoint
+from n2n_train.noise import gaussian_u8
 from tests.conftest import REPO
-from training.checkpoint import load_checkpoint
 
 RESULT = REPO / "bench" / "results" / "quality.json"
 
 
 def test_noise_is_clipped_rounded_uint8_with_the_given_sigma():
     clean = np.full((200, 300, 3), 128, np.uint8)
-    noisy = add_noise(clean, 25, np.random.default_rng(0))
+    noisy = gaussian_u8(clean, 25, np.random.default_rng(0))
     assert noisy.dtype == np.uint8
     assert np.std(noisy.astype(float) - 128) == pytest.approx(25, rel=0.02)
-    saturated = add_noise(np.full((50, 50, 3), 250, np.uint8), 25, np.random.default_rng(0))
+    saturated = gaussian_u8(np.full((50, 50, 3), 250, np.uint8), 25, np.random.default_rng(0))
     assert saturated.max() == 255  # clipped, not wrapped
 
 
@@ -39,7 +39,7 @@ def test_float_outputs_are_rounded_like_a_written_file():
     a = np.zeros((4, 4, 3), np.uint8)
     b = a.copy()
     b[0, 0, 0] = 255  # MSE = 255² / 48 -> PSNR = 10 log10(48)
-    assert psnr_u8(b, a) == pytest.approx(10 * np.log10(48), abs=1e-4)
+    assert psnr(b, a) == pytest.approx(10 * np.log10(48), abs=1e-4)
 
 
 def _result(photo, cbm3d, twin, photo_speed=1.0, cbm3d_speed=50.0):
@@ -111,7 +111,7 @@ def test_extra_noise_draws_differ_from_the_table_and_from_each_other():
     assert len(margins) == 2 and all(m > 10 for m in margins)
     assert len(seen) == 4  # no warm-up call: 2 draws × 2 photos
     assert not np.array_equal(seen[0], seen[2])  # draw 2 is new noise
-    table_noise = add_noise(clean[0], TARGET_SIGMA, np.random.default_rng(TARGET_SIGMA))
+    table_noise = gaussian_u8(clean[0], TARGET_SIGMA, np.random.default_rng(TARGET_SIGMA))
     assert not np.array_equal(seen[0], table_noise)
 
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-FORBIDDEN = ("torch", "onnx", "onnxscript", "training", "export")
+FORBIDDEN = ("torch", "onnx", "onnxscript", "n2n_train", "n2n_export", "training", "export")
 
 CHECK = """
 import sys

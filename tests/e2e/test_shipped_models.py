@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from export.data import load_clean_images, parity_cases
+from n2n_export.data import load_clean_images, parity_cases
 from n2n_infer import Denoiser, available_models
 from n2n_infer import metadata as md
 from n2n_infer.imageio import read_image
@@ -48,7 +48,7 @@ def test_photo_model_figures_on_the_samples_are_pinned():
 
 @pytest.mark.parametrize("model", SHIPPED)
 def test_shipped_model_passes_parity_with_its_checkpoint(model):
-    from export.parity import check_parity
+    from n2n_export.parity import check_parity
 
     cases = parity_cases(load_clean_images(EXAMPLES / "clean"), "gaussian:25")
     report = check_parity(_checkpoint_of(model), MODELS / f"{model}.onnx", cases)
@@ -66,7 +66,7 @@ def test_shipped_model_has_a_card_and_a_passed_parity_report(model):
 @pytest.mark.parametrize("model", SHIPPED)
 def test_committed_onnx_matches_what_the_exporter_writes_today(model, tmp_path):
     """Re-export the checkpoint and compare outputs numerically (not byte for byte)."""
-    from export.exporter import export_onnx
+    from n2n_export.exporter import export_onnx
 
     committed = Denoiser(model, device="cpu")
     if committed.info.raw.get(md.KEY_PRECISION, "fp32") == "int8":
@@ -76,3 +76,39 @@ def test_committed_onnx_matches_what_the_exporter_writes_today(model, tmp_path):
     assert np.abs(committed.denoise_nchw(x) - fresh.denoise_nchw(x)).max() <= 1e-5
     for key in ("stride", "config", "noise"):
         assert committed.metadata[key] == fresh.metadata[key], key
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_shipped_model_names_its_data_and_files_never_a_path(model):
+    """Metadata, card and parity report carry names and checksums, no path of the maker's machine.
+
+    The reproduce command may say ``~`` (the reader's home), as the README does.
+    """
+    from tests.export.test_metadata_paths import absolute_paths
+
+    props = Denoiser(model, device="cpu").info.raw
+    reproduce = props.get(md.KEY_REPRODUCE, "")
+    assert not absolute_paths(reproduce, allow_home=True), reproduce
+    texts = {key: value for key, value in props.items() if key != md.KEY_REPRODUCE}
+    texts["card"] = (MODELS / f"{model}.md").read_text().replace(reproduce, "")
+    texts["parity report"] = (MODELS / f"{model}.parity.json").read_text()
+    for key, text in texts.items():
+        assert not absolute_paths(text), (key, absolute_paths(text))
+    data = json.loads(props[md.KEY_TRAINING])["data"]
+    assert data["name"] and "path" not in data and "val_path" not in data
+
+
+@pytest.mark.parametrize(
+    "checkpoint",
+    [*sorted(MODELS.glob("*.pt")), REPO / "bench/models/photo-n2c.pt"],
+    ids=lambda p: p.name,
+)
+def test_committed_checkpoint_summaries_hold_no_paths(checkpoint):
+    import torch
+
+    from tests.export.test_metadata_paths import absolute_paths
+
+    raw = torch.load(checkpoint, map_location="cpu", weights_only=True)  # still loads safely
+    text = json.dumps(raw["summary"])
+    assert not absolute_paths(text), absolute_paths(text)
+    assert raw["summary"]["data"]["name"]

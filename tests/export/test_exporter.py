@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 
 from n2n_infer import metadata as md
-from training.checkpoint import load_checkpoint
+from n2n_train.checkpoint import load_checkpoint
 
 
 def test_one_self_contained_file_that_passes_the_checker(tiny_onnx):
@@ -48,11 +48,11 @@ def test_deep_models_get_tiles_wide_enough_for_their_overlap(tmp_path):
     """4 levels of 2 convolutions need a 256-pixel overlap: the default tile grows to fit."""
     import torch
 
-    from export.exporter import export_onnx
+    from n2n_export.exporter import export_onnx
     from n2n_infer import Denoiser
-    from training.checkpoint import save_checkpoint
-    from training.config import UNetConfig
-    from training.unet import UNet
+    from n2n_train.checkpoint import save_checkpoint
+    from n2n_train.config import UNetConfig
+    from n2n_train.unet import UNet
 
     torch.manual_seed(0)
     cfg = UNetConfig(features=(4, 8, 16, 32), convs_per_level=2, residual=True)
@@ -70,11 +70,11 @@ def test_a_model_trained_on_grey_patches_gets_grey_images_copied_into_rgb(tmp_pa
     """The training summary travels into the ONNX file; ``grey="auto"`` reads it."""
     import torch
 
-    from export.exporter import export_onnx
+    from n2n_export.exporter import export_onnx
     from n2n_infer import Denoiser
-    from training.checkpoint import save_checkpoint
-    from training.config import TrainConfig, UNetConfig
-    from training.unet import UNet
+    from n2n_train.checkpoint import save_checkpoint
+    from n2n_train.config import TrainConfig, UNetConfig
+    from n2n_train.unet import UNet
 
     torch.manual_seed(0)
     net = UNet(UNetConfig(features=(4, 8)))
@@ -86,3 +86,31 @@ def test_a_model_trained_on_grey_patches_gets_grey_images_copied_into_rgb(tmp_pa
         onnx_path = export_onnx(ckpt, tmp_path / f"g{fraction}.onnx")
         modes[fraction] = Denoiser(onnx_path, device="cpu").grey
     assert modes == {0.0: "phases", 0.3: "replicate"}
+
+
+def test_a_failed_metadata_update_leaves_the_model_and_no_temporary_file(
+    tiny_onnx, tmp_path, monkeypatch
+):
+    import shutil
+
+    import n2n_export.exporter as exporter
+    from n2n_infer.files import is_temp_name, write_atomic
+
+    model = shutil.copy(tiny_onnx, tmp_path / "m.onnx")
+    before = model.read_bytes()
+    seen = []
+
+    def interrupted(path, write):  # n2n_infer.files.write_atomic, cut short after writing
+        def write_then_fail(f):
+            seen.extend(p.name for p in tmp_path.iterdir() if p.name != "m.onnx")
+            write(f)
+            raise OSError("disk full")
+
+        write_atomic(path, write_then_fail)
+
+    monkeypatch.setattr(exporter, "write_atomic", interrupted)  # the exporter's one way to write
+    with pytest.raises(OSError, match="disk full"):
+        exporter.update_metadata(model, {"n2n.extra": "x"})
+    assert model.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+    assert len(seen) == 1 and is_temp_name(seen[0])

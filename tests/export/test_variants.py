@@ -6,11 +6,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from export.cli import main as export_cli
-from export.data import calibration_batches, load_clean_images, parity_cases
-from export.exporter import export_onnx
-from export.parity import THRESHOLDS, check_parity
-from export.variants import markdown_table
+from n2n_export.cli import main as export_cli
+from n2n_export.data import calibration_batches, load_clean_images, parity_cases
+from n2n_export.exporter import export_onnx
+from n2n_export.parity import THRESHOLDS, check_parity
+from n2n_export.variants import markdown_table
 from n2n_infer import Denoiser
 from tests.conftest import synthetic_photo
 

@@ -110,7 +110,7 @@ def test_info_prints_metadata(tiny_onnx):
     assert meta["stride"] == 4 and meta["noise"] == "gaussian:25"
     assert meta["sizes"]["grey_auto"] == "phases"
     text = _run("info", tiny_onnx).output
-    assert "grey:     phases" in text
+    assert "grey images   phases" in text
 
 
 def test_doctor_runs_the_default_model_on_cpu():

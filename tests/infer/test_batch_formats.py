@@ -111,7 +111,7 @@ def test_report_lists_every_file(tree, tmp_path):
     files = {f["name"]: f for f in data["files"]}
     assert files["a.png"]["status"] == "ok" and files["a.png"]["size_hw"] == [36, 52]
     assert files["a.png"]["seconds"] > 0
-    assert files["broken.png"]["status"] == "error" and "not an image" in files["broken.png"]["error"]
+    assert files["broken.png"]["status"] == "error" and "no IEND" in files["broken.png"]["error"]
     assert data["providers"] == ["CPUExecutionProvider"]
 
 
@@ -176,7 +176,7 @@ def test_info_prints_stride_noise_psnr_and_sizes():
     assert meta["stride"] == 4 and meta["noise"] == "gaussian:0-50"
     assert meta["sizes"]["file_bytes"] > 100_000 and meta["sizes"]["tile_overlap"] == 112
     text = CliRunner().invoke(main, ["info"]).output
-    assert "psnr:" in text and "tiles:" in text and "MB)" in text
+    assert "PSNR" in text and "tiles" in text and "MB)" in text  # the card: test_info.py
 
 
 def test_info_on_a_corrupt_model_is_one_line(tmp_path):
@@ -238,3 +238,49 @@ def test_16_bit_colour_tiff_stays_16_bit(tmp_path):
     assert np.any(out.pixels % 257 != 0)  # not 8-bit values scaled up
     with Image.open(tmp_path / "out" / "c16.tif") as im:  # a TIFF that libtiff reads too
         assert (im.format, im.mode, im.size) == ("TIFF", "RGB", (52, 36))
+
+
+def test_float_tiff_is_denoised_and_written_back_as_float(tmp_path):
+    """Issue 20, defect 2b: a mode-F TIFF came out as an all-black 8-bit RGB file."""
+    src = tmp_path / "in"
+    src.mkdir()
+    grey = (_photo(8)[..., 1] / 255.0).astype(np.float32)
+    Image.fromarray(grey, "F").save(src / "f.tif")
+    result = _run(src, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "out" / "f.tif") as im:
+        assert (im.mode, im.size) == ("F", (52, 36))
+        out = np.asarray(im)
+    assert abs(float(out.mean()) - float(grey.mean())) < 0.05  # not black
+    expected = Denoiser(device="cpu").denoise(grey)
+    assert np.array_equal(out, expected)
+
+
+def test_a_short_png_is_reported_and_the_others_are_denoised(tmp_path):
+    """Issue 20, defect 2a: an 8-bit PNG with rows missing was reported ok, rows black."""
+    import struct
+    import zlib
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(_photo(1)).save(src / "good.png")
+    rows = b"".join(b"\0" + bytes([200]) * 30 for _ in range(5))  # 5 of 10 rows
+    ihdr = struct.pack(">IIBBBBB", 30, 10, 8, 0, 0, 0, 0)
+
+    def chunk(kind, body):
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    (src / "short.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    result = _run(src, tmp_path / "out", "--report", tmp_path / "r.json")
+    assert result.exit_code == 1
+    files = {f["name"]: f for f in json.loads((tmp_path / "r.json").read_text())["files"]}
+    assert files["good.png"]["status"] == "ok" and files["short.png"]["status"] == "error"
+    assert "Not enough image data" in files["short.png"]["error"]
+    assert not (tmp_path / "out" / "short.png").exists()

@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -130,13 +132,20 @@ def _cuda_works(path) -> bool:
     return "CUDAExecutionProvider" in sess.get_providers()
 
 
-def test_auto_falls_back_to_cpu_with_a_warning(tiny_onnx, caplog):
+def test_auto_falls_back_to_cpu_and_says_why(tiny_onnx, caplog):
+    """With a driver, a CUDA that cannot start is a warning; without one, an INFO line."""
+    from n2n_infer.providers import nvidia_driver_present
+
     if _cuda_works(tiny_onnx):
         pytest.skip("a usable GPU is present")
-    d = Denoiser(tiny_onnx, device="auto")
+    with caplog.at_level(logging.INFO, logger="n2n_infer"):
+        d = Denoiser(tiny_onnx, device="auto")
     assert d.providers == ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        assert "running on CPU" in caplog.text
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    if "CUDAExecutionProvider" in ort.get_available_providers() and nvidia_driver_present():
+        assert "running on CPU" in caplog.text and len(warnings) == 1
+    else:
+        assert not warnings
 
 
 def test_explicit_cuda_without_a_gpu_is_an_error(tiny_onnx):

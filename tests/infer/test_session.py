@@ -7,6 +7,7 @@ import onnxruntime as ort
 import pytest
 
 from n2n_infer import Denoiser, InferenceError, ProviderError, SessionConfig
+from n2n_infer import providers as prov
 from n2n_infer import session as sess
 from n2n_infer.registry import resolve_model
 
@@ -23,37 +24,45 @@ PHOTO = resolve_model(None)
     ],
 )
 def test_device_strings(device, expected):
-    assert sess.parse_device(device) == expected
+    assert prov.parse_device(device) == expected
 
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:x", "cpu:0", "", "cuda:", "CUDA", "cuda:-1"])
 def test_bad_device_strings(device):
     with pytest.raises(ProviderError, match="expected 'auto', 'cpu', 'cuda' or 'cuda:N'"):
-        sess.parse_device(device)
+        prov.parse_device(device)
 
 
 @pytest.fixture
 def cuda_build(monkeypatch):
-    """Pretend this onnxruntime has a CUDA provider that cannot start (no GPU, no libraries)."""
-    monkeypatch.setattr(ort, "get_available_providers", lambda: [sess.CUDA, sess.CPU])
-    monkeypatch.setattr(sess, "missing_cuda_libraries", lambda: ["cuDNN 9 (libcudnn.so.9)"])
+    """Pretend a machine with an NVIDIA driver and a CUDA provider that cannot start."""
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [prov.CUDA, prov.CPU])
+    monkeypatch.setattr(prov, "nvidia_driver_present", lambda: True)
+    monkeypatch.setattr(prov, "missing_cuda_libraries", lambda: ["cuDNN 9 (libcudnn.so.9)"])
     real = ort.InferenceSession
 
     def cpu_only(path, sess_options=None, providers=None):
-        return real(path, sess_options=sess_options, providers=[sess.CPU])
+        return real(path, sess_options=sess_options, providers=[prov.CPU])
 
     monkeypatch.setattr(ort, "InferenceSession", cpu_only)
 
 
+def _pretend_nvidia_packages(monkeypatch):
+    """``importlib.util.find_spec("nvidia")`` finds the pip NVIDIA packages."""
+    real = prov.importlib.util.find_spec
+    fake = lambda name, *a: object() if name == "nvidia" else real(name, *a)  # noqa: E731
+    monkeypatch.setattr(prov.importlib.util, "find_spec", fake)
+
+
 @pytest.fixture
 def cpu_build(monkeypatch):
-    monkeypatch.setattr(ort, "get_available_providers", lambda: [sess.CPU])
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [prov.CPU])
 
 
 def test_auto_falls_back_with_one_line_saying_why(cuda_build, caplog):
     with caplog.at_level(logging.WARNING, logger="n2n_infer"):
         d = Denoiser(device="auto")
-    assert d.providers == [sess.CPU]
+    assert d.providers == [prov.CPU]
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1
     assert "missing cuDNN 9 (libcudnn.so.9)" in lines[0] and "running on CPU" in lines[0]
@@ -68,8 +77,8 @@ def test_explicit_cuda_that_cannot_start_names_what_is_missing(cuda_build):
 
 def test_cuda_options_reach_onnxruntime(cuda_build):
     cfg = SessionConfig(cudnn_conv_algo_search="EXHAUSTIVE", gpu_mem_limit_mb=512)
-    name, opts = sess.requested_providers("cuda:2", cfg)[0]
-    assert name == sess.CUDA
+    name, opts = prov.requested_providers("cuda:2", cfg.cuda_options())[0]
+    assert name == prov.CUDA
     assert opts == {
         "device_id": "2",
         "cudnn_conv_algo_search": "EXHAUSTIVE",
@@ -79,26 +88,26 @@ def test_cuda_options_reach_onnxruntime(cuda_build):
 
 
 def test_cpu_only_build_explains_the_package_to_install(cpu_build, monkeypatch):
-    monkeypatch.setattr(sess.importlib.metadata, "version", lambda dist: "1.20.0")
+    monkeypatch.setattr(prov.importlib.metadata, "version", lambda dist: "1.20.0")
     with pytest.raises(ProviderError, match="CPU-only 'onnxruntime' package is installed beside"):
         Denoiser(device="cuda")
-    assert Denoiser(device="auto").providers == [sess.CPU]
+    assert Denoiser(device="auto").providers == [prov.CPU]
 
 
 def test_cpu_only_build_without_gpu_package(cpu_build, monkeypatch):
     def version(dist):
         if dist == "onnxruntime":
             return "1.20.0"
-        raise sess.importlib.metadata.PackageNotFoundError(dist)
+        raise prov.importlib.metadata.PackageNotFoundError(dist)
 
-    monkeypatch.setattr(sess.importlib.metadata, "version", version)
+    monkeypatch.setattr(prov.importlib.metadata, "version", version)
     with pytest.raises(ProviderError, match="install onnxruntime-gpu"):
         Denoiser(device="cuda")
 
 
 def test_pip_nvidia_libraries_are_preloaded_before_the_session(cuda_build, monkeypatch):
     order = []
-    monkeypatch.setattr(sess.importlib.util, "find_spec", lambda name: object())
+    _pretend_nvidia_packages(monkeypatch)
     monkeypatch.setattr(ort, "preload_dlls", lambda: order.append("preload"), raising=False)
     inner = ort.InferenceSession
     monkeypatch.setattr(
@@ -113,14 +122,14 @@ def test_missing_libraries_are_listed_by_name(monkeypatch):
         if name in ("libcudnn.so.9", "libcuda.so.1"):
             raise OSError(name)
 
-    monkeypatch.setattr(sess.sys, "platform", "linux")
-    monkeypatch.setattr(sess.ctypes, "CDLL", fake_cdll)
-    assert sess.missing_cuda_libraries() == [
+    monkeypatch.setattr(prov.sys, "platform", "linux")
+    monkeypatch.setattr(prov.ctypes, "CDLL", fake_cdll)
+    assert prov.missing_cuda_libraries() == [
         "NVIDIA driver (libcuda.so.1)",
         "cuDNN 9 (libcudnn.so.9)",
     ]
-    monkeypatch.setattr(sess.ctypes, "CDLL", lambda name: None)
-    assert "no usable GPU" in sess.cuda_failure_reason()
+    monkeypatch.setattr(prov.ctypes, "CDLL", lambda name: None)
+    assert "no usable GPU" in prov.cuda_failure_reason()
 
 
 def test_cuda_library_names_come_from_the_installed_provider():
@@ -129,7 +138,7 @@ def test_cuda_library_names_come_from_the_installed_provider():
     from n2n_infer.elfdeps import needed_libraries
 
     provider = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
-    libs = sess.cuda_libraries()
+    libs = prov.cuda_libraries()
     assert libs["NVIDIA driver"] == "libcuda.so.1" and libs["cuDNN 9"] == "libcudnn.so.9"
     if provider.is_file():  # onnxruntime-gpu: the CUDA sonames it really links
         linked = needed_libraries(provider)
@@ -186,4 +195,162 @@ def test_onnxruntime_failures_become_inference_errors(photo):
 
 
 def test_providers_are_read_back_from_the_session(photo):
-    assert photo.providers == photo._session.get_providers() == [sess.CPU]
+    assert photo.providers == photo._session.get_providers() == [prov.CPU]
+
+
+@pytest.fixture
+def no_driver(monkeypatch):
+    """A machine with onnxruntime-gpu and the nvidia pip packages but no NVIDIA driver."""
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [prov.CUDA, prov.CPU])
+    monkeypatch.setattr(prov, "nvidia_driver_present", lambda: False)
+    _pretend_nvidia_packages(monkeypatch)
+    prov._note_no_driver.cache_clear()
+    yield
+    prov._note_no_driver.cache_clear()
+
+
+def test_auto_without_a_driver_costs_what_cpu_costs(no_driver, monkeypatch, caplog):
+    """No preload of the CUDA libraries, no CUDA provider asked for, one INFO line, no WARNING."""
+    preloads, asked = [], []
+    monkeypatch.setattr(ort, "preload_dlls", lambda: preloads.append(1), raising=False)
+    real = ort.InferenceSession
+
+    def recording(path, sess_options=None, providers=None):
+        asked.append(providers)
+        return real(path, sess_options=sess_options, providers=providers)
+
+    monkeypatch.setattr(ort, "InferenceSession", recording)
+    with caplog.at_level(logging.DEBUG, logger="n2n_infer"):
+        first, second = Denoiser(device="auto"), Denoiser(device="auto")
+    assert preloads == [] and asked == [[prov.CPU], [prov.CPU]]
+    assert first.providers == second.providers == [prov.CPU]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    infos = [r.getMessage() for r in caplog.records if "NVIDIA driver" in r.getMessage()]
+    assert infos == [
+        "no NVIDIA driver found (libcuda.so.1 does not load); device 'auto' runs on CPU"
+    ]
+    assert all(r.levelno == logging.INFO for r in caplog.records if "NVIDIA" in r.getMessage())
+
+
+def test_auto_on_this_machine_without_a_driver_logs_no_warning(caplog):
+    """Unmocked: on a machine without a driver (this CI), ``auto`` never warns."""
+    if prov.nvidia_driver_present():
+        pytest.skip("this machine has an NVIDIA driver")
+    with caplog.at_level(logging.INFO, logger="n2n_infer"):
+        d = Denoiser(device="auto")
+    assert d.providers == [prov.CPU]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_driver_detection(monkeypatch):
+    def no_library(name):
+        raise OSError(name)
+
+    loaded = []
+    for platform, cdll, expected in [
+        ("linux", no_library, False),
+        ("linux", loaded.append, True),
+        ("win32", loaded.append, True),
+        ("darwin", loaded.append, False),
+    ]:
+        prov.nvidia_driver_present.cache_clear()
+        monkeypatch.setattr(prov.sys, "platform", platform)
+        monkeypatch.setattr(prov.ctypes, "CDLL", cdll)
+        assert prov.nvidia_driver_present() is expected
+    prov.nvidia_driver_present.cache_clear()
+    assert loaded == ["libcuda.so.1", "nvcuda.dll"]
+
+
+def test_explicit_cpu_provider_list(caplog):
+    d = Denoiser(providers=["CPUExecutionProvider"])
+    assert d.providers == [prov.CPU] and not d.io_binding
+    d = Denoiser(
+        providers=[("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})]
+    )
+    assert d.providers == [prov.CPU]
+
+
+def test_explicit_providers_get_cpu_appended_and_cuda_options(monkeypatch):
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", prov.CUDA, prov.CPU]
+    )
+    monkeypatch.setattr(prov, "preload_cuda_libraries", lambda: None)
+    cfg = SessionConfig(gpu_mem_limit_mb=1)
+    got = prov.explicit_providers(["TensorrtExecutionProvider", prov.CUDA], cfg.cuda_options())
+    assert got[0] == "TensorrtExecutionProvider" and got[-1] == prov.CPU
+    assert got[1] == (prov.CUDA, {**cfg.cuda_options(), "device_id": "0"})
+    mine = (prov.CUDA, {"device_id": "3"})
+    assert prov.explicit_providers([mine, prov.CPU]) == [mine, prov.CPU]
+
+
+@pytest.mark.parametrize(
+    ("providers", "message"),
+    [
+        (["OpenVINOExecutionProvider"], r"'OpenVINOExecutionProvider': not in this onnxruntime"),
+        (["NoSuchExecutionProvider"], r"'NoSuchExecutionProvider': unknown provider"),
+        ("CPUExecutionProvider", "expected a list of provider names"),
+        ([("CPUExecutionProvider",)], r"providers\[0\]: expected a provider name or a \(name"),
+        ([42], r"providers\[0\]: expected a provider name"),
+        ([prov.CPU, prov.CPU], r"providers\[1\] 'CPUExecutionProvider': listed twice"),
+    ],
+)
+def test_unusable_provider_lists_are_named(providers, message):
+    with pytest.raises(ProviderError, match=message) as info:
+        Denoiser(device="auto", providers=providers)
+    if "onnxruntime" in message or "unknown" in message:
+        assert "available: " in str(info.value) and prov.CPU in str(info.value)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:1"])
+def test_providers_and_a_device_are_exclusive(device):
+    with pytest.raises(ProviderError, match=rf"device '{device}' and providers=.*pass one of them"):
+        Denoiser(device=device, providers=["CPUExecutionProvider"])
+
+
+def test_explicit_cuda_that_cannot_start_is_an_error(cuda_build):
+    with pytest.raises(ProviderError, match=r"CUDAExecutionProvider: onnxruntime could not start"):
+        Denoiser(providers=["CUDAExecutionProvider"])
+
+
+def test_accelerators_of_a_list_that_did_not_start_are_warned_about(caplog):
+    from pathlib import Path
+
+    asked = ["TensorrtExecutionProvider", (prov.CUDA, {}), prov.CPU]
+    with caplog.at_level(logging.WARNING, logger="n2n_infer"):
+        prov.check_providers_used([prov.CUDA, prov.CPU], asked, "auto", Path("m.onnx"), True)
+    assert "TensorrtExecutionProvider" in caplog.text and "did not start" in caplog.text
+    with pytest.raises(ProviderError, match="could not start any of them"):
+        prov.check_providers_used([prov.CPU], asked, "auto", Path("m.onnx"), True)
+
+
+class _Providers:
+    """A session stand-in that reports the providers (and CUDA options) in use."""
+
+    def __init__(self, providers, device_id="0"):
+        self._providers = providers
+        self._device_id = device_id
+
+    def get_providers(self):
+        return self._providers
+
+    def get_provider_options(self):
+        return {prov.CUDA: {"device_id": self._device_id}}
+
+
+@pytest.mark.parametrize(
+    ("in_use", "io_binding", "expected"),
+    [
+        ([prov.CUDA, prov.CPU], None, ("cuda", 2)),
+        (["TensorrtExecutionProvider", prov.CUDA, prov.CPU], None, ("", 0)),
+        (["OpenVINOExecutionProvider", prov.CPU], None, ("", 0)),
+        ([prov.CPU], None, ("", 0)),
+        ([prov.CUDA, prov.CPU], False, ("", 0)),
+        ([prov.CPU], True, ("cpu", 0)),
+    ],
+)
+def test_io_binding_only_when_cuda_is_the_first_provider_in_use(
+    photo, in_use, io_binding, expected
+):
+    d = Denoiser(device="cpu")
+    d._session = _Providers(in_use, device_id="2")
+    assert d._binding_device(io_binding) == expected

@@ -21,7 +21,7 @@ def photo_tensors() -> list[torch.Tensor]:
 @pytest.fixture(scope="session")
 def seedlike_dir(tmp_path_factory: pytest.TempPathFactory, photo_tensors) -> Path:
     """A small seed-like data set (400 training, 100 validation pairs) built from them."""
-    from training.seedlike import SeedlikeSpec, make_seedlike
+    from n2n_train.seedlike import SeedlikeSpec, make_seedlike
 
     out = tmp_path_factory.mktemp("seedlike")
     make_seedlike(photo_tensors[:4], photo_tensors[4:], out, SeedlikeSpec(n_train=400, n_val=100))

@@ -1,15 +1,15 @@
 import pytest
 import torch
 
-from training.augment import (
+from n2n_train.augment import (
     blur_one_side,
     dihedral,
     gaussian_blur,
     random_dihedral,
     swap_half,
 )
-from training.config import TrainConfig
-from training.loop import augment
+from n2n_train.config import TrainConfig
+from n2n_train.loop import augment
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -6,12 +6,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from training.average import average_checkpoints
-from training.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from training.cli import main
-from training.commands import file_sha256, measure_validation
-from training.config import UNetConfig
-from training.unet import UNet
+from n2n_infer.files import sha256_file
+from n2n_train.average import average_checkpoints
+from n2n_train.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from n2n_train.cli import main
+from n2n_train.commands import measure_validation
+from n2n_train.config import UNetConfig
+from n2n_train.unet import UNet
 
 TINY = UNetConfig(features=(8, 16))
 
@@ -95,12 +96,12 @@ def test_fit_keeps_a_snapshot_per_epoch_across_a_resume(snapshot_run):
 
 def test_measure_validation_reproduces_the_runs_own_figures(snapshot_run):
     snap = load_checkpoint(snapshot_run / "snapshots" / "epoch-002.pt")
-    facts = measure_validation(snap, "cpu")
+    facts = measure_validation(snap, "cpu", run_dirs=(snapshot_run,))
     assert facts["val_loss"] == pytest.approx(snap.summary["snapshot"]["val_loss"], rel=1e-5)
     assert facts["val_psnr"] == pytest.approx(snap.summary["snapshot"]["val_psnr"], abs=1e-4)
 
 
-def test_average_command_on_a_snapshot_folder(snapshot_run):
+def test_average_command_on_a_snapshot_folder(snapshot_run, photos_dir):
     out = snapshot_run / "averaged.pt"
     result = _invoke("average", out, snapshot_run / "snapshots", "--last", "2")
     assert result.exit_code == 0, result.output
@@ -109,7 +110,7 @@ def test_average_command_on_a_snapshot_folder(snapshot_run):
     averaged = ckpt.summary["averaged"]
     assert [c["epoch"] for c in averaged["checkpoints"]] == [2, 3]
     snap3 = snapshot_run / "snapshots" / "epoch-003.pt"
-    assert averaged["checkpoints"][1]["sha256"] == file_sha256(snap3)
+    assert averaged["checkpoints"][1]["sha256"] == sha256_file(snap3)
     assert ckpt.summary["val_psnr"] == averaged["validation"]["val_psnr"]
     assert f"validation PSNR {ckpt.summary['val_psnr']:.3f} dB" in result.output
     snaps = [load_checkpoint(snapshot_run / "snapshots" / f"epoch-00{i}.pt") for i in (2, 3)]
@@ -118,7 +119,8 @@ def test_average_command_on_a_snapshot_folder(snapshot_run):
     torch.testing.assert_close(ckpt.state_dict[name], expected)
     # a fine-tune from the average records which epochs it started from (for the card)
     tuned = snapshot_run.parent / f"{snapshot_run.name}-tuned"
-    args = ["fit", "--photos", ckpt.summary["data"]["path"], "--out", tuned, "--preset", "tiny"]
+    assert ckpt.summary["data"] == {"source": "photos", "name": photos_dir.name, "files": 6}
+    args = ["fit", "--photos", photos_dir, "--out", tuned, "--preset", "tiny"]
     args += ["--optimizer", "adam", "--noise", "gaussian:25", "--steps-per-epoch", "2"]
     args += ["--batch-size", "8", "--patch-size", "32", "--epochs", "1", "--no-progress"]
     result = _invoke(*args, "--init", out)
@@ -163,7 +165,7 @@ def test_average_without_its_training_data_says_how_to_skip_validation(tmp_path)
 
 
 def test_a_folder_lists_its_checkpoints_with_numbers_in_order(tmp_path):
-    from training.commands import expand_checkpoints
+    from n2n_train.commands import expand_checkpoints
 
     for name in ("epoch-10.pt", "epoch-9.pt", "epoch-100.pt", "notes.txt"):
         (tmp_path / name).write_bytes(b"")

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from training.config import UNetConfig
-from training.unet import UNet
+from n2n_train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from n2n_train.config import UNetConfig
+from n2n_train.unet import UNet
 
 
 class Evil:
@@ -60,3 +60,25 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
     torch.save(raw, path)
     with pytest.raises(CheckpointError, match="weights do not match the config"):
         load_checkpoint(path)
+
+
+def test_a_failed_save_leaves_the_old_checkpoint_and_no_temporary_file(tmp_path, monkeypatch):
+    from n2n_infer.files import is_temp_name
+
+    model = UNet(UNetConfig(features=(8, 16)))
+    path = save_checkpoint(tmp_path / "m.pt", model, {"epochs": 1})
+    before = path.read_bytes()
+    seen = []
+
+    def half_save(obj, f):
+        seen.extend(p.name for p in tmp_path.iterdir() if p != path)
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", half_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model, {"epochs": 2})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+    # the temporary file is one the runtime's cleanup recognises (n2n_infer.files)
+    assert len(seen) == 1 and is_temp_name(seen[0])

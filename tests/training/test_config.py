@@ -1,6 +1,6 @@
 import pytest
 
-from training.config import PRESETS, ConfigError, TrainConfig, UNetConfig
+from n2n_train.config import PRESETS, ConfigError, TrainConfig, UNetConfig
 
 
 @pytest.mark.parametrize("cfg", [*PRESETS.values(), TrainConfig(optimizer="adam", lr=1e-3)])
@@ -127,7 +127,7 @@ def test_invalid_training_options_are_refused(bad):
 
 
 def test_study_training_is_the_report_final_configuration():
-    from training.config import STUDY_TRAINING
+    from n2n_train.config import STUDY_TRAINING
 
     assert (STUDY_TRAINING.epochs, STUDY_TRAINING.batch_size, STUDY_TRAINING.optimizer) == (
         50,

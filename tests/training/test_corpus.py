@@ -6,9 +6,9 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from training import corpus
-from training.cli import main
-from training.corpus import CorpusError, PhotoEntry, fetch_corpus
+from n2n_train import corpus
+from n2n_train.cli import main
+from n2n_train.corpus import CorpusError, PhotoEntry, fetch_corpus
 
 
 def _entry(set_, pkg, path, data):

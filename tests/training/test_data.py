@@ -1,8 +1,9 @@
+import numpy as np
 import pytest
 import torch
 
-from training.data import DataError, load_course_pairs, save_course_pairs
-from training.noise import parse_noise
+from n2n_train.data import DataError, load_course_pairs, save_course_pairs
+from n2n_train.noise import parse_noise
 
 
 def test_course_format_round_trip(tmp_path):
@@ -61,7 +62,7 @@ def test_saving_a_slice_writes_only_the_slice(tmp_path):
 
 
 def test_photo_pyramid_halves_down_to_the_floor_and_averages_areas():
-    from training.data import photo_pyramid
+    from n2n_train.data import photo_pyramid
 
     photo = torch.zeros(3, 600, 1000, dtype=torch.uint8)
     photo[:, ::2, ::2] = 200  # one bright pixel per 2×2 block: the half-size average is 50
@@ -72,8 +73,8 @@ def test_photo_pyramid_halves_down_to_the_floor_and_averages_areas():
 
 
 def test_pyramid_levels_stay_on_their_photo_side_of_the_split():
-    from training.data import PhotoPairs
-    from training.noise import parse_noise
+    from n2n_train.data import PhotoPairs
+    from n2n_train.noise import parse_noise
 
     # Four photos, each one flat value, so that a patch tells which photo it came from.
     photos = [torch.full((3, 512, 512), v, dtype=torch.uint8) for v in (10, 60, 110, 160)]
@@ -94,8 +95,8 @@ def test_pyramid_levels_stay_on_their_photo_side_of_the_split():
 
 
 def _grey_pairs(fraction, noise="gaussian:25", clean_targets=False):
-    from training.data import PhotoPairs
-    from training.noise import parse_noise
+    from n2n_train.data import PhotoPairs
+    from n2n_train.noise import parse_noise
 
     gen = torch.Generator().manual_seed(0)
     # colourful photos: R, G and B differ everywhere
@@ -137,7 +138,7 @@ def test_grey_fraction_makes_that_share_of_patches_grey_with_one_noise_in_all_ch
 
 
 def test_grey_patches_carry_the_luma_of_the_colour_patch():
-    from training.data import LUMA, to_grey
+    from n2n_train.data import LUMA, to_grey
 
     colour = torch.rand(5, 3, 8, 8)
     grey = to_grey(colour)
@@ -158,3 +159,39 @@ def test_grey_fraction_zero_keeps_the_colour_only_random_stream():
     assert torch.equal(first[0], again[0]) and not bool(_grey(first[0]).any())
     with pytest.raises(ValueError, match="grey_fraction"):
         _grey_pairs(1.5)
+
+
+def _sideways_jpeg(path):
+    """A JPEG stored 32 wide × 16 high, left half red, right half blue, whose EXIF says
+    "rotate 90° clockwise to display" (orientation 6): upright it is 16 wide × 32 high,
+    red on top."""
+    from PIL import Image
+
+    stored = np.zeros((16, 32, 3), np.uint8)
+    stored[:, :16, 0] = 255
+    stored[:, 16:, 2] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(path, quality=95, exif=exif.tobytes())
+
+
+def test_photos_are_read_upright_as_the_runtime_reads_them(tmp_path):
+    from n2n_infer.imageio import read_image
+    from n2n_train.data import load_photo_folder, read_rgb
+
+    _sideways_jpeg(tmp_path / "a.jpg")
+    img = read_rgb(tmp_path / "a.jpg")
+    assert img.dtype == torch.uint8 and tuple(img.shape) == (3, 32, 16)
+    top, bottom = img[:, :12].float().mean(dim=(1, 2)), img[:, 20:].float().mean(dim=(1, 2))
+    assert top[0] > 200 and top[2] < 50 and bottom[2] > 200 and bottom[0] < 50
+    runtime = torch.from_numpy(read_image(tmp_path / "a.jpg")).permute(2, 0, 1)
+    assert torch.equal(img, runtime)
+    assert torch.equal(load_photo_folder(tmp_path)[0], img)
+
+
+def test_unreadable_photos_are_named_in_a_data_error(tmp_path):
+    from n2n_train.data import read_rgb
+
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(DataError, match=r"broken\.png"):
+        read_rgb(tmp_path / "broken.png")

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from n2n_infer.metrics import psnr as psnr_np
-from training.checkpoint import load_checkpoint
-from training.metrics import psnr
+from n2n_train.checkpoint import load_checkpoint
+from n2n_train.metrics import psnr
 
 
 def test_tiny_training_beats_the_noisy_input(tiny_run):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from training.config import TrainConfig
-from training.losses import annealed_l0, learning_rate, training_loss, validation_loss
+from n2n_train.config import TrainConfig
+from n2n_train.losses import annealed_l0, learning_rate, training_loss, validation_loss
 
 
 def test_losses_on_known_errors():

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from training.checkpoint import load_checkpoint
-from training.config import TrainConfig, UNetConfig
-from training.data import CoursePairs, PhotoPairs, load_course_pairs
-from training.loop import fit
-from training.noise import parse_noise
-from training.unet import UNet
+from n2n_train.checkpoint import load_checkpoint
+from n2n_train.config import TrainConfig, UNetConfig
+from n2n_train.data import CoursePairs, PhotoPairs, load_course_pairs
+from n2n_train.loop import fit
+from n2n_train.noise import parse_noise
+from n2n_train.unet import UNet
 
 TINY = TrainConfig(epochs=1, batch_size=8, steps_per_epoch=3, patch_size=32, seed=0)
 
@@ -166,7 +166,7 @@ def test_resume_continues_exactly(tmp_path, photo_tensors):
 
 
 def test_resume_refuses_a_different_config(tmp_path, photo_tensors):
-    from training.checkpoint import CheckpointError
+    from n2n_train.checkpoint import CheckpointError
 
     _fit(tmp_path, photo_tensors)
     cfg = dataclasses.replace(TINY, optimizer="adam", epochs=2)
@@ -175,7 +175,7 @@ def test_resume_refuses_a_different_config(tmp_path, photo_tensors):
 
 
 def test_resume_accepts_a_run_saved_by_an_older_config_version(tmp_path, photo_tensors):
-    from training.checkpoint import load_resume_state, save_checkpoint
+    from n2n_train.checkpoint import load_resume_state, save_checkpoint
 
     _fit(tmp_path, photo_tensors)
     ckpt, state = load_resume_state(tmp_path / "last.pt")
@@ -221,13 +221,13 @@ def test_runs_with_one_seed_are_identical(tmp_path, photo_tensors):
 
 
 def test_swap_with_photos_warns_about_clipped_targets(photos_dir, caplog):
-    from training.commands import load_data
+    from n2n_train.commands import load_data
 
     opts = {"photos": photos_dir, "course": None, "course_val": None}
-    with caplog.at_level("WARNING", logger="training.commands"):
+    with caplog.at_level("WARNING", logger="n2n_train.commands"):
         load_data(opts, dataclasses.replace(TINY, swap=True, patch_size=32))
     assert "clipped, rounded input copy the target" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="training.commands"):
+    with caplog.at_level("WARNING", logger="n2n_train.commands"):
         load_data(opts, dataclasses.replace(TINY, patch_size=32))
     assert caplog.text == ""

@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from training.data import load_course_pairs, to_float
-from training.metrics import psnr
-from training.seedlike import SeedlikeSpec, make_seedlike, scaled_versions
+from n2n_train.data import load_course_pairs, to_float
+from n2n_train.metrics import psnr
+from n2n_train.seedlike import SeedlikeSpec, make_seedlike, scaled_versions
 
 
 def test_seedlike_files_are_in_the_course_format(seedlike_dir):

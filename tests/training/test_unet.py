@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from training.config import UNetConfig
-from training.unet import UNet
+from n2n_train.config import UNetConfig
+from n2n_train.unet import UNet
 
 
 @pytest.mark.parametrize("hw", [(4, 4), (32, 32), (36, 20)])
