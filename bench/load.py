@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from n2n_infer.files import write_text_atomic
+from bench.report import write_results
 
 REPO = Path(__file__).resolve().parent.parent
 DEVICES = ("auto", "cpu")
@@ -120,8 +120,7 @@ def main() -> None:
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
-    write_text_atomic(args.out.with_suffix(".md"), markdown(result))
+    write_results(args.out, result, markdown(result))
     print(markdown(result))
 
 

@@ -6,8 +6,9 @@ starts without importing torch or onnx.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from n2n_infer.lazy import lazy_names
 
 if TYPE_CHECKING:
     from n2n_export.exporter import OPSET, export_onnx
@@ -25,14 +26,4 @@ _HOMES = {
 __all__ = ["OPSET", "ParityError", "ParityReport", "check_parity", "export_onnx"]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'n2n_export' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _HOMES, globals())
