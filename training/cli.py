@@ -162,6 +162,13 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
     "(as a grey file read as RGB).",
 )
 @click.option("--steps-per-epoch", default=100, show_default=True, help="For --photos.")
+@click.option(
+    "--limit-pairs",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="For --course: train on the file's first N pairs only (reduced-scale studies); 0 = all.",
+)
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32")
 @click.option("--channels-last", is_flag=True, help="NHWC memory format.")
 @click.option("--threads", type=int, default=None, help="torch intra-op threads.")
@@ -250,6 +257,83 @@ def average(
     from n2n_train.commands import run_average_command
 
     sys.exit(run_average_command(out, checkpoints, last, validate, device))
+
+
+@main.command()
+@click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Runs trained at once (separate processes).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="torch threads per run.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a base fit option of every run, e.g. course=DIR/train_data.pkl "
+    "(repeatable; paths relative to the working folder).",
+)
+@click.option(
+    "--collect",
+    is_flag=True,
+    help="Train nothing: write sweep.json/sweep.md from the runs already done.",
+)
+def sweep(
+    spec: Path, out: Path, jobs: int, threads: int, sets: tuple[str, ...], collect: bool
+) -> None:
+    """Run the runs of the sweep SPEC (TOML) in OUT/<run>/, resumably; write OUT/sweep.md.
+
+    SPEC: a [base] table of fit options and [[runs]] tables (name, label,
+    study_psnr, overrides); see studies/round1.toml and docs/study.md. A rerun
+    skips finished runs and resumes stopped ones. Exit 1: a run failed (see
+    OUT/<run>/fit.log); exit 2: an unusable spec or run folder.
+    """
+    from n2n_train.sweep import SweepError, collect_results, load_spec, parse_set, run_sweep
+
+    try:
+        parsed = load_spec(spec, parse_set(sets))
+        if collect:
+            doc = collect_results(parsed, out)
+        else:
+            doc = run_sweep(parsed, out, jobs=jobs, threads=threads)
+    except SweepError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo((out / "sweep.md").read_text())
+    failed = [r["name"] for r in doc["runs"] if r.get("status") == "failed"]
+    if failed:
+        click.echo(f"error: runs failed: {', '.join(failed)} (see their fit.log)", err=True)
+        sys.exit(1)
+
+
+@main.command("sweep-plot")
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("sweeps", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--title", default="", help="The figure's title.")
+def sweep_plot(out: Path, sweeps: tuple[Path, ...], title: str) -> None:
+    """Bar charts of sweep.json files (one panel each): the study's figure beside ours."""
+    from n2n_train.plots import plot_sweeps
+
+    docs = []
+    for path in sweeps:
+        try:
+            docs.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            click.echo(f"error: {path}: not a readable sweep.json ({exc})", err=True)
+            sys.exit(2)
+    plot_sweeps(docs, out, title=title)
+    click.echo(f"wrote {out}")
 
 
 @main.command("make-seedlike")

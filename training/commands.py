@@ -101,6 +101,7 @@ def train_config(opts: dict[str, Any], course: bool) -> TrainConfig:
         pyramid=opts.get("pyramid") or 0,
         init=opts.get("init_sha256") or "",
         grey_fraction=opts.get("grey_fraction") or 0.0,
+        limit_pairs=opts.get("limit_pairs") or 0,
     )
 
 
@@ -169,8 +170,18 @@ def load_data(
         return data, {"source": "photos", "name": name, "files": len(photos)}
     val = load_course_pairs(opts["course_val"]) if opts["course_val"] else None
     pairs = load_course_pairs(opts["course"])
+    total = int(pairs[0].shape[0])
+    if cfg.limit_pairs:
+        if cfg.limit_pairs > total:
+            raise DataError(
+                f"{opts['course']}: --limit-pairs {cfg.limit_pairs} asks for more than its "
+                f"{total} pairs"
+            )
+        pairs = (pairs[0][: cfg.limit_pairs], pairs[1][: cfg.limit_pairs])
     data = CoursePairs(*pairs, cfg.val_fraction, gen, val, clean_targets=clean_targets)
     info = {"source": "course", **file_record(opts["course"]), "pairs": int(pairs[0].shape[0])}
+    if cfg.limit_pairs:
+        info["file_pairs"] = total
     if opts["course_val"]:
         info.update({f"val_{k}": v for k, v in file_record(opts["course_val"]).items()})
     made_by = Path(opts["course"]).parent / "seedlike.json"
@@ -186,6 +197,8 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any]) -> int:
 
     if (opts["photos"] is None) == (opts["course"] is None):
         raise click.UsageError("give exactly one of --photos or --course")
+    if opts.get("limit_pairs") and opts["course"] is None:
+        raise click.UsageError("--limit-pairs needs --course (it takes a file's first N pairs)")
     if opts.get("grey_fraction") and opts["course"] is not None:
         raise click.UsageError(
             "--grey-fraction needs --photos: course pairs come noised, so their noise "

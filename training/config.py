@@ -138,6 +138,9 @@ class TrainConfig(_Versioned):
     - ``grey_fraction`` (version 5): the share of photo patches made grey (luma in
       R, G and B, one noise draw copied to the three channels), so that the
       model also learns grey images read as RGB; 0 = colour only.
+    - ``limit_pairs`` (version 6): train on the first N pairs of a course-format
+      file only (its 80/20 split is then of those N), for reduced-scale studies;
+      0 = all.
     """
 
     epochs: int = 15
@@ -161,8 +164,9 @@ class TrainConfig(_Versioned):
     pyramid: int = 0
     init: str = ""
     grey_fraction: float = 0.0
+    limit_pairs: int = 0
 
-    VERSION: ClassVar[int] = 5
+    VERSION: ClassVar[int] = 6
 
     def __post_init__(self) -> None:
         _check_choice("optimizer", self.optimizer, ("sgd", "adam", "adagrad"))
@@ -180,6 +184,8 @@ class TrainConfig(_Versioned):
             raise ValueError(f"blur_prob must be in [0, 1], got {self.blur_prob}")
         if not 0.0 <= self.grey_fraction <= 1.0:
             raise ValueError(f"grey_fraction must be in [0, 1], got {self.grey_fraction}")
+        if self.limit_pairs < 0:
+            raise ValueError(f"limit_pairs must be 0 (all) or positive, got {self.limit_pairs}")
         if not 0 <= self.pyramid <= 8:
             raise ValueError(f"pyramid must be 0 to 8 halvings, got {self.pyramid}")
         if self.init and not re.fullmatch(r"[0-9a-f]{64}", self.init):

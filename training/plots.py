@@ -88,3 +88,62 @@ def plot_samples(
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return Path(out)
+
+
+def plot_sweeps(docs: Sequence[dict], out: str | Path, title: str = "") -> Path:
+    """One bar-chart panel per ``sweep.json`` document: per run, the study's figure beside ours.
+
+    Ours is the best checkpoint's mean per-image PSNR; a run not measured (or
+    failed) has no bar and is labelled "not run"; a diverged run's bar is hatched.
+    A dotted line marks the noisy inputs' PSNR where known.
+    """
+    plt = _pyplot()
+    widths = [max(5.0, 0.8 * len(d["runs"]) + 2.0) for d in docs]
+    fig, axes = plt.subplots(len(docs), 1, figsize=(max(widths), 3.4 * len(docs)), squeeze=False)
+    for ax, doc in zip(axes[:, 0], docs, strict=True):
+        runs = doc["runs"]
+        xs = list(range(len(runs)))
+        study = [r.get("study_psnr") for r in runs]
+        ours = [r.get("psnr") if r.get("status") == "done" else None for r in runs]
+        ax.bar(
+            [x - 0.2 for x in xs],
+            [v or 0 for v in study],
+            0.4,
+            label="study (course data)",
+            color="#999999",
+        )
+        bars = ax.bar(
+            [x + 0.2 for x in xs],
+            [v or 0 for v in ours],
+            0.4,
+            label="ours (seed-like data)",
+            color="#2a6fb0",
+        )
+        for bar, r in zip(bars, runs, strict=True):
+            if r.get("diverged"):
+                bar.set_hatch("//")
+        for x, s, o in zip(xs, study, ours, strict=True):
+            for dx, v in ((-0.2, s), (0.2, o)):
+                if v is not None:
+                    ax.text(x + dx, v + 0.3, f"{v:.1f}", ha="center", va="bottom", fontsize=6)
+            if s is None:
+                ax.text(x - 0.2, 0.5, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+            if o is None:
+                ax.text(x + 0.2, 0.5, "not run", ha="center", va="bottom", fontsize=7, rotation=90)
+        noisy = [r.get("noisy_psnr") for r in runs if r.get("noisy_psnr")]
+        if noisy:
+            ax.axhline(noisy[0], color="k", ls=":", lw=1, label="noisy input")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([r["label"] for r in runs], rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("mean PSNR (dB)")
+        top = max([v for v in study + ours if v] or [1.0])
+        ax.set_ylim(0, top * 1.12)
+        ax.set_title(doc.get("title", ""), fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return Path(out)

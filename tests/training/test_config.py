@@ -102,9 +102,10 @@ def test_every_training_option_round_trips():
         pyramid=3,
         init="ab" * 32,
         grey_fraction=0.25,
+        limit_pairs=5000,
     )
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    assert cfg.to_dict()["version"] == 5
+    assert cfg.to_dict()["version"] == 6
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,197 @@
+"""``n2n-train sweep``: runs, skips, resumes and tabulates a tiny spec; refuses bad specs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from n2n_train.cli import main
+from n2n_train.data import save_course_pairs
+from n2n_train.sweep import MARKER, SweepError, fit_args, load_spec, parse_set
+
+BASE = """
+[base]
+course = "data/train_data.pkl"
+course_val = "data/val_data.pkl"
+features = [4, 8]
+epochs = 1
+batch_size = 16
+"""
+RUNS = """
+[[runs]]
+name = "a"
+label = "run A"
+study_psnr = 20.5
+
+[[runs]]
+name = "b"
+pooling = "max"
+"""
+
+
+@pytest.fixture
+def spec_dir(tmp_path: Path) -> Path:
+    """A folder with tiny course-format data (64 training, 16 validation 32×32 pairs) and a spec."""
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.randint(60, 200, (80, 3, 8, 8), generator=gen, dtype=torch.uint8)
+    clean = clean.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
+
+    def noisy() -> torch.Tensor:
+        noise = torch.randint(-30, 31, clean.shape, generator=gen)
+        return (clean.int() + noise).clamp(0, 255).to(torch.uint8)
+
+    data = tmp_path / "data"
+    data.mkdir()
+    save_course_pairs(data / "train_data.pkl", noisy()[:64], noisy()[:64])
+    save_course_pairs(data / "val_data.pkl", noisy()[64:], clean[64:])
+    (tmp_path / "spec.toml").write_text('title = "tiny"\n' + BASE + RUNS)
+    return tmp_path
+
+
+def _sweep(*args: str) -> object:
+    return CliRunner().invoke(main, ["sweep", *args], catch_exceptions=False)
+
+
+def _fit_calls(run_dir: Path) -> list[str]:
+    return [line for line in (run_dir / "fit.log").read_text().splitlines() if line[:2] == "$ "]
+
+
+def test_sweep_runs_skips_and_rescores(spec_dir: Path):
+    out = spec_dir / "out"
+    result = _sweep(str(spec_dir / "spec.toml"), str(out), "--jobs", "2")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "sweep.json").read_text())
+    assert [r["name"] for r in doc["runs"]] == ["a", "b"]
+    for row in doc["runs"]:
+        assert row["status"] == "done" and row["state_before"] == "new"
+        assert row["best_epoch"] == 1 and row["epochs"] == 1
+        assert isinstance(row["psnr"], float) and isinstance(row["psnr_global_mse"], float)
+        assert row["noisy_psnr"] > 0 and isinstance(row["diverged"], bool)
+    assert doc["runs"][1]["changes"] == {"pooling": "max"}
+    table = (out / "sweep.md").read_text()
+    assert "| run A | (base) | 20.50 |" in table and "| b | pooling=max | – |" in table
+    assert all(line.count("|") == 9 for line in table.splitlines() if line.startswith("|"))
+
+    # a rerun trains nothing: both are done
+    result = _sweep(str(spec_dir / "spec.toml"), str(out), "--jobs", "2")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "sweep.json").read_text())
+    assert [r["state_before"] for r in doc["runs"]] == ["done", "done"]
+    assert len(_fit_calls(out / "a")) == len(_fit_calls(out / "b")) == 1
+
+    # trained but not scored (the sweep stopped between the two): scored, not retrained
+    (out / "a" / MARKER).unlink()
+    result = _sweep(str(spec_dir / "spec.toml"), str(out))
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["runs"][0]["state_before"] == "score" and doc["runs"][0]["status"] == "done"
+    assert len(_fit_calls(out / "a")) == 1
+
+    # --collect writes the tables from the markers alone
+    (out / "sweep.md").unlink()
+    result = _sweep(str(spec_dir / "spec.toml"), str(out), "--collect")
+    assert result.exit_code == 0 and "| run A |" in (out / "sweep.md").read_text()
+    result = _sweep(str(spec_dir / "spec.toml"), str(spec_dir / "empty"), "--collect")
+    table = (spec_dir / "empty" / "sweep.md").read_text()
+    assert "| run A | (base) | 20.50 | not run | – | – | – | – |" in table
+    assert all(line.count("|") == 9 for line in table.splitlines() if line.startswith("|"))
+
+    # a finished run whose options changed is refused, naming the marker
+    changed = spec_dir / "changed.toml"
+    changed.write_text(BASE + RUNS.replace('pooling = "max"', 'pooling = "avg"'))
+    result = CliRunner().invoke(main, ["sweep", str(changed), str(out)])
+    assert result.exit_code == 2
+    assert str(out / "b" / MARKER) in result.output and "other options" in result.output
+
+    # the figure
+    png = spec_dir / "sweep.png"
+    result = CliRunner().invoke(main, ["sweep-plot", str(png), str(out / "sweep.json")])
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_resumes_a_stopped_run(spec_dir: Path):
+    """A run folder with an unfinished last.pt (as a killed run leaves it) is resumed."""
+    out = spec_dir / "out"
+    spec = load_spec(spec_dir / "spec.toml", {"limit_pairs": 40})
+    stopped = [*fit_args(spec.runs[0].options), "--out", str(out / "a"), "--no-progress"]
+    result = CliRunner().invoke(main, ["fit", *stopped], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    first = (out / "a" / "metrics.jsonl").read_text().splitlines()
+    assert len(first) == 1
+
+    result = _sweep(
+        str(spec_dir / "spec.toml"),
+        str(out),
+        *("--jobs", "2", "--set", "epochs=2", "--set", "limit_pairs=40"),
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "sweep.json").read_text())
+    assert [r["state_before"] for r in doc["runs"]] == ["resume", "new"]
+    assert [r["epochs"] for r in doc["runs"]] == [2, 2]
+    assert [r["pairs"] for r in doc["runs"]] == [40, 40]
+    assert _fit_calls(out / "a")[0].endswith("--resume")
+    rows = (out / "a" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 2 and rows[0] == first[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[base]\nepochs = 1\n[[runs]]\nname = "a"\ncolour = "red"\n', "unknown key 'colour'"),
+        (BASE + '[[runs]]\nname = "a"\n[[runs]]\nname = "a"\n', "duplicate run name 'a'"),
+        ('[[runs]]\nname = "a"\n', "missing [base]"),
+        (BASE, "expected one or more [[runs]]"),
+        (BASE + '[[runs]]\nname = "../up"\n', "plain folder name"),
+        (BASE + '[[runs]]\nname = "a"\npooling = "median"\n', "run 'a'"),
+        (BASE + '[[runs]]\nname = "a"\nthreads = 4\n', "set by the sweep itself"),
+        (BASE + "[[runs]\n", "not a readable TOML"),
+        ('titel = "x"\n' + BASE + RUNS, "unknown top-level keys ['titel']"),
+    ],
+)
+def test_bad_specs_exit_2_naming_the_file(tmp_path: Path, text: str, expected: str):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(text)
+    with pytest.raises(SweepError, match=r"bad\.toml"):
+        load_spec(spec)
+    result = CliRunner().invoke(main, ["sweep", str(spec), str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert str(spec) in result.output and expected in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_parse_set_reads_toml_values_else_strings():
+    assert parse_set(["epochs=3", "batch-norm=true", "course=~/d/train_data.pkl"]) == {
+        "epochs": 3,
+        "batch_norm": True,
+        "course": "~/d/train_data.pkl",
+    }
+    with pytest.raises(SweepError, match="KEY=VALUE"):
+        parse_set(["epochs"])
+
+
+def test_the_studys_specs_load():
+    root = Path(__file__).resolve().parents[2] / "studies"
+    one, two = load_spec(root / "round1.toml"), load_spec(root / "round2.toml")
+    assert [r.study_psnr for r in one.runs][:9] == [
+        15.99, 24.20, 17.56, 24.31, 16.03, 14.60, 17.18, 15.04, 14.03
+    ]  # fmt: skip
+    assert [r.study_psnr for r in two.runs] == [
+        24.53, 24.53, 24.67, 23.40, 12.68, 24.45, 24.48, 23.38
+    ]  # fmt: skip
+    assert one.base["batch_norm"] is True and two.base["batch_norm"] is False
+
+
+def test_limit_pairs_beyond_the_file_is_refused(spec_dir: Path):
+    data = spec_dir / "data" / "train_data.pkl"
+    args = ["fit", "--course", str(data), "--out", str(spec_dir / "o"), "--limit-pairs", "65"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert str(data) in result.output and "more than its 64 pairs" in result.output
+    args = ["fit", "--photos", str(spec_dir), "--out", str(spec_dir / "o"), "--limit-pairs", "9"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "--limit-pairs needs --course" in result.output

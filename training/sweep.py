@@ -1,0 +1,501 @@
+"""``n2n-train sweep``: run a study's runs from one spec file, resumably, and tabulate them.
+
+A spec is a TOML file::
+
+    title = "Round 2 (the study's table II)"
+    [base]                      # the `n2n-train fit` options, by name (course_val, batch_norm, ...)
+    course = "~/.cache/n2n/seedlike/train_data.pkl"
+    course_val = "~/.cache/n2n/seedlike/val_data.pkl"
+    convs_per_level = 1
+    epochs = 15
+
+    [[runs]]
+    name = "baseline2"          # its folder OUT/<name>/
+    label = "baseline 2"        # optional: the table's row name
+    study_psnr = 24.53          # optional: the study's figure for the row, dB
+    [[runs]]
+    name = "max_pooling"
+    study_psnr = 24.53
+    pooling = "max"             # any other key overrides the base
+
+Paths in a spec are relative to the spec file (``~`` expands); ``--set
+KEY=VALUE`` on the command line overrides the base of every run (paths there
+are relative to the working folder), so that specs stay machine-independent.
+
+Each run is a separate process, ``python -m n2n_train.cli fit ... --out
+OUT/<name>``, as many at once as ``jobs``, with its own torch thread count. A run
+is *done* when ``OUT/<name>/sweep_run.json`` exists (the sweep writes it after
+scoring) or when its ``last.pt`` has trained all its epochs (it is then scored
+again); a run with an unfinished ``last.pt`` is resumed (``fit --resume``); any
+other run starts afresh. The marker records the run's options (data paths left
+out): a done run whose options changed is refused, except for more epochs,
+which resumes it.
+
+Each run's ``best.pt`` (lowest loss on the 20 % validation split of the
+training pairs) is scored on the ``course_val`` (noisy, clean) pairs: mean
+per-image PSNR and global-MSE PSNR (:mod:`n2n_train.evaluate`). A run
+**diverged** when a training or validation loss in its ``metrics.jsonl`` is
+not finite, or when its best checkpoint's mean PSNR is not above the noisy
+inputs' PSNR (the network does no better than handing back its input). The
+sweep writes ``OUT/sweep.json`` and ``OUT/sweep.md`` after every finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from n2n_infer.files import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+#: The per-run marker the sweep writes after scoring a finished run.
+MARKER = "sweep_run.json"
+#: Keys of a ``[[runs]]`` entry that describe the row rather than override ``fit``.
+ROW_KEYS = ("name", "label", "study_psnr", "note")
+#: Top-level keys of a spec.
+SPEC_KEYS = ("title", "note", "base", "runs")
+#: ``fit`` options that the sweep sets itself and a spec may not.
+RESERVED = ("out_dir", "resume", "no_progress", "threads")
+#: ``fit`` options that are files: resolved against the spec's folder, left out of the marker.
+PATH_OPTIONS = ("photos", "course", "course_val", "init")
+
+
+class SweepError(ValueError):
+    """A spec file or a sweep folder is unusable; the message names the file."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: its name, its table row facts and its ``fit`` options."""
+
+    name: str
+    options: dict[str, Any]
+    label: str = ""
+    study_psnr: float | None = None
+    note: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed spec file: its title and runs (each with the base merged in)."""
+
+    path: Path
+    title: str
+    runs: tuple[RunSpec, ...]
+    base: dict[str, Any]
+    note: str = ""
+
+
+def fit_params() -> dict[str, click.Option]:
+    """``n2n-train fit``'s options by name (the one list of what a spec may set)."""
+    from n2n_train.cli import fit
+
+    return {p.name: p for p in fit.params if isinstance(p, click.Option) and p.name}
+
+
+def parse_set(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings to a dict; a VALUE is read as TOML (``3``, ``true``) or a string.
+
+    Raises:
+        SweepError: an item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SweepError(f"--set: expected KEY=VALUE, got {item!r}")
+        try:
+            out[_key(key.strip())] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[_key(key.strip())] = value
+    return out
+
+
+def _key(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def load_spec(path: str | Path, sets: dict[str, Any] | None = None) -> SweepSpec:
+    """Read and check a sweep spec; ``sets`` override its base (paths relative to the cwd).
+
+    Raises:
+        SweepError: unreadable TOML, unknown keys, no base, no runs, duplicate or
+            unusable run names, reserved options, or values ``fit`` would refuse;
+            the message names the file and the run.
+    """
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SweepError(f"{path}: not a readable TOML sweep spec ({exc})") from exc
+    unknown = sorted(set(raw) - set(SPEC_KEYS))
+    if unknown:
+        raise SweepError(f"{path}: unknown top-level keys {unknown}; expected {list(SPEC_KEYS)}")
+    if not isinstance(raw.get("base"), dict):
+        raise SweepError(f"{path}: missing [base] table (the fit options shared by all runs)")
+    runs = raw.get("runs")
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) for r in runs):
+        raise SweepError(f"{path}: expected one or more [[runs]] tables")
+    params = fit_params()
+    base = _options(raw["base"], params, path, "[base]", path.parent)
+    base.update(_options(sets or {}, params, path, "--set", Path.cwd()))
+    seen: set[str] = set()
+    out = []
+    for i, entry in enumerate(runs, 1):
+        name = entry.get("name")
+        where = f"[[runs]] #{i}"
+        if not isinstance(name, str) or not name or name != Path(name).name or name[0] == ".":
+            raise SweepError(f"{path}: {where}: expected a plain folder name, got {name!r}")
+        if name in seen:
+            raise SweepError(f"{path}: duplicate run name {name!r}")
+        seen.add(name)
+        where = f"run {name!r}"
+        study = entry.get("study_psnr")
+        if study is not None and not isinstance(study, (int, float)):
+            raise SweepError(f"{path}: {where}: study_psnr must be a number, got {study!r}")
+        changes = {k: v for k, v in entry.items() if k not in ROW_KEYS}
+        overrides = _options(changes, params, path, where, path.parent)
+        options = {**base, **overrides}
+        _check_with_fit(options, path, where)
+        out.append(
+            RunSpec(
+                name=name,
+                options=options,
+                label=str(entry.get("label") or name),
+                study_psnr=float(study) if study is not None else None,
+                note=str(entry.get("note") or ""),
+                overrides=overrides,
+            )
+        )
+    return SweepSpec(
+        path=path,
+        title=str(raw.get("title") or path.stem),
+        runs=tuple(out),
+        base=base,
+        note=str(raw.get("note") or ""),
+    )
+
+
+def _options(
+    table: dict[str, Any], params: dict[str, click.Option], path: Path, where: str, root: Path
+) -> dict[str, Any]:
+    """Check a table of ``fit`` options: known, not reserved; resolve paths against ``root``."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = _key(key)
+        if name in RESERVED:
+            raise SweepError(f"{path}: {where}: {key!r} is set by the sweep itself")
+        if name not in params:
+            raise SweepError(
+                f"{path}: {where}: unknown key {key!r}; expected fit options "
+                f"({', '.join(sorted(set(params) - set(RESERVED)))}) or {list(ROW_KEYS)}"
+            )
+        if name in PATH_OPTIONS and isinstance(value, str):
+            value = str((root / Path(value).expanduser()).resolve())
+        out[name] = value
+    return out
+
+
+def fit_args(options: dict[str, Any]) -> list[str]:
+    """The ``n2n-train fit`` command-line arguments for ``options`` (without ``--out``)."""
+    params = fit_params()
+    args: list[str] = []
+    for name, value in options.items():
+        param = params[name]
+        flag = param.opts[0]
+        if param.is_flag:
+            if value:
+                args.append(flag)
+            elif param.secondary_opts:
+                args.append(param.secondary_opts[0])
+        elif isinstance(value, (list, tuple)):
+            args += [flag, ",".join(str(v) for v in value)]
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+def _check_with_fit(options: dict[str, Any], path: Path, where: str) -> None:
+    """Parse the options as ``fit`` would (types, choices), without running it."""
+    from n2n_train.cli import fit
+
+    try:
+        fit.make_context("fit", [*fit_args(options), "--out", "x"], resilient_parsing=False)
+    except click.ClickException as exc:
+        raise SweepError(f"{path}: {where}: {exc.format_message()}") from exc
+
+
+def marker_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options a marker records and compares: all but the data paths (machine-specific)."""
+    return {k: v for k, v in sorted(options.items()) if k not in PATH_OPTIONS}
+
+
+def run_state(run: RunSpec, run_dir: Path) -> str:
+    """``done``, ``score`` (trained, not yet scored), ``resume`` or ``new``.
+
+    Raises:
+        SweepError: the folder's marker records other options (other than more
+            epochs), or its ``last.pt`` is unreadable.
+    """
+    marker = run_dir / MARKER
+    epochs = int(run.options.get("epochs", 15))
+    if marker.is_file():
+        try:
+            facts = json.loads(marker.read_text())
+        except (OSError, ValueError) as exc:
+            raise SweepError(
+                f"{marker}: unreadable ({exc}); delete it to score the run again"
+            ) from exc
+        recorded = dict(facts.get("options") or {})
+        wanted = marker_options(run.options)
+        if {k: v for k, v in recorded.items() if k != "epochs"} != {
+            k: v for k, v in wanted.items() if k != "epochs"
+        }:
+            raise SweepError(
+                f"{marker}: run {run.name!r} was made with other options ({recorded}); the spec "
+                f"now gives {wanted}: rename the run or delete its folder"
+            )
+        if int(recorded.get("epochs", 15)) >= epochs:
+            return "done"
+    last = run_dir / "last.pt"
+    if not last.is_file():
+        return "new"
+    from n2n_train.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        trained = int(load_checkpoint(last).summary.get("epochs") or 0)
+    except CheckpointError as exc:
+        raise SweepError(
+            f"{last}: {exc}; delete the folder to start run {run.name!r} again"
+        ) from exc
+    return "score" if trained >= epochs else "resume"
+
+
+def train_run(run: RunSpec, run_dir: Path, resume: bool, threads: int) -> int:
+    """Run ``fit`` for ``run`` in a child process, its output appended to ``fit.log``.
+
+    Returns the process's exit status.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "n2n_train.cli", "fit", *fit_args(run.options)]
+    cmd += ["--out", str(run_dir), "--no-progress", "--threads", str(threads)]
+    if resume:
+        cmd.append("--resume")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    with (run_dir / "fit.log").open("a") as logf:
+        logf.write(f"$ {' '.join(cmd)}\n")
+        logf.flush()
+        return subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env).returncode
+
+
+def score_run(run: RunSpec, run_dir: Path) -> dict[str, Any]:
+    """Score ``run_dir/best.pt`` on ``course_val`` and read its metrics; see the module doc.
+
+    Raises:
+        SweepError: no ``course_val`` in the options, or an unreadable checkpoint or file.
+    """
+    from n2n_train.checkpoint import CheckpointError, load_checkpoint
+    from n2n_train.data import DataError, load_course_pairs, to_float
+    from n2n_train.evaluate import evaluate
+    from n2n_train.plots import read_metrics
+
+    val = run.options.get("course_val")
+    if not val:
+        raise SweepError(f"run {run.name!r}: the sweep scores on course_val, which is not set")
+    try:
+        ckpt = load_checkpoint(run_dir / "best.pt")
+        noisy, clean = (to_float(t) for t in load_course_pairs(val))
+        rows = read_metrics(run_dir / "metrics.jsonl")
+    except (CheckpointError, DataError, OSError, ValueError) as exc:
+        raise SweepError(f"run {run.name!r}: cannot score {run_dir}: {exc}") from exc
+    result, _ = evaluate(ckpt.build_model(), noisy, clean)
+    nan_epochs = [
+        r["epoch"]
+        for r in rows
+        if not all(math.isfinite(float(r.get(k, math.nan))) for k in ("train_loss", "val_loss"))
+    ]
+    diverged, reason = False, ""
+    if nan_epochs:
+        diverged, reason = True, f"non-finite loss from epoch {nan_epochs[0]}"
+    elif not result.mean_psnr > result.mean_noisy_psnr:
+        diverged, reason = True, "best PSNR not above the noisy input's"
+    return {
+        "psnr": _finite(result.mean_psnr),
+        "psnr_global_mse": _finite(result.global_mse_psnr),
+        "noisy_psnr": result.mean_noisy_psnr,
+        "best_epoch": ckpt.summary.get("best_epoch"),
+        "epochs": ckpt.summary.get("epochs") if not rows else rows[-1]["epoch"],
+        "best_val_loss": _finite(ckpt.summary.get("best_val_loss")),
+        "last_val_psnr": _finite(rows[-1].get("val_psnr")) if rows else None,
+        "diverged": diverged,
+        "diverged_reason": reason,
+        "train_seconds": round(sum(float(r.get("seconds", 0.0)) for r in rows), 1),
+        "pairs": (ckpt.summary.get("data") or {}).get("pairs"),
+    }
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def write_marker(run: RunSpec, run_dir: Path, scores: dict[str, Any]) -> None:
+    """Write ``run_dir/sweep_run.json``: the run's options (no paths) and scores."""
+    facts = {"name": run.name, "options": marker_options(run.options), "scores": scores}
+    write_text_atomic(run_dir / MARKER, json.dumps(facts, indent=2) + "\n")
+
+
+def read_marker(run_dir: Path) -> dict[str, Any] | None:
+    """The scores in ``run_dir``'s marker, or None without a readable one."""
+    try:
+        return json.loads((run_dir / MARKER).read_text()).get("scores")
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class Sweep:
+    """A sweep in progress: the spec, the output folder and the runs' results so far."""
+
+    spec: SweepSpec
+    out: Path
+    threads: int = 1
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run_one(self, run: RunSpec) -> dict[str, Any]:
+        """Bring one run to done (train, resume or only score it); returns its row facts."""
+        run_dir = self.out / run.name
+        t0 = time.perf_counter()
+        state = run_state(run, run_dir)
+        facts: dict[str, Any] = {"state_before": state}
+        if state == "done":
+            facts.update(status="done", **(read_marker(run_dir) or {}))
+            return self._record(run, facts)
+        if state in ("new", "resume"):
+            log.info("%s: %s", run.name, "resuming" if state == "resume" else "starting")
+            code = train_run(run, run_dir, state == "resume", self.threads)
+            if code != 0:
+                facts.update(status="failed", exit=code, log=f"{run.name}/fit.log")
+                return self._record(run, facts)
+        scores = score_run(run, run_dir)
+        write_marker(run, run_dir, scores)
+        facts.update(status="done", wall_seconds=round(time.perf_counter() - t0, 1), **scores)
+        return self._record(run, facts)
+
+    def _record(self, run: RunSpec, facts: dict[str, Any]) -> dict[str, Any]:
+        log.info("%s: %s", run.name, facts.get("status"))
+        with self._lock:  # one writer at a time, so the last tables written hold every run
+            self.results[run.name] = facts
+            write_tables(self.spec, self.out, self.results)
+        return facts
+
+
+def run_sweep(spec: SweepSpec, out: Path, jobs: int = 1, threads: int = 1) -> dict[str, Any]:
+    """Bring every run of ``spec`` to done in ``out``, ``jobs`` at once; returns sweep.json.
+
+    Raises:
+        SweepError: a run's folder is inconsistent with the spec (checked for all
+            runs before any starts), or a finished run cannot be scored.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    for run in spec.runs:  # refuse a stale folder before spending hours on the others
+        run_state(run, out / run.name)
+    sweep = Sweep(spec, out, threads)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(sweep.run_one, spec.runs))
+    return write_tables(spec, out, sweep.results)
+
+
+def collect_results(spec: SweepSpec, out: Path) -> dict[str, Any]:
+    """Write the tables from the runs already done in ``out``, training nothing."""
+    results = {}
+    for run in spec.runs:
+        scores = read_marker(out / run.name)
+        results[run.name] = (
+            {"status": "done", **scores} if scores is not None else {"status": "not run"}
+        )
+    return write_tables(spec, out, results)
+
+
+def write_tables(spec: SweepSpec, out: Path, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Write ``out/sweep.json`` and ``out/sweep.md`` for the runs in ``results``."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for run in spec.runs:
+        facts = results.get(run.name, {"status": "not run"})
+        rows.append(
+            {
+                "name": run.name,
+                "label": run.label,
+                "study_psnr": run.study_psnr,
+                "note": run.note,
+                "changes": {k: v for k, v in run.overrides.items() if k not in PATH_OPTIONS},
+                **facts,
+            }
+        )
+    doc = {
+        "spec": spec.path.name,
+        "title": spec.title,
+        "note": spec.note,
+        "base": marker_options(spec.base),
+        "divergence": "non-finite training or validation loss, or best-checkpoint mean PSNR "
+        "not above the noisy input's",
+        "runs": rows,
+    }
+    write_text_atomic(out / "sweep.json", json.dumps(doc, indent=2) + "\n")
+    write_text_atomic(out / "sweep.md", markdown_table(doc))
+    return doc
+
+
+def _db(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "–"
+
+
+def markdown_table(doc: dict[str, Any]) -> str:
+    """One Markdown table of a sweep.json document: one row per run."""
+    lines = [
+        f"### {doc['title']}",
+        "",
+        "| run | change | study (dB) | ours, mean/image (dB) | ours, global MSE (dB) "
+        "| noisy input (dB) | best epoch | diverged |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in doc["runs"]:
+        changes = ", ".join(f"{k}={_show(v)}" for k, v in r["changes"].items()) or "(base)"
+        if r.get("status") != "done":
+            tail = f"{r.get('status', 'not run')} | – | – | – | –"
+        else:
+            diverged = f"yes ({r['diverged_reason']})" if r.get("diverged") else "no"
+            best = f"{r.get('best_epoch')} of {r.get('epochs')}"
+            tail = (
+                f"{_db(r.get('psnr'))} | {_db(r.get('psnr_global_mse'))} | "
+                f"{_db(r.get('noisy_psnr'))} | {best} | {diverged}"
+            )
+        lines.append(f"| {r['label']} | {changes} | {_db(r['study_psnr'])} | {tail} |")
+    return "\n".join(lines) + "\n"
+
+
+def _show(value: Any) -> str:
+    """A spec value as the spec writes it: ``true``, ``16,32,64``, ``0.001``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
