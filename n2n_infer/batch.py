@@ -171,7 +171,8 @@ def remove_stale_temp_files(out_dir: Path, in_dir: Path, recursive: bool = False
     for folder, dirs, files in os.walk(out_dir):
         here = Path(folder)
         dirs[:] = [d for d in dirs if recursive and (here / d).resolve() != src]
-        if here.resolve() == src or src in here.resolve().parents:
+        real = here.resolve()
+        if real == src or src in real.parents:
             continue
         stale += [here / f for f in files if is_temp_name(f) and not (here / f).is_symlink()]
     for p in stale:
@@ -213,11 +214,11 @@ def denoise_folder(
     check_reference(None if reference_dir is None else Path(reference_dir))
     prepare_output(out_dir)
     remove_stale_temp_files(out_dir, in_dir, recursive)
-    report = BatchReport()
+    report, in_root = BatchReport(), in_dir.resolve()
     for src in find_images(in_dir, recursive):
         rel = src.relative_to(in_dir)
         ref = Path(reference_dir) / rel if reference_dir is not None else None
-        job = _FileJob(src, rel, out_dir / rel, in_dir.resolve(), ref)
+        job = _FileJob(src, rel, out_dir / rel, in_root, ref)
         result = _one_file(denoiser, job, overwrite, skip_existing, tile)
         report.results.append(result)
         if on_file:
