@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,14 @@ import numpy as np
 
 from n2n_infer.arrays import ImageArray, as_image, finish, new_output, restore, to_unit
 from n2n_infer.ensemble import check_size, run_ensemble
-from n2n_infer.errors import ImageError, InferenceError, ModelLoadError
+from n2n_infer.errors import ImageError, InferenceError, ModelLoadError, ProviderError
 from n2n_infer.grey import grey_mode_for, is_grey, merge_phases, phase_stacks, trained_on_grey
 from n2n_infer.metadata import KEY_PRECISION, MAX_AUTO_OVERLAP, ModelInfo
 from n2n_infer.padding import crop, pad_to_multiple
-from n2n_infer.providers import CUDA, ProviderSpec
+from n2n_infer.providers import CPU, CUDA, ProviderSpec
 from n2n_infer.registry import resolve_model
 from n2n_infer.session import (
+    CUDA_SHAPE_BUCKET,
     SessionConfig,
     check_model,
     create_session,
@@ -119,10 +121,12 @@ class Denoiser:
         self.max_untiled_pixels = max_untiled_pixels
         self.max_batch_pixels = max_batch_pixels
         config = session_config or SessionConfig()
-        self._session = create_session(self.path, device, intra_op_threads, config, providers)
+        if intra_op_threads:
+            config = replace(config, intra_op_threads=intra_op_threads)
+        self._session = create_session(self.path, device, config=config, providers=providers)
         self.info = ModelInfo.from_props(read_metadata(self._session, self.path), self.path)
         self.grey = grey_mode_for(grey, self.info.noise, trained_on_grey(self.info.training))
-        check_model(self._session, self.path, self.stride)
+        self._warm_up(config, device, explicit=providers is not None)
         overlap = tile_overlap
         if overlap is None:
             overlap = default_overlap(self.info.config, self.stride)
@@ -136,6 +140,39 @@ class Denoiser:
         self.tiles = TileSpec(tile_size, overlap)
         self.tiles.check(self.stride)
         self._binding, self._device_id = self._binding_device(config.io_binding)
+        self.pad_multiple = self._pad_multiple(config.shape_bucket)
+
+    def _pad_multiple(self, bucket: int | None) -> int:
+        """What untiled inputs are padded to: the stride, or a shape bucket (on CUDA)."""
+        if bucket is None:
+            bucket = CUDA_SHAPE_BUCKET if self.providers[0] == CUDA else self.stride
+        return -(-bucket // self.stride) * self.stride
+
+    def _warm_up(self, config: SessionConfig, device: str, explicit: bool) -> None:
+        """Run the model once on a tiny image; on CUDA this is what proves CUDA works.
+
+        onnxruntime lists CUDA as in use before any kernel has run (cuDNN, for
+        one, loads at the first convolution), so a CUDA session that fails its
+        first run is tested again on the CPU: if the CPU runs it, ``auto``
+        goes on on the CPU with one warning and ``cuda`` raises
+        ``ProviderError``; if neither does, the model is at fault.
+        """
+        try:
+            check_model(self._session, self.path, self.stride)
+        except ModelLoadError as exc:
+            if self.providers[0] == CPU:
+                raise
+            cpu = create_session(self.path, "cpu", config=config)
+            check_model(cpu, self.path, self.stride)  # raises if the model itself is at fault
+            reason = str(exc.__cause__ or exc)
+            if device != "auto" or explicit:
+                wanted = (
+                    f"providers {', '.join(self.providers)}" if explicit else f"device {device!r}"
+                )
+                first = f"the first run of {self.path.name} on {self.providers[0]}"
+                raise ProviderError(f"{wanted}: {first} failed: {reason}") from exc
+            log.warning("%s failed its first run (%s); running on CPU", self.providers[0], reason)
+            self._session = cpu
 
     def _binding_device(self, io_binding: bool | None) -> tuple[str, int]:
         """I/O binding on CUDA when CUDA is the first provider in use (or as asked)."""
@@ -288,7 +325,7 @@ class Denoiser:
                 f"denoise_nchw expects float32 N×3×H×W, got {getattr(noisy, 'dtype', type(noisy))} "
                 f"{getattr(noisy, 'shape', '')}"
             )
-        padded, size = pad_to_multiple(noisy, self.stride)
+        padded, size = pad_to_multiple(noisy, self.pad_multiple)
         parts = [
             self._run(padded[i : i + self.batch_size])
             for i in range(0, len(padded), self.batch_size)

@@ -15,9 +15,10 @@ import ctypes
 import functools
 import importlib.metadata
 import importlib.util
+import io
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -256,9 +257,23 @@ def preload_cuda_libraries() -> None:
     if importlib.util.find_spec("nvidia") is None or not hasattr(ort, "preload_dlls"):
         return
     try:
-        ort.preload_dlls()
+        with stdout_to_log():  # preload_dlls reports a library it cannot load with print()
+            ort.preload_dlls()
     except Exception as exc:  # a best effort: the session reports what is really missing
         log.debug("onnxruntime.preload_dlls failed: %s", exc)
+
+
+@contextlib.contextmanager
+def stdout_to_log() -> Iterator[None]:
+    """Keep what onnxruntime's Python layer prints off stdout; log it at DEBUG instead."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield
+    finally:
+        text = buffer.getvalue().strip()
+        if text:
+            log.debug("onnxruntime printed: %s", text)
 
 
 def cuda_libraries() -> dict[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,9 +16,15 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from n2n_infer.errors import InferenceError, ModelLoadError
+from n2n_infer.errors import InferenceError, ModelLoadError, ProviderError
 from n2n_infer.metadata import INPUT_NAME, OUTPUT_NAME
-from n2n_infer.providers import CPU, ProviderSpec, check_providers_used, requested_providers
+from n2n_infer.providers import (
+    CPU,
+    ProviderSpec,
+    check_providers_used,
+    requested_providers,
+    stdout_to_log,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,9 @@ CONV_SEARCH = ("HEURISTIC", "EXHAUSTIVE", "DEFAULT")
 #: that carries the first line of onnxruntime's message.
 _QUIET_RUN = ort.RunOptions()
 _QUIET_RUN.log_severity_level = 4
+_LOGGER_LOCK = threading.Lock()
+#: Untiled inputs on CUDA are padded to multiples of this (``SessionConfig.shape_bucket``).
+CUDA_SHAPE_BUCKET = 64
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,12 @@ class SessionConfig:
             465 MiB for 4×512×512 tiles) for no measurable speed-up.
         io_binding: bind inputs and outputs on the device; ``None`` turns it on
             when CUDA is the first provider the session really uses.
+        shape_bucket: untiled images are padded (reflected) up to multiples of
+            this many pixels before a model call, so that images of nearby
+            sizes share one input shape; ``None``: :data:`CUDA_SHAPE_BUCKET`
+            on CUDA (cuDNN plans anew for every input shape), the model's
+            stride elsewhere (the CPU has no per-shape cost). It is rounded up
+            to a multiple of the stride.
     """
 
     intra_op_threads: int = 0
@@ -59,6 +75,7 @@ class SessionConfig:
     gpu_mem_limit_mb: int = 0
     memory_pattern: bool = False
     io_binding: bool | None = None
+    shape_bucket: int | None = None
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first setting that is out of range."""
@@ -74,6 +91,8 @@ class SessionConfig:
                 f"cudnn_conv_algo_search {self.cudnn_conv_algo_search!r}: expected one of "
                 f"{', '.join(CONV_SEARCH)}"
             )
+        if self.shape_bucket is not None and not 1 <= self.shape_bucket <= 1024:
+            raise ValueError(f"shape_bucket must be in 1..1024 or None, got {self.shape_bucket}")
         if self.gpu_mem_limit_mb < 0:
             raise ValueError(f"gpu_mem_limit_mb must be >= 0, got {self.gpu_mem_limit_mb}")
 
@@ -100,11 +119,12 @@ def _quiet_provider_errors(active: bool) -> Iterator[None]:
     if not active:
         yield
         return
-    ort.set_default_logger_severity(4)
-    try:
-        yield
-    finally:
-        ort.set_default_logger_severity(2)
+    with _LOGGER_LOCK:  # the level is process-wide: two sessions built at once must not race
+        ort.set_default_logger_severity(4)
+        try:
+            yield
+        finally:
+            ort.set_default_logger_severity(2)
 
 
 def session_options(config: SessionConfig) -> ort.SessionOptions:
@@ -147,13 +167,59 @@ def create_session(
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file not found")
     try:
-        with _quiet_provider_errors(requested != [CPU]):
-            session = ort.InferenceSession(
-                str(path), sess_options=session_options(config), providers=requested
-            )
+        session = _new_session(path, config, requested)
     except Exception as exc:  # onnxruntime raises its own, unexported exception types
-        raise ModelLoadError(f"{path}: onnxruntime cannot load this model: {_first(exc)}") from exc
+        if requested == [CPU]:
+            raise ModelLoadError(
+                f"{path}: onnxruntime cannot load this model: {_first(exc)}"
+            ) from exc
+        return _cpu_after_failure(path, config, requested, device, providers, exc)
     check_providers_used(session.get_providers(), requested, device, path, providers is not None)
+    return session
+
+
+def _new_session(
+    path: Path, config: SessionConfig, requested: Sequence[ProviderSpec]
+) -> ort.InferenceSession:
+    """One ``InferenceSession``, without onnxruntime's own fallback (it prints to stdout)."""
+    with _quiet_provider_errors(requested != [CPU]), stdout_to_log():
+        return ort.InferenceSession(
+            str(path),
+            sess_options=session_options(config),
+            providers=list(requested),
+            enable_fallback=0,
+        )
+
+
+def _cpu_after_failure(
+    path: Path,
+    config: SessionConfig,
+    requested: Sequence[ProviderSpec],
+    device: str,
+    providers: Sequence[ProviderSpec] | None,
+    exc: Exception,
+) -> ort.InferenceSession:
+    """An accelerator failed to start a session: a CPU session, or the right error.
+
+    The CPU is tried to tell a model onnxruntime cannot load (``ModelLoadError``)
+    from an accelerator that cannot run it: ``auto`` then goes on on the CPU
+    with one warning; ``cuda``/``cuda:N`` and explicit providers raise
+    ``ProviderError`` with onnxruntime's first line.
+    """
+    reason = _first(exc)
+    try:
+        session = _new_session(path, config, [CPU])
+    except Exception as cpu_exc:
+        raise ModelLoadError(
+            f"{path}: onnxruntime cannot load this model: {_first(cpu_exc)}"
+        ) from cpu_exc
+    if device != "auto" or providers is not None:
+        names = ", ".join(s if isinstance(s, str) else s[0] for s in requested if s != CPU)
+        wanted = f"device {device!r}" if providers is None else f"providers {names}"
+        raise ProviderError(
+            f"{wanted}: onnxruntime could not start a session for {path.name}: {reason}"
+        ) from exc
+    log.warning("CUDA could not start a session (%s); running on CPU", reason)
     return session
 
 

@@ -41,8 +41,8 @@ def cuda_build(monkeypatch):
     monkeypatch.setattr(prov, "missing_cuda_libraries", lambda: ["cuDNN 9 (libcudnn.so.9)"])
     real = ort.InferenceSession
 
-    def cpu_only(path, sess_options=None, providers=None):
-        return real(path, sess_options=sess_options, providers=[prov.CPU])
+    def cpu_only(path, sess_options=None, providers=None, **kwargs):
+        return real(path, sess_options=sess_options, providers=[prov.CPU], **kwargs)
 
     monkeypatch.setattr(ort, "InferenceSession", cpu_only)
 
@@ -215,7 +215,7 @@ def test_auto_without_a_driver_costs_what_cpu_costs(no_driver, monkeypatch, capl
     monkeypatch.setattr(ort, "preload_dlls", lambda: preloads.append(1), raising=False)
     real = ort.InferenceSession
 
-    def recording(path, sess_options=None, providers=None):
+    def recording(path, sess_options=None, providers=None, **kwargs):
         asked.append(providers)
         return real(path, sess_options=sess_options, providers=providers)
 

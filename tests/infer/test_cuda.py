@@ -1,0 +1,155 @@
+"""The CUDA path on a real GPU. Marked ``cuda``: skipped, with the reason, where
+onnxruntime cannot run the model on CUDA (every CI machine); scripts/gpu_check.sh
+runs them on a machine with an NVIDIA GPU (``pytest -m cuda``).
+
+Tolerances: CUDA's convolutions use TF32 by default and other kernels than the
+CPU's, so outputs agree to about 1e-3, not bit for bit; denoised uint8 images
+may differ by one level, and PSNR on the examples by far less than 0.01 dB.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from n2n_infer import Denoiser, InferenceError, ProviderError, SessionConfig
+from n2n_infer.providers import CUDA
+from n2n_infer.registry import available_models, resolve_model
+from tests.conftest import REPO, synthetic_photo
+
+pytestmark = pytest.mark.cuda
+
+
+@pytest.fixture(scope="module")
+def gpu() -> Denoiser:
+    """The default model on CUDA, or a skip that says why CUDA is not usable here."""
+    try:
+        return Denoiser(device="cuda")
+    except ProviderError as exc:
+        pytest.skip(f"CUDA is not usable here: {exc}")
+
+
+@pytest.fixture(scope="module")
+def cpu() -> Denoiser:
+    return Denoiser(device="cpu")
+
+
+def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    clean = synthetic_photo(rng, h, w).astype(np.float64)
+    return np.clip(np.rint(clean + rng.normal(0, 25, clean.shape)), 0, 255).astype(np.uint8)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
+
+
+def test_cuda_runs_the_model_with_binding_and_buckets(gpu: Denoiser) -> None:
+    assert gpu.providers[0] == CUDA
+    assert gpu.io_binding and gpu.pad_multiple == 64
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_every_shipped_model_matches_the_cpu(gpu: Denoiser, name: str) -> None:
+    on_gpu, on_cpu = Denoiser(name, device="cuda"), Denoiser(name, device="cpu")
+    x = photo(256, 384).astype(np.float32)[None].transpose(0, 3, 1, 2) / 255
+    diff = np.abs(on_gpu.denoise_nchw(x) - on_cpu.denoise_nchw(x)).max()
+    assert diff < 5e-3, f"{name}: CUDA differs from the CPU by {diff:.2e}"
+
+
+def test_uint8_results_and_psnr_match_the_cpu(gpu: Denoiser, cpu: Denoiser) -> None:
+    rng = np.random.default_rng(3)
+    clean = synthetic_photo(rng, 300, 420)
+    noisy = photo(300, 420, seed=3)
+    a, b = gpu.denoise(noisy), cpu.denoise(noisy)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert abs(psnr(a, clean) - psnr(b, clean)) < 0.01
+
+
+def test_tiled_equals_untiled_on_cuda(gpu: Denoiser) -> None:
+    d = Denoiser(device="cuda", tile_size=256)
+    img = photo(640, 896, seed=1)  # multiples of 64: the shape bucket adds no padding
+    untiled, tiled = d.denoise(img, tile=False), d.denoise(img, tile=True)
+    assert np.abs(untiled.astype(int) - tiled.astype(int)).max() <= 1
+
+
+def test_binding_on_and_off_agree(gpu: Denoiser) -> None:
+    off = Denoiser(device="cuda", session_config=SessionConfig(io_binding=False))
+    assert not off.io_binding
+    x = photo(200, 300, seed=2).astype(np.float32)[None].transpose(0, 3, 1, 2) / 255
+    assert np.abs(gpu.denoise_nchw(x) - off.denoise_nchw(x)).max() < 1e-5
+
+
+def test_ensemble_matches_the_cpu(gpu: Denoiser) -> None:
+    img = photo(120, 200, seed=4)
+    a = Denoiser(device="cuda", ensemble=8).denoise(img)
+    b = Denoiser(device="cpu", ensemble=8).denoise(img)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_out_of_memory_under_a_cap_is_an_inference_error(gpu: Denoiser) -> None:
+    d = Denoiser(device="cuda", session_config=SessionConfig(gpu_mem_limit_mb=64))
+    with pytest.raises(InferenceError, match=r"photo\.onnx"):
+        d.denoise(np.full((2160, 3840, 3), 128, np.uint8), tile=False)
+    assert d.denoise(photo(64, 64)).shape == (64, 64, 3)  # the session still works after
+
+
+def test_a_device_that_does_not_exist_is_a_provider_error(gpu: Denoiser) -> None:
+    with pytest.raises(ProviderError, match="cuda:7"):
+        Denoiser(device="cuda:7")
+
+
+def test_two_threads_on_one_denoiser(gpu: Denoiser) -> None:
+    imgs = [photo(200 + 32 * i, 256, seed=i) for i in range(6)]
+    serial = [gpu.denoise(x) for x in imgs]
+    results: dict[int, np.ndarray] = {}
+
+    def work(k: int) -> None:
+        for i in range(k, 6, 2):
+            results[i] = gpu.denoise(imgs[i])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(results[i], serial[i]) for i in range(6))
+
+
+def test_every_node_runs_on_cuda(gpu: Denoiser, tmp_path: Path) -> None:
+    from n2n_infer.session import session_options
+
+    opts = session_options(SessionConfig())
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(tmp_path / "profile")
+    sess = ort.InferenceSession(
+        str(resolve_model(None)), sess_options=opts, providers=[CUDA, "CPUExecutionProvider"]
+    )
+    sess.run(None, {"noisy": np.zeros((1, 3, 64, 64), np.float32)})
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    on_cpu = {
+        e["args"].get("op_name")
+        for e in events
+        if e.get("cat") == "Node" and e.get("args", {}).get("provider") == "CPUExecutionProvider"
+    }
+    assert not on_cpu, f"nodes left on the CPU: {sorted(on_cpu)}"
+
+
+def test_batch_cli_on_cuda(gpu: Denoiser, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "n2n_infer.cli", "batch", str(REPO / "examples" / "noisy"),
+         str(out), "--device", "cuda"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        p.name for p in (REPO / "examples" / "noisy").iterdir()
+    )
