@@ -19,7 +19,6 @@ from n2n_infer.padding import crop, pad_to_multiple
 from n2n_infer.providers import CPU, CUDA, ProviderSpec
 from n2n_infer.registry import resolve_model
 from n2n_infer.session import (
-    CUDA_SHAPE_BUCKET,
     SessionConfig,
     check_model,
     create_session,
@@ -140,13 +139,14 @@ class Denoiser:
         self.tiles = TileSpec(tile_size, overlap)
         self.tiles.check(self.stride)
         self._binding, self._device_id = self._binding_device(config.io_binding)
-        self.pad_multiple = self._pad_multiple(config.shape_bucket)
+        on_cuda = self.providers[0] == CUDA
+        self._run_options = config.run_options(self._cuda_device_id() if on_cuda else None)
+        bucket = config.shape_bucket or self.stride
+        #: Untiled inputs are padded to multiples of this (the stride, or a shape bucket).
+        self.pad_multiple = -(-bucket // self.stride) * self.stride
 
-    def _pad_multiple(self, bucket: int | None) -> int:
-        """What untiled inputs are padded to: the stride, or a shape bucket (on CUDA)."""
-        if bucket is None:
-            bucket = CUDA_SHAPE_BUCKET if self.providers[0] == CUDA else self.stride
-        return -(-bucket // self.stride) * self.stride
+    def _cuda_device_id(self) -> int:
+        return int(self._session.get_provider_options().get(CUDA, {}).get("device_id", "0"))
 
     def _warm_up(self, config: SessionConfig, device: str, explicit: bool) -> None:
         """Run the model once on a tiny image; on CUDA this is what proves CUDA works.
@@ -174,15 +174,14 @@ class Denoiser:
             log.warning("%s failed its first run (%s); running on CPU", self.providers[0], reason)
             self._session = cpu
 
-    def _binding_device(self, io_binding: bool | None) -> tuple[str, int]:
-        """I/O binding on CUDA when CUDA is the first provider in use (or as asked)."""
-        on_cuda = self.providers[0] == CUDA
-        if io_binding is False or (io_binding is None and not on_cuda):
+    def _binding_device(self, io_binding: bool) -> tuple[str, int]:
+        """I/O binding, when asked for: on CUDA when CUDA is the first provider in use,
+        else on the CPU."""
+        if not io_binding:
             return "", 0
-        if not on_cuda:
+        if self.providers[0] != CUDA:
             return "cpu", 0
-        device_id = self._session.get_provider_options().get(CUDA, {}).get("device_id", "0")
-        return "cuda", int(device_id)
+        return "cuda", self._cuda_device_id()
 
     @property
     def providers(self) -> list[str]:
@@ -337,7 +336,9 @@ class Denoiser:
 
     def _run_once(self, batch_nchw: np.ndarray) -> np.ndarray:
         try:
-            return run_model(self._session, batch_nchw, self._binding, self._device_id)
+            return run_model(
+                self._session, batch_nchw, self._binding, self._device_id, self._run_options
+            )
         except InferenceError as exc:
             raise InferenceError(f"{self.path.name}: {exc}") from exc
 

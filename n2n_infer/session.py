@@ -40,8 +40,10 @@ CONV_SEARCH = ("HEURISTIC", "EXHAUSTIVE", "DEFAULT")
 _QUIET_RUN = ort.RunOptions()
 _QUIET_RUN.log_severity_level = 4
 _LOGGER_LOCK = threading.Lock()
-#: Untiled inputs on CUDA are padded to multiples of this (``SessionConfig.shape_bucket``).
-CUDA_SHAPE_BUCKET = 64
+#: Phrases of onnxruntime's allocation failures (CUDA arena, cudaMalloc, CPU allocator).
+_OUT_OF_MEMORY = ("Available memory of", "out of memory", "Failed to allocate")
+#: The run option that gives a device arena's unused memory back after each call.
+ARENA_SHRINK_KEY = "memory.enable_memory_arena_shrinkage"
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,23 @@ class SessionConfig:
         memory_pattern: let onnxruntime pre-plan one memory block per input
             shape. Off by default: on the CPU it doubled peak memory (897 vs
             465 MiB for 4×512×512 tiles) for no measurable speed-up.
-        io_binding: bind inputs and outputs on the device; ``None`` turns it on
-            when CUDA is the first provider the session really uses.
+        io_binding: bind inputs and outputs on the device (an ``OrtValue`` input,
+            a device-allocated output, one copy back) instead of letting
+            ``session.run`` stage both. Off by default: on an H200 it was no
+            faster with numpy in and numpy out (1080p: 81 ms bound, 69 ms not;
+            bench/results/gpu.md).
         shape_bucket: untiled images are padded (reflected) up to multiples of
             this many pixels before a model call, so that images of nearby
-            sizes share one input shape; ``None``: :data:`CUDA_SHAPE_BUCKET`
-            on CUDA (cuDNN plans anew for every input shape), the model's
-            stride elsewhere (the CPU has no per-shape cost). It is rounded up
-            to a multiple of the stride.
+            sizes share one input shape; rounded up to a multiple of the
+            stride. ``None``: the stride. On an H200, buckets of 64 did not
+            make first calls of new sizes faster (median 28.9 ms against
+            27.8 ms over 20 sizes) and changed border pixels by up to 34
+            levels, so they are off unless asked for.
+        gpu_arena_shrink: give the CUDA arena's unused memory back after every
+            model call, so that memory does not grow with the number of
+            distinct image sizes; ``None``: on when ``gpu_mem_limit_mb`` is set
+            (without it, 30 sizes under a 2 GiB cap ran out of memory on an
+            H200: the arena keeps a block per size).
     """
 
     intra_op_threads: int = 0
@@ -74,8 +85,9 @@ class SessionConfig:
     cudnn_conv_algo_search: str = "HEURISTIC"
     gpu_mem_limit_mb: int = 0
     memory_pattern: bool = False
-    io_binding: bool | None = None
+    io_binding: bool = False
     shape_bucket: int | None = None
+    gpu_arena_shrink: bool | None = None
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first setting that is out of range."""
@@ -105,6 +117,18 @@ class SessionConfig:
         }
         if self.gpu_mem_limit_mb:
             opts["gpu_mem_limit"] = str(self.gpu_mem_limit_mb * 1024 * 1024)
+        return opts
+
+    def run_options(self, cuda_device_id: int | None) -> ort.RunOptions:
+        """Quiet run options; on CUDA with arena shrinking, the shrink entry for that device."""
+        shrink = self.gpu_arena_shrink
+        if shrink is None:
+            shrink = self.gpu_mem_limit_mb > 0
+        if cuda_device_id is None or not shrink:
+            return _QUIET_RUN
+        opts = ort.RunOptions()
+        opts.log_severity_level = 4
+        opts.add_run_config_entry(ARENA_SHRINK_KEY, f"gpu:{cuda_device_id}")
         return opts
 
 
@@ -301,7 +325,11 @@ def check_signature(session: Any, path: Path) -> None:
 
 
 def run_model(
-    session: Any, noisy: np.ndarray, binding_device: str = "", device_id: int = 0
+    session: Any,
+    noisy: np.ndarray,
+    binding_device: str = "",
+    device_id: int = 0,
+    run_options: ort.RunOptions | None = None,
 ) -> np.ndarray:
     """Run the model once on float32 N×3×H×W; returns its float32 output of the same shape.
 
@@ -315,13 +343,20 @@ def run_model(
             of the input's shape.
     """
     shape = "×".join(map(str, noisy.shape))
+    options = run_options or _QUIET_RUN
     try:
         if binding_device:
-            out = _run_bound(session, noisy, binding_device, device_id)
+            out = _run_bound(session, noisy, binding_device, device_id, options)
         else:
-            out = session.run([OUTPUT_NAME], {INPUT_NAME: noisy}, _QUIET_RUN)[0]
+            out = session.run([OUTPUT_NAME], {INPUT_NAME: noisy}, options)[0]
     except Exception as exc:  # onnxruntime's own types, and MemoryError from its allocator
-        raise InferenceError(f"onnxruntime failed on a {shape} batch: {_first(exc)}") from exc
+        hint = ""
+        if isinstance(exc, MemoryError) or any(s in str(exc) for s in _OUT_OF_MEMORY):
+            hint = (
+                " (out of memory: tile the image, use a smaller tile_size or batch_size, "
+                "or a larger gpu_mem_limit_mb)"
+            )
+        raise InferenceError(f"onnxruntime failed on a {shape} batch: {_first(exc)}{hint}") from exc
     check_output(out, noisy.shape)
     return out
 
@@ -340,10 +375,12 @@ def check_output(out: Any, shape: tuple[int, ...]) -> None:
         raise InferenceError(f"the model returned NaN or infinite values for a {want} input")
 
 
-def _run_bound(session: Any, noisy: np.ndarray, binding_device: str, device_id: int) -> np.ndarray:
+def _run_bound(
+    session: Any, noisy: np.ndarray, binding_device: str, device_id: int, options: ort.RunOptions
+) -> np.ndarray:
     binding = session.io_binding()
     value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(noisy), binding_device, device_id)
     binding.bind_ortvalue_input(INPUT_NAME, value)
     binding.bind_output(OUTPUT_NAME, binding_device, device_id)
-    session.run_with_iobinding(binding, _QUIET_RUN)
+    session.run_with_iobinding(binding, options)
     return binding.copy_outputs_to_cpu()[0]

@@ -92,6 +92,8 @@ class Run:
         print(f"[gpu_check] {name} ...", flush=True)
         try:
             entry = {"status": "ok", **fn(self)}
+            if entry.get("passed") is False:
+                entry["status"] = "failed"
         except Exception as exc:  # a step's failure is a finding: record it and go on
             entry = {
                 "status": "error",
@@ -205,21 +207,26 @@ def subprocess_step(cmd: list[str], timeout: float, env: dict[str, str] | None =
 
 
 def gpu_memory_mib() -> float | None:
-    """GPU memory this process holds, from nvidia-smi (None where it cannot tell)."""
+    """GPU memory in use, from nvidia-smi: this process's if it is listed, else the whole
+    GPU's (the check runs alone on its machine); None without nvidia-smi."""
+    query = ["nvidia-smi", "--format=csv,noheader,nounits"]
     try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+        apps = subprocess.run(
+            [*query, "--query-compute-apps=pid,used_memory"],
             capture_output=True,
             text=True,
             timeout=20,
         ).stdout
-    except (OSError, subprocess.TimeoutExpired):
+        for line in apps.splitlines():
+            pid, _, mib = line.partition(",")
+            if pid.strip() == str(os.getpid()):
+                return float(mib)
+        total = subprocess.run(
+            [*query, "--query-gpu=memory.used"], capture_output=True, text=True, timeout=20
+        ).stdout.split()
+        return float(total[0]) if total else None
+    except (OSError, subprocess.TimeoutExpired, ValueError):
         return None
-    for line in out.splitlines():
-        pid, _, mib = line.partition(",")
-        if pid.strip() == str(os.getpid()):
-            return float(mib)
-    return None
 
 
 # --------------------------------------------------------------------------- steps
@@ -273,17 +280,22 @@ def step_tests(run: Run) -> dict[str, Any]:
         "-m",
         "cuda",
         "-q",
-        "-rs",
+        "-rfEs",
         "-p",
         "no:cacheprovider",
+        "--tb=line",
         "tests/infer/test_cuda.py",
     ]
-    res = subprocess_step(cmd, timeout=240)
-    summary = res["tail"][-1] if res["tail"] else ""
-    res["summary"] = summary
-    # exit 5: nothing collected; on the CPU every CUDA test is skipped (exit 0)
-    res["passed"] = res["exit"] == 0
-    return res
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    return {
+        "command": "python -m pytest " + " ".join(cmd[3:]),
+        "exit": proc.returncode,
+        "passed": proc.returncode == 0,
+        "summary": lines[-1] if lines else "",
+        "not_passed": [ln[:400] for ln in lines if ln.startswith(("FAILED", "ERROR", "SKIPPED"))],
+        "failure_lines": [ln[:400] for ln in lines if ln.startswith(("E ", "/", "tests/"))][:20],
+    }
 
 
 def step_first_run(run: Run) -> dict[str, Any]:
@@ -480,20 +492,20 @@ def step_parity(run: Run) -> dict[str, Any]:
         res[name] = {"cpu_fp32_psnr_db": ref_psnr, "examples": len(noisy), "rows": rows}
     # tiled against untiled, and the shape bucket against the stride, on the device
     d = Denoiser(device=run.plan.device, tile_size=256 if run.plan.dry else 512)
-    d_stride = Denoiser(device=run.plan.device, session_config=SessionConfig(shape_bucket=1))
+    d_bucket = Denoiser(device=run.plan.device, session_config=SessionConfig(shape_bucket=64))
     img = mosaic(noisy, 700 if run.plan.dry else 1500, 900 if run.plan.dry else 2000)
     untiled, tiled = d.denoise(img, tile=False), d.denoise(img, tile=True)
-    plain = d_stride.denoise(img, tile=False)
-    diff = np.abs(untiled.astype(int) - plain.astype(int))
+    bucketed = d_bucket.denoise(img, tile=False)
+    diff = np.abs(untiled.astype(int) - bucketed.astype(int))
     res["tiled_vs_untiled"] = {
         "image": f"{img.shape[0]}x{img.shape[1]}",
         "max_uint8_diff": int(np.abs(untiled.astype(int) - tiled.astype(int)).max()),
     }
     res["bucket_vs_stride"] = {
-        "pad_multiple": [d.pad_multiple, d_stride.pad_multiple],
+        "pad_multiple": [d.pad_multiple, d_bucket.pad_multiple],
         "max_uint8_diff": int(diff.max()),
         "pixels_differing": int((diff > 0).any(axis=2).sum()),
-        "psnr_between_db": psnr(untiled, plain),
+        "psnr_between_db": psnr(untiled, bucketed),
     }
     return res
 
@@ -510,7 +522,7 @@ def step_churn(run: Run) -> dict[str, Any]:
         for _ in range(run.plan.churn_sizes)
     ]
     res: dict[str, Any] = {"sizes": [f"{h}x{w}" for h, w in sizes]}
-    for label, bucket in (("stride", 1), ("bucket64", 64)):
+    for label, bucket in (("stride", None), ("bucket64", 64)):
         d = Denoiser(device=run.plan.device, session_config=SessionConfig(shape_bucket=bucket))
         d.denoise(mosaic(noisy, 64, 64))  # warm
         firsts, seconds = [], []
@@ -624,6 +636,30 @@ def step_throughput(run: Run) -> dict[str, Any]:
                     "mp_per_s": _mps(hd.shape[0] * hd.shape[1], t["median_s"]),
                 }
             )
+    # the arena shrinking after every call (the default under a memory cap): its cost
+    d = Denoiser(
+        device=run.plan.device, batch_size=64, session_config=SessionConfig(gpu_arena_shrink=True)
+    )
+    tag = {"precision": "fp32", "binding": False, "providers": d.providers[:1], "shrink": True}
+    x = np.random.default_rng(0).random((run.plan.batches[-1], 3, s, s), dtype=np.float32)
+    t = timed(lambda: d.denoise_nchw(x), run.plan.repeats)
+    rows.append(
+        {
+            **tag,
+            "case": f"{len(x)}x{s}x{s} arena shrink",
+            "median_s": t["median_s"],
+            "mp_per_s": _mps(x.size // 3, t["median_s"]),
+        }
+    )
+    t = timed(lambda: d.denoise(hd), max(2, run.plan.repeats // 2))
+    rows.append(
+        {
+            **tag,
+            "case": "1080p uint8 arena shrink",
+            "median_s": t["median_s"],
+            "mp_per_s": _mps(hd.shape[0] * hd.shape[1], t["median_s"]),
+        }
+    )
     res: dict[str, Any] = {"rows": rows}
     # TensorRT's provider, when it loads
     try:
@@ -648,27 +684,36 @@ def step_throughput(run: Run) -> dict[str, Any]:
 
 
 def step_memory(run: Run) -> dict[str, Any]:
-    """GPU memory held after denoising many sizes, with no cap and with a 2 GiB cap."""
+    """GPU memory after denoising 30 sizes: no cap, a 2 GiB cap, each with and without
+    giving the arena's unused memory back after every call (one session at a time)."""
     from n2n_infer import Denoiser, SessionConfig
 
     noisy, _ = load_examples()
     rng = np.random.default_rng(2)
     top = 160 if run.plan.dry else 1400
     sizes = [(int(rng.integers(64, top)), int(rng.integers(64, top))) for _ in range(30)]
+    imgs = [mosaic(noisy, h, w) for h, w in sizes]
     res: dict[str, Any] = {"sizes": len(sizes), "max_size": top}
-    for label, cap in (("no_cap", 0), ("cap_2048", 2048)):
-        d = Denoiser(device=run.plan.device, session_config=SessionConfig(gpu_mem_limit_mb=cap))
-        before = gpu_memory_mib()
-        after_10 = None
-        for i, (h, w) in enumerate(sizes):
-            d.denoise(mosaic(noisy, h, w))
-            if i == 9:
-                after_10 = gpu_memory_mib()
-        res[label] = {
-            "mib_before": before,
-            "mib_after_10": after_10,
-            "mib_after_30": gpu_memory_mib(),
-        }
+    configs = {
+        "no_cap": SessionConfig(),
+        "no_cap_shrink": SessionConfig(gpu_arena_shrink=True),
+        "cap_2048_no_shrink": SessionConfig(gpu_mem_limit_mb=2048, gpu_arena_shrink=False),
+        "cap_2048 (default: shrink)": SessionConfig(gpu_mem_limit_mb=2048),
+    }
+    for label, cfg in configs.items():
+        entry: dict[str, Any] = {"mib_before": gpu_memory_mib()}
+        d = Denoiser(device=run.plan.device, session_config=cfg)
+        t0 = time.perf_counter()
+        try:
+            for i, img in enumerate(imgs):
+                d.denoise(img)
+                if i == 9:
+                    entry["mib_after_10"] = gpu_memory_mib()
+            entry["mib_after_30"] = gpu_memory_mib()
+            entry["seconds_30_sizes"] = time.perf_counter() - t0
+        except Exception as exc:
+            entry["error"] = f"{type(exc).__name__} at size {i + 1}: {first_line(exc)[:300]}"
+        res[label] = entry
         del d
     return res
 
@@ -953,14 +998,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, fn, reserve in STEPS:
         if not only or name in only:
             run.step(name, fn, reserve)
-        if name == "environment" and run.results["steps"][name]["status"] == "ok":
+        if run.results["steps"].get(name, {}).get("status") == "ok" and name == "environment":
             gpu = run.results["steps"][name].get("nvidia_smi", "")
             if gpu and not gpu.startswith("not available") and not plan.dry:
                 run.results["machine"] = f"{gpu.split(',')[0]}; {run.results['machine']}"
     run.results["seconds"] = time.monotonic() - t0
     run.save()
     (args.out / "gpu.md").write_text(markdown(run.results))
-    failed = [n for n, e in run.results["steps"].items() if e["status"] == "error"]
+    failed = [n for n, e in run.results["steps"].items() if e["status"] in ("error", "failed")]
     print(f"[gpu_check] wrote {args.out / 'gpu.json'} and gpu.md; failed steps: {failed or 'none'}")
     return 1 if failed else 0
 

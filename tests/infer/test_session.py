@@ -340,17 +340,46 @@ class _Providers:
 @pytest.mark.parametrize(
     ("in_use", "io_binding", "expected"),
     [
-        ([prov.CUDA, prov.CPU], None, ("cuda", 2)),
-        (["TensorrtExecutionProvider", prov.CUDA, prov.CPU], None, ("", 0)),
-        (["OpenVINOExecutionProvider", prov.CPU], None, ("", 0)),
-        ([prov.CPU], None, ("", 0)),
+        ([prov.CUDA, prov.CPU], True, ("cuda", 2)),
+        (["TensorrtExecutionProvider", prov.CUDA, prov.CPU], True, ("cpu", 0)),
+        (["OpenVINOExecutionProvider", prov.CPU], False, ("", 0)),
+        ([prov.CPU], False, ("", 0)),
         ([prov.CUDA, prov.CPU], False, ("", 0)),
         ([prov.CPU], True, ("cpu", 0)),
     ],
 )
-def test_io_binding_only_when_cuda_is_the_first_provider_in_use(
+def test_io_binding_when_asked_for_on_the_first_provider_in_use(
     photo, in_use, io_binding, expected
 ):
     d = Denoiser(device="cpu")
     d._session = _Providers(in_use, device_id="2")
     assert d._binding_device(io_binding) == expected
+
+
+@pytest.mark.parametrize(
+    ("cfg", "shrinks"),
+    [
+        (SessionConfig(), False),
+        (SessionConfig(gpu_mem_limit_mb=2048), True),
+        (SessionConfig(gpu_mem_limit_mb=2048, gpu_arena_shrink=False), False),
+        (SessionConfig(gpu_arena_shrink=True), True),
+    ],
+)
+def test_the_cuda_arena_shrinks_after_each_call_when_capped(cfg, shrinks):
+    opts = cfg.run_options(cuda_device_id=1)
+    assert opts.log_severity_level == 4
+    entry = opts.get_run_config_entry(sess.ARENA_SHRINK_KEY) if shrinks else None
+    assert entry == ("gpu:1" if shrinks else None)
+    assert cfg.run_options(cuda_device_id=None) is sess._QUIET_RUN  # nothing to shrink on the CPU
+
+
+def test_out_of_memory_errors_say_what_to_try(photo, monkeypatch):
+    class Full:
+        def run(self, *a):
+            raise RuntimeError(
+                "Error in execution: ... BFCArena::AllocateRawInternal Available memory of 1 is "
+                "smaller than requested bytes of 2"
+            )
+
+    with pytest.raises(InferenceError, match=r"out of memory: tile the image"):
+        sess.run_model(Full(), np.zeros((1, 3, 8, 8), np.float32))
