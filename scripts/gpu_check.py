@@ -684,8 +684,8 @@ def step_throughput(run: Run) -> dict[str, Any]:
 
 
 def step_memory(run: Run) -> dict[str, Any]:
-    """GPU memory after denoising 30 sizes: no cap, a 2 GiB cap, each with and without
-    giving the arena's unused memory back after every call (one session at a time)."""
+    """GPU memory after denoising 30 sizes: no cap, with and without giving the arena's
+    unused memory back after every call; a 2 GiB cap, untiled and in 512-pixel tiles."""
     from n2n_infer import Denoiser, SessionConfig
 
     noisy, _ = load_examples()
@@ -695,18 +695,18 @@ def step_memory(run: Run) -> dict[str, Any]:
     imgs = [mosaic(noisy, h, w) for h, w in sizes]
     res: dict[str, Any] = {"sizes": len(sizes), "max_size": top}
     configs = {
-        "no_cap": SessionConfig(),
-        "no_cap_shrink": SessionConfig(gpu_arena_shrink=True),
-        "cap_2048_no_shrink": SessionConfig(gpu_mem_limit_mb=2048, gpu_arena_shrink=False),
-        "cap_2048 (default: shrink)": SessionConfig(gpu_mem_limit_mb=2048),
+        "no_cap (default)": (SessionConfig(), False),
+        "no_cap_shrink": (SessionConfig(gpu_arena_shrink=True), False),
+        "cap_2048_untiled": (SessionConfig(gpu_mem_limit_mb=2048), False),
+        "cap_2048_tiled_512": (SessionConfig(gpu_mem_limit_mb=2048), True),
     }
-    for label, cfg in configs.items():
+    for label, (cfg, tile) in configs.items():
         entry: dict[str, Any] = {"mib_before": gpu_memory_mib()}
-        d = Denoiser(device=run.plan.device, session_config=cfg)
+        d = Denoiser(device=run.plan.device, session_config=cfg, tile_size=512, batch_size=1)
         t0 = time.perf_counter()
         try:
             for i, img in enumerate(imgs):
-                d.denoise(img)
+                d.denoise(img, tile=tile or None)
                 if i == 9:
                     entry["mib_after_10"] = gpu_memory_mib()
             entry["mib_after_30"] = gpu_memory_mib()

@@ -360,12 +360,11 @@ def test_io_binding_when_asked_for_on_the_first_provider_in_use(
     ("cfg", "shrinks"),
     [
         (SessionConfig(), False),
-        (SessionConfig(gpu_mem_limit_mb=2048), True),
-        (SessionConfig(gpu_mem_limit_mb=2048, gpu_arena_shrink=False), False),
+        (SessionConfig(gpu_mem_limit_mb=2048), False),
         (SessionConfig(gpu_arena_shrink=True), True),
     ],
 )
-def test_the_cuda_arena_shrinks_after_each_call_when_capped(cfg, shrinks):
+def test_the_cuda_arena_shrinks_after_each_call_when_asked(cfg, shrinks):
     opts = cfg.run_options(cuda_device_id=1)
     assert opts.log_severity_level == 4
     entry = opts.get_run_config_entry(sess.ARENA_SHRINK_KEY) if shrinks else None
