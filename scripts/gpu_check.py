@@ -109,11 +109,21 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / "gpu.json"
         tmp = path.with_suffix(".json.part")
-        tmp.write_text(json.dumps(self.results, indent=1, default=str) + "\n")
+        tmp.write_text(neutral(json.dumps(self.results, indent=1, default=str)) + "\n")
         tmp.replace(path)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def neutral(text: str) -> str:
+    """``text`` without this machine's paths: the repository as ``.``, temporary folders as
+    ``$TMP`` (the results are committed)."""
+    text = text.replace(str(REPO) + os.sep, "").replace(str(REPO), ".")
+    site = os.environ.get("N2N_GPU_SITE")
+    if site:
+        text = text.replace(site, "$N2N_GPU_SITE")
+    return re.sub(re.escape(tempfile.gettempdir()) + r"/n2n-[\w.-]+", "$TMP", text)
 
 
 def first_line(exc: BaseException) -> str:
@@ -929,6 +939,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "",
             "## Throughput",
+            "",
+            "Default settings (no binding, no buckets, no arena shrinking) unless a row says.",
             "",
             "| precision | binding | case | median s | MP/s |",
             "| --- | --- | --- | --- | --- |",
