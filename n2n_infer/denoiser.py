@@ -10,7 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from n2n_infer.arrays import ImageArray, as_image, finish, new_output, restore, to_unit
+from n2n_infer.arrays import (
+    ImageArray,
+    as_image,
+    finish,
+    new_output,
+    restore,
+    restore_chw,
+    unit_chw_into,
+)
 from n2n_infer.ensemble import check_size, run_ensemble
 from n2n_infer.errors import ImageError, InferenceError, ModelLoadError, ProviderError
 from n2n_infer.grey import grey_mode_for, is_grey, merge_phases, phase_stacks, trained_on_grey
@@ -329,7 +337,8 @@ class Denoiser:
             self._run(padded[i : i + self.batch_size])
             for i in range(0, len(padded), self.batch_size)
         ]
-        return np.ascontiguousarray(crop(np.concatenate(parts), size))
+        joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return np.ascontiguousarray(crop(joined, size))
 
     def _run(self, batch_nchw: np.ndarray) -> np.ndarray:
         return run_ensemble(self._run_once, batch_nchw, self.ensemble)
@@ -387,10 +396,12 @@ class Denoiser:
             step = self._per_call(h, w)
             for start in range(0, len(idx), step):
                 part = idx[start : start + step]
-                nchw = np.stack([to_unit(images[i].rgb).transpose(2, 0, 1) for i in part])
+                nchw = np.empty((len(part), 3, h, w), np.float32)
+                for k, i in enumerate(part):
+                    unit_chw_into(images[i].rgb, nchw[k])
                 denoised = self.denoise_nchw(nchw)
                 for k, i in enumerate(part):
-                    out[i] = restore(images[i], denoised[k].transpose(1, 2, 0))
+                    out[i] = restore_chw(images[i], denoised[k])
         jobs = ((images[i], new_output(images[i])) for i in tiled)
         per_call = self._per_call(self.tiles.size, self.tiles.size)
         results = denoise_tiled(jobs, self.tiles, self.stride, per_call, self._run)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from n2n_infer.arrays import ImageArray, to_unit, write_rows
+from n2n_infer.arrays import ImageArray, to_unit, write_rows_chw
 
 #: Receptive radius assumed when a model's config does not describe its layers.
 FALLBACK_RADIUS = 32
@@ -163,7 +163,7 @@ class _Assembly:
         y0 = self.ys[self.band_row]
         rows = min(rows, self.h - y0)
         if rows > 0:
-            write_rows(self.img, self.out, y0, self.band[:, :rows, : self.w].transpose(1, 2, 0))
+            write_rows_chw(self.img, self.out, y0, self.band[:, :rows, : self.w])
 
 
 def denoise_tiled(
