@@ -64,20 +64,20 @@ class SessionConfig:
         io_binding: bind inputs and outputs on the device (an ``OrtValue`` input,
             a device-allocated output, one copy back) instead of letting
             ``session.run`` stage both. Off by default: on an H200 it was no
-            faster with numpy in and numpy out (1080p: 76 ms bound, 65 ms not;
+            faster with numpy in and numpy out (1080p: 58 ms bound, 41 ms not;
             bench/results/gpu.md).
         shape_bucket: untiled images are padded (reflected) up to multiples of
             this many pixels before a model call, so that images of nearby
             sizes share one input shape; rounded up to a multiple of the
             stride. ``None``: the stride. On an H200, buckets of 64 did not
-            make first calls of new sizes faster (median 29.3 ms against
-            29.4 ms over 20 sizes) and changed border pixels by up to 34
+            make first calls of new sizes faster (median 31 ms against
+            27 ms over 20 sizes) and changed border pixels by up to 34
             levels, so they are off unless asked for.
         gpu_arena_shrink: give the CUDA arena's unused memory back after every
             model call, so that memory does not grow with the number of
             distinct image sizes. Off by default: on an H200, 30 sizes up to
             1400×1400 left 5042 MiB held without it and 836 MiB with it, but
-            each call took 2.2× (1080p) to 4.4× (64×256×256) as long. A
+            each call took 2.4× (1080p) to 5.4× (64×256×256) as long. A
             ``gpu_mem_limit_mb`` cap does not replace it: the cap bounds the
             arena, and a call whose peak exceeds it fails (tile instead).
     """
