@@ -4,7 +4,7 @@
 #   docs/training/size_sweep.md      network size: PSNR per training second vs speed
 #   docs/quality.md, bench/results/quality.json   photo vs OpenCV NLM, wavelets, CBM3D
 #   docs/scope.md, bench/results/scope.json       photo on noises in and out of its training
-#   bench/results/throughput*.{json,md}            runtime vs torch eager (2 and 1 threads)
+#   bench/results/throughput.{json,md}             every CPU engine (torch, onnxruntime, OpenVINO), 1 and 2 threads
 #   bench/results/memory.{json,md}                 peak memory up to 8000×8000
 #   bench/results/variants-photo.*, models/photo.variants.json   fp16/int8 variants
 # Usage: [REPEATS=5] bash scripts/refresh_benchmarks.sh [SWEEP_RUNS_DIR]   (about 30 minutes on 2 cores)
@@ -16,7 +16,6 @@ sweep=${1:-runs/sweep}
 if [ -d "$sweep" ]; then "$py" scripts/size_report.py "$sweep"; fi
 "$py" -m bench.quality
 "$py" -m bench.scope
-"$py" bench/throughput.py --threads 1 --repeats ${REPEATS:-5} --out bench/results/throughput_1thread
 "$py" bench/memory.py
 "$py" -m bench.variants --model photo --repeats ${REPEATS:-5}
 "$py" bench/throughput.py --repeats ${REPEATS:-5}
