@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from n2n_infer.arrays import ImageArray, to_unit, write_rows_chw
+from n2n_infer.arrays import ImageArray, to_unit, unit_chw_into, write_rows_chw
 
 #: Receptive radius assumed when a model's config does not describe its layers.
 FALLBACK_RADIUS = 32
@@ -135,10 +135,13 @@ class _Assembly:
         for ty, y in enumerate(self.ys):
             for tx, x in enumerate(self.xs):
                 part = self.img.rgb[y : y + self.th, x : x + self.tw]
-                chw = to_unit(part).transpose(2, 0, 1)
-                pad_h, pad_w = self.th - chw.shape[1], self.tw - chw.shape[2]
+                pad_h, pad_w = self.th - part.shape[0], self.tw - part.shape[1]
                 if pad_h or pad_w:
+                    chw = to_unit(part).transpose(2, 0, 1)
                     chw = np.pad(chw, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect")
+                else:
+                    chw = np.empty((3, self.th, self.tw), np.float32)
+                    unit_chw_into(part, chw)
                 yield ty, tx, chw
 
     def add(self, ty: int, tx: int, denoised_chw: np.ndarray) -> None:
@@ -146,8 +149,9 @@ class _Assembly:
         if ty != self.band_row:
             self._advance(ty)
         x = self.xs[tx]
-        weight = self.wy[ty][:, None] * self.wx[tx][None, :]
-        self.band[:, :, x : x + self.tw] += denoised_chw * weight
+        weighted = denoised_chw * self.wy[ty][:, None]  # separable weights: no th×tw array
+        weighted *= self.wx[tx]
+        self.band[:, :, x : x + self.tw] += weighted
         self.remaining -= 1
         if self.remaining == 0:
             self._emit(self.th)
