@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import importlib.util
 import platform
+import re
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -17,6 +20,7 @@ from n2n_infer.providers import (
     CPU,
     CUDA,
     DRIVER_LIBRARY,
+    cuda_libraries,
     missing_cuda_libraries,
     nvidia_driver_present,
 )
@@ -34,6 +38,44 @@ def versions() -> list[str]:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             found.append(f"{dist} {importlib.metadata.version(dist)}")
     return found
+
+
+def torch_cuda_major() -> str | None:
+    """The CUDA major version the installed torch was built for, read from its
+    ``version.py`` without importing torch; None without torch or for a CPU build."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"](\d+)\.", text, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def onnxruntime_cuda_major() -> str | None:
+    """The CUDA major version of the installed onnxruntime-gpu (from ``libcudart.so.N``)."""
+    if CUDA not in ort.get_available_providers():
+        return None
+    for soname in cuda_libraries().values():
+        found = re.match(r"libcudart\.so\.(\d+)", soname)
+        if found:
+            return found.group(1)
+    return None
+
+
+def cuda_mismatch() -> str:
+    """A warning when torch and onnxruntime-gpu are built for different CUDA majors; else ""."""
+    ours, theirs = onnxruntime_cuda_major(), torch_cuda_major()
+    if ours is None or theirs is None or ours == theirs:
+        return ""
+    return (
+        f"warning: onnxruntime-gpu is built for CUDA {ours} and torch for CUDA {theirs}: their "
+        f"pip packages nvidia-cudnn-cu{ours} and nvidia-cudnn-cu{theirs} install the same "
+        "libcudnn.so.9, and whichever was installed last is the one both load; use one CUDA "
+        "major for both (or separate environments)"
+    )
 
 
 def probe(model: str | None, device: str) -> str:
@@ -73,6 +115,9 @@ def diagnose(model: str | None = None) -> tuple[list[str], bool]:
     lines.append(f"available providers: {', '.join(available)}")
     driver = DRIVER_LIBRARY.get(sys.platform, "none on this platform")
     lines.append(f"NVIDIA driver: {'found' if nvidia_driver_present() else 'not found'} ({driver})")
+    mismatch = cuda_mismatch()
+    if mismatch:
+        lines.append(mismatch)
     reason = check_model_file(model)
     if reason:
         lines.append(f"model: not usable: {reason}")
