@@ -23,8 +23,9 @@ from n2n_infer.ensemble import check_size, run_ensemble
 from n2n_infer.errors import ImageError, InferenceError, ModelLoadError, ProviderError
 from n2n_infer.grey import grey_mode_for, is_grey, merge_phases, phase_stacks, trained_on_grey
 from n2n_infer.metadata import KEY_PRECISION, MAX_AUTO_OVERLAP, ModelInfo
+from n2n_infer.ov_backend import OpenVINOSession
 from n2n_infer.padding import crop, pad_to_multiple
-from n2n_infer.providers import CPU, CUDA, ProviderSpec
+from n2n_infer.providers import CPU, CUDA, ProviderSpec, parse_device
 from n2n_infer.registry import resolve_model
 from n2n_infer.session import (
     SessionConfig,
@@ -131,6 +132,11 @@ class Denoiser:
         if intra_op_threads:
             config = replace(config, intra_op_threads=intra_op_threads)
         self._session = create_session(self.path, device, config=config, providers=providers)
+        kind, option = parse_device(device)
+        if kind == "openvino":
+            self._session = OpenVINOSession(
+                self._session, self.path, option or "f32", config.intra_op_threads
+            )
         self.info = ModelInfo.from_props(read_metadata(self._session, self.path), self.path)
         self.grey = grey_mode_for(grey, self.info.noise, trained_on_grey(self.info.training))
         self._warm_up(config, device, explicit=providers is not None)
@@ -185,7 +191,7 @@ class Denoiser:
     def _binding_device(self, io_binding: bool) -> tuple[str, int]:
         """I/O binding, when asked for: on CUDA when CUDA is the first provider in use,
         else on the CPU."""
-        if not io_binding:
+        if not io_binding or isinstance(self._session, OpenVINOSession):  # OpenVINO: none
             return "", 0
         if self.providers[0] != CUDA:
             return "cpu", 0

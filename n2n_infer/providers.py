@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "openvino")
 #: What onnxruntime takes: a provider name, or a name and its options.
 ProviderSpec = str | tuple[str, dict[str, Any]]
 #: The NVIDIA driver's user-space library, by platform (what CUDA itself loads first).
@@ -43,18 +43,22 @@ FALLBACK_LINKED = {"CUDA runtime": "libcudart.so.13", "cuBLAS": "libcublasLt.so.
 
 
 def parse_device(device: str) -> tuple[str, str]:
-    """``"cuda:1"`` -> ``("cuda", "1")``; ``"auto"`` -> ``("auto", "")``.
+    """``"cuda:1"`` -> ``("cuda", "1")``; ``"openvino:bf16"`` -> ``("openvino", "bf16")``;
+    ``"auto"`` -> ``("auto", "")``.
 
     Raises:
-        ProviderError: not ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        ProviderError: not ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``openvino``,
+            ``openvino:f32`` or ``openvino:bf16``.
     """
     kind, _, index = device.partition(":")
-    if (
-        kind not in DEVICES
-        or (index and (kind != "cuda" or not index.isdigit()))
-        or (not index and device.endswith(":"))
-    ):
-        raise ProviderError(f"device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    good_index = (kind == "cuda" and index.isdigit()) or (
+        kind == "openvino" and index in ("f32", "bf16")
+    )
+    if kind not in DEVICES or (index and not good_index) or (not index and device.endswith(":")):
+        raise ProviderError(
+            f"device {device!r}: expected 'auto', 'cpu', 'cuda', 'cuda:N', 'openvino', "
+            "'openvino:f32' or 'openvino:bf16'"
+        )
     return kind, index
 
 
@@ -116,7 +120,7 @@ def requested_providers(
             )
         return explicit_providers(providers, cuda_options)
     kind, index = parse_device(device)
-    if kind == "cpu":
+    if kind in ("cpu", "openvino"):  # openvino: onnxruntime's CPU session reads the metadata
         return [CPU]
     available = ort.get_available_providers()
     if CUDA not in available:

@@ -121,7 +121,7 @@ def test_unknown_format_version_is_refused(tmp_path, tiny_onnx):
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:x", "cpu:0", ""])
 def test_bad_device_strings(tiny_onnx, device):
-    with pytest.raises(ProviderError, match="expected 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+    with pytest.raises(ProviderError, match="expected 'auto', 'cpu', 'cuda', 'cuda:N'"):
         Denoiser(tiny_onnx, device=device)
 
 

@@ -29,7 +29,7 @@ def test_device_strings(device, expected):
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:x", "cpu:0", "", "cuda:", "CUDA", "cuda:-1"])
 def test_bad_device_strings(device):
-    with pytest.raises(ProviderError, match="expected 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+    with pytest.raises(ProviderError, match="expected 'auto', 'cpu', 'cuda', 'cuda:N'"):
         prov.parse_device(device)
 
 

@@ -1,0 +1,109 @@
+"""OpenVINO as a backend: ``Denoiser(device="openvino")`` runs the same ONNX file through
+OpenVINO's CPU plugin (the optional extra ``n2n[openvino]``).
+
+``openvino`` or ``openvino:f32`` runs in float32; ``openvino:bf16`` asks for bfloat16
+inference, which only CPUs with native bf16 (AVX-512 BF16, AMX) have: elsewhere
+OpenVINO would silently run float32, so the request is refused. An onnxruntime CPU
+session of the same file still reads the metadata and checks the signature; the
+model calls go to OpenVINO. Nothing is chosen automatically: ``auto`` never picks
+this backend (docs/runtime.md, "Speed", says why).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from n2n_infer.errors import ModelLoadError, ProviderError
+from n2n_infer.metadata import INPUT_NAME
+
+#: ``openvino:PRECISION`` -> OpenVINO's inference precision hint.
+PRECISIONS = {"f32": "f32", "bf16": "bf16"}
+
+
+def cpu_capabilities() -> list[str]:
+    """OpenVINO's optimisation capabilities of this CPU (``FP32``, ``INT8``, ``BF16``...).
+
+    Raises:
+        ProviderError: the ``openvino`` package is not installed.
+    """
+    return list(_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def _core() -> Any:
+    try:
+        import openvino
+    except ImportError:
+        raise ProviderError(
+            "device 'openvino': the openvino package is not installed (pip install 'n2n[openvino]')"
+        ) from None
+    return openvino.Core()
+
+
+class OpenVINOSession:
+    """The slice of ``onnxruntime.InferenceSession`` that :class:`~n2n_infer.Denoiser` uses,
+    with model calls on OpenVINO; metadata and signature come from ``ort_session``.
+
+    Calls are serialised (one infer request), so one instance is safe to share
+    between threads.
+
+    Raises:
+        ProviderError: openvino is missing, the precision is unknown, or bf16 was
+            asked for on a CPU without it.
+        ModelLoadError: OpenVINO cannot compile the file.
+    """
+
+    def __init__(self, ort_session: Any, path: Path, precision: str = "f32", threads: int = 0):
+        if precision not in PRECISIONS:
+            raise ProviderError(
+                f"device 'openvino:{precision}': expected a precision of {', '.join(PRECISIONS)}"
+            )
+        core = _core()
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": PRECISIONS[precision],
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            self._compiled = core.compile_model(str(path), "CPU", config)
+        except Exception as exc:  # OpenVINO raises its own RuntimeError subclasses
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            raise ModelLoadError(f"{path}: OpenVINO cannot compile this model: {first}") from exc
+        got = str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if precision == "bf16" and "bf16" not in got:
+            caps = ", ".join(cpu_capabilities())
+            raise ProviderError(
+                f"device 'openvino:bf16': this CPU has no native bf16 (OpenVINO reports {caps}) "
+                "and would run float32; use 'openvino' or 'cpu'"
+            )
+        self.precision = precision
+        self._ort = ort_session
+        self._request = self._compiled.create_infer_request()
+        self._output = self._compiled.output(0)
+        self._lock = threading.Lock()
+
+    def run(self, output_names: list[str], feed: dict[str, np.ndarray], *args: Any) -> list:
+        """``session.run`` for the one input and output: float32 N×3×H×W in and out."""
+        with self._lock:
+            result = self._request.infer({0: feed[INPUT_NAME]})
+            return [np.asarray(result[self._output])]
+
+    def get_providers(self) -> list[str]:
+        return [f"OpenVINO CPU {self.precision}"]
+
+    def get_provider_options(self) -> dict[str, dict[str, str]]:
+        return {}
+
+    def get_modelmeta(self) -> Any:
+        return self._ort.get_modelmeta()
+
+    def get_inputs(self) -> Any:
+        return self._ort.get_inputs()
+
+    def get_outputs(self) -> Any:
+        return self._ort.get_outputs()
