@@ -181,6 +181,51 @@ def remove_stale_temp_files(out_dir: Path, in_dir: Path, recursive: bool = False
     return stale
 
 
+def start_job(
+    in_dir: Path, out_dir: Path, reference_dir: Path | None = None, recursive: bool = False
+) -> None:
+    """Check the folders, create ``out_dir`` and remove what an interrupted run left in it.
+
+    The first step of a folder job on any engine (see :func:`denoise_folder`).
+
+    Raises:
+        N2NError: the folders are unusable (see :func:`check_folders`,
+            :func:`prepare_output`, :func:`check_reference`).
+    """
+    check_folders(in_dir, out_dir, recursive)
+    check_reference(reference_dir)
+    prepare_output(out_dir)
+    remove_stale_temp_files(out_dir, in_dir, recursive)
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One input file of a folder job and where its output (and reference) are."""
+
+    src: Path
+    rel: Path
+    dst: Path
+    in_root: Path  # the input folder, resolved
+    ref: Path | None
+
+    @property
+    def name(self) -> str:
+        """The name the report uses: the path relative to the input folder, with ``/``."""
+        return self.rel.as_posix()
+
+
+def plan_jobs(
+    in_dir: Path, out_dir: Path, reference_dir: Path | None = None, recursive: bool = False
+) -> list[FileJob]:
+    """One :class:`FileJob` per image of ``in_dir`` (see :func:`find_images`), in name order."""
+    jobs, in_root = [], in_dir.resolve()
+    for src in find_images(in_dir, recursive):
+        rel = src.relative_to(in_dir)
+        ref = reference_dir / rel if reference_dir is not None else None
+        jobs.append(FileJob(src, rel, out_dir / rel, in_root, ref))
+    return jobs
+
+
 def denoise_folder(
     denoiser: Denoiser,
     in_dir: str | Path,
@@ -203,72 +248,112 @@ def denoise_folder(
     Nothing is ever written inside ``in_dir``: the folders are checked first
     (:func:`check_folders`), and each output's real location (links followed)
     again before it is written. A failure of any kind on one file is recorded
-    in the report and the job goes on.
+    in the report and the job goes on. :func:`n2n_infer.ray.denoise_folder_ray`
+    runs the same job on Ray Data through the same steps.
 
     Raises:
         N2NError: the folders are unusable (see :func:`check_folders`,
             :func:`prepare_output`, :func:`check_reference`).
     """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    check_folders(in_dir, out_dir, recursive)
-    check_reference(None if reference_dir is None else Path(reference_dir))
-    prepare_output(out_dir)
-    remove_stale_temp_files(out_dir, in_dir, recursive)
-    report, in_root = BatchReport(), in_dir.resolve()
-    for src in find_images(in_dir, recursive):
-        rel = src.relative_to(in_dir)
-        ref = Path(reference_dir) / rel if reference_dir is not None else None
-        job = _FileJob(src, rel, out_dir / rel, in_root, ref)
-        result = _one_file(denoiser, job, overwrite, skip_existing, tile)
+    ref_dir = None if reference_dir is None else Path(reference_dir)
+    start_job(in_dir, out_dir, ref_dir, recursive)
+    report = BatchReport()
+    for job in plan_jobs(in_dir, out_dir, ref_dir, recursive):
+        result = run_guarded(
+            job.name,
+            job.src,
+            lambda j=job: _denoise_file(denoiser, j, overwrite, skip_existing, tile),
+        )
         report.results.append(result)
         if on_file:
             on_file(result)
     return report
 
 
-@dataclass(frozen=True)
-class _FileJob:
-    src: Path
-    rel: Path
-    dst: Path
-    in_root: Path  # the input folder, resolved
-    ref: Path | None
+def run_guarded(name: str, src: Path, work: Callable[[], FileResult]) -> FileResult:
+    """``work()``, timed; any exception becomes an ``"error"`` result for ``name``.
 
-
-def _one_file(
-    denoiser: Denoiser, job: _FileJob, overwrite: bool, skip_existing: bool, tile: bool | None
-) -> FileResult:
+    The error text is one line, without the leading ``src`` path (the report
+    names the file); ``src`` is the path the work reads from.
+    """
     t0 = time.perf_counter()
-    name = job.rel.as_posix()
     try:
-        result = _denoise_file(denoiser, job, overwrite, skip_existing, tile)
+        result = work()
     except Exception as exc:  # any failure of one file is reported and the job goes on
-        message = _message(exc, job.src)
-        log.info("%s: %s", job.src, message)
+        message = _message(exc, src)
+        log.info("%s: %s", src, message)
         result = FileResult(name, "error", message)
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _denoise_file(
-    denoiser: Denoiser, job: _FileJob, overwrite: bool, skip_existing: bool, tile: bool | None
-) -> FileResult:
-    name, dst = job.rel.as_posix(), job.dst
-    if dst.exists() and not overwrite:
-        if skip_existing:
-            return FileResult(name, "skipped")
-        return FileResult(name, "error", f"{dst} exists (use --overwrite or --skip-existing)")
-    loaded = read_file(job.src)
-    denoised = denoiser.denoise(loaded.pixels, tile=tile)
+def existing_output(
+    name: str, dst: Path, overwrite: bool, skip_existing: bool
+) -> FileResult | None:
+    """The result for a file whose output ``dst`` exists, or ``None`` when it is to be written.
+
+    ``"skipped"`` with ``skip_existing``; an ``"error"`` unless ``overwrite``.
+    """
+    if not dst.exists() or overwrite:
+        return None
+    if skip_existing:
+        return FileResult(name, "skipped")
+    return FileResult(name, "error", f"{dst} exists (use --overwrite or --skip-existing)")
+
+
+def check_destination(dst: Path, in_root: Path) -> None:
+    """Create ``dst``'s folder and refuse a ``dst`` whose real location is in ``in_root``.
+
+    Raises:
+        N2NError: ``dst`` leads into the (resolved) input folder ``in_root``.
+        OSError: the folder cannot be created.
+    """
     dst.parent.mkdir(parents=True, exist_ok=True)
     real = dst.parent.resolve() / dst.name
-    if real == job.in_root or job.in_root in real.parents:
+    if real == in_root or in_root in real.parents:
         raise N2NError(f"refused to write {dst}: it leads into the input folder (as {real})")
+
+
+def convert_file(
+    denoiser: Denoiser,
+    src: Path,
+    dst: Path,
+    name: str,
+    ref: Path | None = None,
+    tile: bool | None = None,
+    in_root: Path | None = None,
+) -> FileResult:
+    """Read ``src``, denoise it, write ``dst`` like ``src`` (format, bit depth, ICC, EXIF).
+
+    With ``in_root``, ``dst`` is checked with :func:`check_destination` just
+    before it is written. With a ``ref`` file, the result has the PSNR of the
+    input and of the output against it. The result is ``"ok"``, for ``name``.
+
+    Raises:
+        ImageError: ``src`` cannot be read or ``dst``'s format cannot hold the
+            pixels; ``ref`` cannot be read or is of another size.
+        N2NError: ``dst`` leads into ``in_root``; the denoiser fails.
+        OSError: ``dst`` cannot be written.
+    """
+    loaded = read_file(src)
+    denoised = denoiser.denoise(loaded.pixels, tile=tile)
+    if in_root is not None:
+        check_destination(dst, in_root)
     write_file(dst, loaded, denoised)
     result = FileResult(name, "ok", size_hw=loaded.pixels.shape[:2], notes=loaded.notes)
-    if job.ref is not None and job.ref.is_file():
-        result.psnr_noisy, result.psnr_denoised = _psnr_pair(loaded.pixels, denoised, job.ref)
+    if ref is not None and ref.is_file():
+        result.psnr_noisy, result.psnr_denoised = _psnr_pair(loaded.pixels, denoised, ref)
     return result
+
+
+def _denoise_file(
+    denoiser: Denoiser, job: FileJob, overwrite: bool, skip_existing: bool, tile: bool | None
+) -> FileResult:
+    existing = existing_output(job.name, job.dst, overwrite, skip_existing)
+    if existing is not None:
+        return existing
+    return convert_file(denoiser, job.src, job.dst, job.name, job.ref, tile, job.in_root)
 
 
 def _message(exc: Exception, src: Path) -> str:

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -86,6 +86,33 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     is_flag=True,
     help="No progress bar; print failures and the summary only.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process; ray: Ray Data workers (the ray extra; docs/scaling.md).",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster to join (e.g. ray://head:10001, auto) [default: a local one].",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Ray workers [default: 1]."
+)
+@click.option(
+    "--cpus-per-worker",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPUs each Ray worker reserves, and its onnxruntime threads [default: 1].",
+)
+@click.option(
+    "--gpus-per-worker",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="GPUs each Ray worker reserves (0.5 shares one GPU between two) [default: 0].",
+)
 @click.pass_context
 def batch(
     ctx: click.Context,
@@ -103,6 +130,11 @@ def batch(
     reference: Path | None,
     report: Path | None,
     quiet_batch: bool,
+    engine: str,
+    address: str | None,
+    workers: int | None,
+    cpus_per_worker: int | None,
+    gpus_per_worker: float | None,
 ) -> None:
     """Denoise every PNG, JPEG, TIFF, WebP and BMP in IN_DIR into OUT_DIR under the same names.
 
@@ -112,6 +144,10 @@ def batch(
 
     Exit status: 0 when every file succeeded, 1 when any failed (the others are
     still written), 2 for unusable arguments (model, device, folders).
+
+    With --engine ray the same job runs on Ray Data workers (the ray extra),
+    with the same outputs, report and exit status; a Ray job that stops exits
+    with 1 after writing what was finished (rerun with --skip-existing).
     """
     from tqdm import tqdm
 
@@ -120,40 +156,102 @@ def batch(
     quiet = ctx.obj["quiet"] or quiet_batch
     if overwrite and skip_existing:
         _fail("--overwrite and --skip-existing contradict each other; choose one", 2)
+    cluster = {
+        "address": address,
+        "workers": workers,
+        "cpus_per_worker": cpus_per_worker,
+        "gpus_per_worker": gpus_per_worker,
+    }
+    _check_engine(engine, cluster)
     try:  # every argument is checked before any work
         job.check_folders(in_dir, out_dir, recursive)
         job.check_reference(reference)
         if report is not None:
             report = job.check_report_path(report, in_dir)
-        denoiser = _denoiser(model, device, batch_size, tile, int(ensemble), grey)
+        check_device = "cpu" if engine == "ray" else device  # the workers' device may differ
+        denoiser = _denoiser(model, check_device, batch_size, tile, int(ensemble), grey)
         job.prepare_output(out_dir)
         total = len(job.find_images(in_dir, recursive))
     except (N2NError, ValueError) as exc:
         _fail(str(exc), 2)
+    options = {
+        "overwrite": overwrite,
+        "skip_existing": skip_existing,
+        "reference_dir": reference,
+        "recursive": recursive,
+        "tile": None if tile is None else tile > 0,
+    }
     with tqdm(total=total, unit="img", disable=quiet, file=sys.stderr) as bar:
-        result = job.denoise_folder(
-            denoiser,
-            in_dir,
-            out_dir,
-            overwrite,
-            skip_existing,
-            reference,
-            on_file=lambda _: bar.update(1),
-            recursive=recursive,
-            tile=None if tile is None else tile > 0,
-        )
+        options["on_file"] = lambda _: bar.update(1)
+        if engine == "ray":
+            spec = (model, device, batch_size, tile, int(ensemble), grey)
+            result, providers = _run_ray(spec, cluster, in_dir, out_dir, options)
+        else:
+            result = job.denoise_folder(denoiser, in_dir, out_dir, **options)
+            providers = denoiser.providers
     _print_results(result, quiet)
     click.echo(
         f"{result.count('ok')} denoised, {result.count('skipped')} skipped, "
-        f"{len(result.failed)} failed -> {out_dir} ({', '.join(denoiser.providers)})"
+        f"{len(result.failed)} failed -> {out_dir} ({', '.join(providers) or 'no model ran'})"
     )
     gains = [r.psnr_denoised - r.psnr_noisy for r in result.results if r.psnr_noisy is not None]
     if gains:
         click.echo(f"mean PSNR gain: {sum(gains) / len(gains):+.2f} dB over {len(gains)} images")
     if report is not None:
-        _write_report(report, result, denoiser, in_dir, out_dir)
+        _write_report(report, result, denoiser, providers, in_dir, out_dir)
     if result.failed:
         sys.exit(1)
+
+
+def _check_engine(engine: str, cluster: dict[str, Any]) -> None:
+    """Refuse Ray options without ``--engine ray``, and ``--engine ray`` without Ray."""
+    if engine != "ray":
+        given = [f"--{k.replace('_', '-')}" for k, v in cluster.items() if v is not None]
+        if given:
+            _fail(f"{', '.join(given)}: only with --engine ray", 2)
+        return
+    try:
+        import n2n_infer.ray  # noqa: F401
+    except ImportError as exc:
+        _fail(
+            f"--engine ray needs Ray Data, which is not installed ({exc}); "
+            'install it with: pip install "n2n[ray]"',
+            2,
+        )
+
+
+def _run_ray(
+    spec: tuple[str | None, str, int, int | None, int, str],
+    cluster: dict[str, Any],
+    in_dir: Path,
+    out_dir: Path,
+    options: dict[str, Any],
+) -> tuple[BatchReport, list[str]]:
+    """The folder job on Ray Data: connect, run, and turn a stopped job into exit status 1."""
+    from n2n_infer.ray import DenoiserSpec, RayJobError, connect, denoise_folder_ray
+
+    model, device, batch_size, tile, ensemble, grey = spec
+    cpus = cluster["cpus_per_worker"] or 1
+    denoiser_spec = DenoiserSpec(
+        model, device, batch_size, tile or None, ensemble, grey, intra_op_threads=cpus
+    )
+    try:
+        connect(cluster["address"])
+    except RayJobError as exc:
+        _fail(str(exc), 2)
+    try:
+        return denoise_folder_ray(
+            denoiser_spec,
+            in_dir,
+            out_dir,
+            workers=cluster["workers"] or 1,
+            cpus_per_worker=cpus,
+            gpus_per_worker=cluster["gpus_per_worker"] or 0,
+            **options,
+        )
+    except RayJobError as exc:
+        _fail(str(exc), 1)
+        raise  # not reached: _fail exits
 
 
 def _denoiser(
@@ -168,7 +266,12 @@ def _denoiser(
 
 
 def _write_report(
-    report: Path, result: BatchReport, denoiser: Denoiser, in_dir: Path, out_dir: Path
+    report: Path,
+    result: BatchReport,
+    denoiser: Denoiser,
+    providers: list[str],
+    in_dir: Path,
+    out_dir: Path,
 ) -> None:
     from n2n_infer.batch import write_report
 
@@ -177,7 +280,7 @@ def _write_report(
             report,
             result,
             model=str(denoiser.path),
-            providers=denoiser.providers,
+            providers=providers,
             ensemble=denoiser.ensemble,
             grey=denoiser.grey,
             in_dir=str(in_dir),

@@ -1,0 +1,299 @@
+"""The runtime on Ray Data: denoise folders (or your own datasets) on many workers.
+
+Needs the ``ray`` extra (``pip install "n2n[ray]"``); nothing else in
+:mod:`n2n_infer` imports this module, so the runtime stays usable without Ray.
+
+>>> from n2n_infer.ray import DenoiserSpec, denoise_folder_ray
+>>> report = denoise_folder_ray(DenoiserSpec("photo"), "in/", "out/", workers=4)
+
+:func:`denoise_folder_ray` runs the folder job of :mod:`n2n_infer.batch` with
+its own steps (folder checks, the file list, existing outputs, the
+input-folder guard, :func:`~n2n_infer.batch.convert_file`, atomic writes, the
+report), so its outputs are byte-identical to the local engine's. The driver
+owns the files: input (and reference) bytes are read by tasks pinned to the
+driver's node, workers decode, denoise and encode in a private scratch folder,
+and the driver writes the encoded bytes atomically into the output folder. No
+file system is shared with the workers: a bundled model is named, a model file
+is shipped to them as bytes. The workers are the callable classes of
+:mod:`n2n_infer.workers` (re-exported here); :class:`DenoiseImages` plugs a
+:class:`~n2n_infer.Denoiser` into your own ``map_batches`` pipelines.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import ray.data
+from ray.util.annotations import RayDeprecationWarning
+
+from n2n_infer.batch import (
+    BatchReport,
+    FileJob,
+    FileResult,
+    check_destination,
+    existing_output,
+    plan_jobs,
+    run_guarded,
+    start_job,
+)
+from n2n_infer.errors import N2NError
+from n2n_infer.files import write_atomic
+from n2n_infer.workers import (
+    OUT_COLUMNS,
+    DenoiseFiles,
+    DenoiseImages,
+    DenoiserSpec,
+    ShippedModel,
+    object_column,
+    result_of,
+)
+
+__all__ = [
+    "DenoiseFiles",
+    "DenoiseImages",
+    "DenoiserSpec",
+    "RayJobError",
+    "connect",
+    "denoise_folder_ray",
+]
+
+log = logging.getLogger(__name__)
+
+#: Files per Ray block and per ``map_batches`` call: few, so that images of mixed sizes
+#: spread evenly over the workers (one image takes 10 ms to seconds).
+FILES_PER_BATCH = 2
+#: Read tasks running at once on the driver's node.
+READ_TASKS = 2
+#: How often Ray restarts a worker that died (and retries its batch) before the job fails.
+MAX_RESTARTS = 3
+
+
+class RayJobError(N2NError):
+    """The Ray job stopped (a worker died too often, the cluster went away).
+
+    The files finished before it are written; a rerun with ``skip_existing``
+    finishes the job.
+    """
+
+
+def _read_files(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """On the driver's node: the bytes of each ``src`` (and ``ref``), or why they cannot be read."""
+    data, refs, has_refs, errors = [], [], [], []
+    for src, ref in zip(batch["src"], batch["ref"], strict=True):
+        content, error = _read_bytes(Path(src), "")
+        has_ref = bool(ref) and Path(ref).is_file()
+        ref_content, ref_error = (
+            _read_bytes(Path(ref), f"reference {ref}: ") if has_ref else (b"", "")
+        )
+        data.append(content)
+        refs.append(ref_content)
+        has_refs.append(has_ref)
+        errors.append(error or ref_error)
+    return {"name": batch["name"], "data": object_column(data), "ref": object_column(refs),
+            "has_ref": np.array(has_refs), "read_error": object_column(errors)}  # fmt: skip
+
+
+def _read_bytes(path: Path, label: str) -> tuple[bytes, str]:
+    """A file's bytes and ``""``, or ``b""`` and why it cannot be read (after ``label``)."""
+    try:
+        return path.read_bytes(), ""
+    except OSError as exc:
+        return b"", f"{label}cannot read: {exc.strerror or exc}"
+
+
+@dataclass(frozen=True)
+class _RayJob:
+    """What every file of one Ray folder job shares."""
+
+    spec: DenoiserSpec
+    model: ShippedModel
+    workers: int
+    cpus_per_worker: float
+    gpus_per_worker: float
+    tile: bool | None
+    overwrite: bool
+    skip_existing: bool
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to the Ray cluster at ``address``, or start a local one (``num_cpus`` CPUs).
+
+    Does nothing when this process is already connected. Ray's dashboard is
+    not started and its own log level is WARNING.
+
+    Raises:
+        RayJobError: the cluster cannot be reached; the message names ``address``.
+    """
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(
+            address=address,
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"at {address}" if address else "(local)"
+        raise RayJobError(f"cannot connect to the Ray cluster {where}: {exc}") from None
+
+
+def denoise_folder_ray(
+    spec: DenoiserSpec,
+    in_dir: str | Path,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    reference_dir: str | Path | None = None,
+    on_file: Callable[[FileResult], None] | None = None,
+    recursive: bool = False,
+    tile: bool | None = None,
+    workers: int = 1,
+    cpus_per_worker: float = 1,
+    gpus_per_worker: float = 0,
+) -> tuple[BatchReport, list[str]]:
+    """:func:`n2n_infer.batch.denoise_folder` on Ray Data, with ``workers`` Denoiser actors.
+
+    Uses the Ray cluster this process is connected to (see :func:`connect`; a
+    local one is started when none is). Each worker reserves
+    ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs; with
+    ``spec.intra_op_threads`` 0, onnxruntime uses ``cpus_per_worker`` threads.
+    Files stream through the cluster: at no time does the driver hold more
+    than a few blocks of images. Returns the report (in name order, as the
+    local engine's) and the execution providers the workers used.
+
+    Raises:
+        N2NError: the folders are unusable (as the local engine).
+        ModelLoadError: the model is neither bundled nor a file.
+        RayJobError: the Ray job stopped; the finished files are written and
+            listed in the message's count.
+    """
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    ref_dir = None if reference_dir is None else Path(reference_dir)
+    start_job(in_dir, out_dir, ref_dir, recursive)
+    if spec.intra_op_threads == 0:
+        spec = replace(spec, intra_op_threads=max(1, int(cpus_per_worker)))
+    ray_job = _RayJob(
+        spec,
+        ShippedModel.of(spec.model),
+        workers,
+        cpus_per_worker,
+        gpus_per_worker,
+        tile,
+        overwrite,
+        skip_existing,
+    )
+    results: dict[str, FileResult] = {}
+    todo: list[FileJob] = []
+    jobs = plan_jobs(in_dir, out_dir, ref_dir, recursive)
+    for job in jobs:
+        done = existing_output(job.name, job.dst, overwrite, skip_existing)
+        if done is None:
+            todo.append(job)
+        else:
+            results[job.name] = done
+            if on_file:
+                on_file(done)
+    providers = _run(ray_job, todo, results, on_file) if todo else []
+    return BatchReport([results[job.name] for job in jobs]), providers
+
+
+def _run(
+    ray_job: _RayJob,
+    todo: list[FileJob],
+    results: dict[str, FileResult],
+    on_file: Callable[[FileResult], None] | None,
+) -> list[str]:
+    """Denoise ``todo`` on the workers, write each output as it comes; the providers used."""
+    by_name = {job.name: job for job in todo}
+    providers: set[str] = set()
+    rows = _stream(ray_job, todo)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except Exception as exc:  # whatever stops Ray's stream stops the job
+            raise _stopped(exc, results) from exc
+        job = by_name[str(row["name"])]
+        results[job.name] = _finish(job, row, ray_job)
+        providers.update(p for p in str(row["providers"]).split(",") if p)
+        if on_file:
+            on_file(results[job.name])
+    return sorted(providers)
+
+
+def _stopped(exc: Exception, results: dict[str, FileResult]) -> RayJobError:
+    done = sum(r.status == "ok" for r in results.values())
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return RayJobError(
+        f"the Ray job stopped after {done} files were written ({type(exc).__name__}: {first}); "
+        "rerun with --skip-existing to finish it"
+    )
+
+
+def _stream(ray_job: _RayJob, todo: list[FileJob]) -> Iterator[dict[str, Any]]:
+    """Result rows as the workers finish them: read on this node, denoise anywhere."""
+    connect()
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    here = ray.get_runtime_context().get_node_id()
+    items = [{"name": j.name, "src": str(j.src), "ref": str(j.ref or "")} for j in todo]
+    blocks = -(-len(items) // FILES_PER_BATCH)
+    ds = ray.data.from_items(items, override_num_blocks=blocks)
+    ds = ds.map_batches(
+        _read_files,
+        batch_size=FILES_PER_BATCH,
+        batch_format="numpy",
+        num_cpus=0,  # reading is I/O; the CPUs are the workers'
+        compute=ray.data.TaskPoolStrategy(size=READ_TASKS),  # 0 CPUs: no limit without this
+        label_selector={"ray.io/node-id": here},  # the files are on this node
+    )
+    with warnings.catch_warnings():  # no named parameter bounds the restarts yet (Ray 2.60)
+        warnings.simplefilter("ignore", RayDeprecationWarning)
+        ds = ds.map_batches(
+            DenoiseFiles,
+            fn_constructor_kwargs={
+                "spec": ray_job.spec,
+                "model": ray_job.model,
+                "tile": ray_job.tile,
+            },
+            batch_size=FILES_PER_BATCH,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=ray_job.workers),
+            num_cpus=ray_job.cpus_per_worker,
+            num_gpus=ray_job.gpus_per_worker,
+            max_restarts=MAX_RESTARTS,
+            max_task_retries=MAX_RESTARTS,
+        )
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for i in range(len(batch["name"])):
+            yield {k: batch[k][i] for k in OUT_COLUMNS}
+
+
+def _finish(job: FileJob, row: dict[str, Any], ray_job: _RayJob) -> FileResult:
+    """Write a worker's output for ``job`` (atomically, checked as the local engine does)."""
+    result = result_of(row)
+    if result.status != "ok":
+        log.info("%s: %s", job.src, result.error)
+        return result
+    data = bytes(row["output"])
+
+    def write() -> FileResult:
+        existing = existing_output(job.name, job.dst, ray_job.overwrite, ray_job.skip_existing)
+        if existing is not None:  # appeared while the workers ran
+            return existing
+        check_destination(job.dst, job.in_root)
+        write_atomic(job.dst, lambda f: f.write(data))
+        return result
+
+    worker_seconds = result.seconds
+    finished = run_guarded(job.name, job.dst, write)
+    finished.seconds += worker_seconds
+    return finished
