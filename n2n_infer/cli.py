@@ -41,7 +41,12 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.argument("in_dir", type=click.Path(path_type=Path))
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--model", default=None, help="Bundled model name or .onnx path [default: photo].")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, openvino or openvino:bf16.")
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto, cpu, cuda, cuda:N, openvino or openvino:bf16.",
+)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--tile",
