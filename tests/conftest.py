@@ -21,6 +21,25 @@ def synthetic_photo(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
+def denoise_in_two_threads(denoiser: object, images: list[np.ndarray]) -> list[np.ndarray]:
+    """``denoiser.denoise`` of each image, the images split between two threads that share
+    the one denoiser; results in input order."""
+    import threading
+
+    results: dict[int, np.ndarray] = {}
+
+    def work(k: int) -> None:
+        for i in range(k, len(images), 2):
+            results[i] = denoiser.denoise(images[i])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [results[i] for i in range(len(images))]
+
+
 @pytest.fixture(scope="session")
 def photos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of 6 seeded synthetic PNG photos, 96×96."""

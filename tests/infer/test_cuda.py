@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import pytest
 from n2n_infer import Denoiser, InferenceError, ProviderError, SessionConfig
 from n2n_infer.providers import CUDA
 from n2n_infer.registry import available_models, resolve_model
-from tests.conftest import REPO, synthetic_photo
+from tests.conftest import REPO, denoise_in_two_threads, synthetic_photo
 
 pytestmark = pytest.mark.cuda
 
@@ -109,18 +108,8 @@ def test_a_device_that_does_not_exist_is_a_provider_error(gpu: Denoiser) -> None
 def test_two_threads_on_one_denoiser(gpu: Denoiser) -> None:
     imgs = [photo(200 + 32 * i, 256, seed=i) for i in range(6)]
     serial = [gpu.denoise(x) for x in imgs]
-    results: dict[int, np.ndarray] = {}
-
-    def work(k: int) -> None:
-        for i in range(k, 6, 2):
-            results[i] = gpu.denoise(imgs[i])
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert all(np.array_equal(results[i], serial[i]) for i in range(6))
+    together = denoise_in_two_threads(gpu, imgs)
+    assert all(np.array_equal(a, b) for a, b in zip(together, serial, strict=True))
 
 
 def test_every_node_runs_on_cuda(gpu: Denoiser, tmp_path: Path) -> None:

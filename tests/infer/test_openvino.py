@@ -4,7 +4,6 @@ path, and its errors. Needs ``openvino`` (in the dev extra, so CI runs the gate)
 from __future__ import annotations
 
 import builtins
-import threading
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from n2n_infer import Denoiser, ModelLoadError, ProviderError, ov_backend
 from n2n_infer.providers import parse_device
 from n2n_infer.registry import available_models
-from tests.conftest import synthetic_photo
+from tests.conftest import denoise_in_two_threads, synthetic_photo
 
 ov = pytest.importorskip("openvino")
 
@@ -48,18 +47,8 @@ def test_two_threads_share_one_denoiser() -> None:
     d = Denoiser(device="openvino")
     imgs = [noisy(40 + 8 * i, 48, seed=i) for i in range(6)]
     serial = [d.denoise(x) for x in imgs]
-    results: dict[int, np.ndarray] = {}
-
-    def work(k: int) -> None:
-        for i in range(k, 6, 2):
-            results[i] = d.denoise(imgs[i])
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert all(np.array_equal(results[i], serial[i]) for i in range(6))
+    together = denoise_in_two_threads(d, imgs)
+    assert all(np.array_equal(a, b) for a, b in zip(together, serial, strict=True))
 
 
 def test_bf16_on_a_cpu_without_it_is_refused() -> None:
