@@ -63,7 +63,8 @@ def _summary_table(model_path: Path, info: md.ModelInfo, props: dict[str, str]) 
         f"| architecture | UNet, features {net.get('features')}, {net.get('convs_per_level')} "
         f"conv/level, {net.get('pooling')} pooling, {net.get('upsampling')} upsampling"
         f"{', residual (predicts the noise)' if net.get('residual') else ''} |",
-        f"| trained for noise | `{info.noise}` (0–255 scale) |",
+        f"| trained for noise | `{info.noise}`"
+        f"{'' if data.get('source') in OWN_DATA else ' (0–255 scale)'} |",
         f"| training data | {_data_line(data)} |",
         f"| training | {_training_line(train, cfg)} |",
         f"| checkpoint sha256 | `{props.get(md.KEY_CHECKPOINT_SHA256, '?')}` |",
@@ -92,8 +93,10 @@ def _training_line(train: dict[str, Any], cfg: dict[str, Any]) -> str:
         extras.append(f"photos also at 1/2 … 1/{2 ** cfg['pyramid']} size")
     schedule = cfg.get("schedule", "none")
     init = train.get("init") or {}
+    named = f"`{init['name']}`, " if init.get("name") else ""
     start = (
-        f"; fine-tuned from checkpoint `{str(init.get('sha256'))[:12]}…` ({_init_line(init)})"
+        f"; fine-tuned from {named}checkpoint `{str(init.get('sha256'))[:12]}…` "
+        f"({_init_line(init)})"
         if init
         else ""
     )
@@ -135,17 +138,41 @@ def _init_line(init: dict[str, Any]) -> str:
 
 def _figures(psnr: dict[str, Any], train: dict[str, Any]) -> list[str]:
     rows = ["| set | noisy input | torch (fp32) | onnxruntime |", "| --- | --- | --- | --- |"]
+    if train.get("val_psnr") is None and train.get("best_val_loss") is not None:
+        return [*_loss_lines(train), "", *rows[:2], *_figures_rows(psnr)]
     if train.get("val_psnr") is not None:
         rows.append(
             f"| {_validation_label(train)} | "
             f"{train.get('noisy_psnr', float('nan')):.2f} | {train['val_psnr']:.2f} | – |"
         )
-    if "psnr_torch" in psnr:
-        rows.append(
-            f"| {psnr.get('eval_set', '?')} | "
-            f"{psnr['psnr_noisy']:.2f} | {psnr['psnr_torch']:.4f} | {psnr['psnr_onnx']:.4f} |"
-        )
-    return rows
+    return rows + _figures_rows(psnr)
+
+
+def _figures_rows(psnr: dict[str, Any]) -> list[str]:
+    if "psnr_torch" not in psnr:
+        return []
+    return [
+        f"| {psnr.get('eval_set', '?')} | "
+        f"{psnr['psnr_noisy']:.2f} | {psnr['psnr_torch']:.4f} | {psnr['psnr_onnx']:.4f} |"
+    ]
+
+
+def _loss_lines(train: dict[str, Any]) -> list[str]:
+    """Validation without clean images (own noisy data): noisy-target losses, before and after."""
+    init = train.get("init") or {}
+    start = (
+        f"; the starting model `{init.get('name') or 'checkpoint'}` scored "
+        f"{init['val_loss']:.6g} on the same patches"
+        if init.get("val_loss") is not None
+        else ""
+    )
+    stopped = f" Training stopped by its {train['stopped']}." if train.get("stopped") else ""
+    return [
+        f"Validation (held-out scenes, noisy targets, so no PSNR): loss "
+        f"{train['best_val_loss']:.6g} at epoch {train.get('best_epoch')}{start}. A noisy "
+        "target adds its noise variance to every model's loss alike, so the lower loss is "
+        f"the better model.{stopped}"
+    ]
 
 
 def _variants(path: Path) -> list[str]:
@@ -170,5 +197,25 @@ def _data_line(data: dict[str, Any]) -> str:
     sha = f", sha256 `{data['sha256'][:12]}…`" if data.get("sha256") else ""
     if data.get("source") == "course":
         return f"course-format pairs {shown} ({data.get('pairs', '?')} pairs{sha})"
+    if data.get("source") in OWN_DATA:
+        return _own_data_line(data)
     files = f" ({data['files']} photos)" if data.get("files") else ""
     return f"clean photos {shown}{files}, noised on the fly"
+
+
+#: The own-data sources of ``n2n-train fit`` (``--pairs``, ``--bursts``, ``--singles``) in words.
+OWN_DATA = {
+    "pairs": "your own noisy pairs (two aligned captures per scene)",
+    "bursts": "your own bursts (aligned noisy frames per scene)",
+    "singles": "your own single noisy images (Neighbor2Neighbor)",
+}
+
+
+def _own_data_line(data: dict[str, Any]) -> str:
+    """Own noisy data: mode, folder names, files and scenes (split by scene)."""
+    names = " and ".join(f"`{data[k]}`" for k in ("name", "name_b") if data.get(k))
+    return (
+        f"{OWN_DATA[data['source']]}: mode `{data['source']}`, folder {names}, "
+        f"{data.get('files', '?')} files, {data.get('scenes', '?')} scenes "
+        f"({data.get('val_scenes', '?')} held out for validation)"
+    )

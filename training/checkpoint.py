@@ -116,6 +116,37 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return ckpt
 
 
+def find_checkpoint(name_or_path: str | Path) -> tuple[Path, str]:
+    """A checkpoint file and the name a summary gives it, from a path or a bundled model's name.
+
+    A bare name without a suffix (``"photo"``) that is not an existing file is a
+    shipped model: its checkpoint ``<name>.pt`` beside ``<name>.onnx`` in the
+    runtime's models folder (:func:`n2n_infer.registry.models_dir`); its name
+    is kept. A path keeps its file name.
+
+    Raises:
+        CheckpointError: no such file, or no bundled checkpoint of that name
+            (the message lists the bundled ones).
+    """
+    from n2n_infer.registry import models_dir
+
+    path = Path(name_or_path)
+    if path.is_file():
+        return path, path.name
+    if path.suffix or path.name != str(name_or_path):
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    folder = models_dir()
+    bundled = folder / f"{path.name}.pt"
+    if not bundled.is_file():
+        names = sorted(p.stem for p in folder.glob("*.pt"))
+        raise CheckpointError(
+            f"{name_or_path!r}: neither a checkpoint file nor a bundled model with a checkpoint "
+            f"(bundled checkpoints in {folder.name}/: {', '.join(names) or 'none'}; the .pt "
+            "files ship with a clone of the repository, not with the wheel)"
+        )
+    return bundled, path.name
+
+
 def load_resume_state(path: str | Path) -> tuple[Checkpoint, dict[str, Any]]:
     """Read a checkpoint and the training state saved with it (to resume training).
 

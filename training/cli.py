@@ -98,13 +98,34 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
     help="Course-format val_data.pkl (noisy, clean) for PSNR.",
 )
 @click.option(
+    "--pairs",
+    nargs=2,
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    metavar="DIR_A DIR_B",
+    help="Your own noisy pairs: two folders of aligned captures matched by relative path "
+    "(with --target clean, DIR_B holds clean references).",
+)
+@click.option(
+    "--bursts",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Your own bursts: one subfolder per scene with 2+ aligned noisy frames.",
+)
+@click.option(
+    "--singles",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Your own single noisy images (Neighbor2Neighbor; noise independent per pixel).",
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path),
     required=True,
     help="Run folder: best.pt, last.pt, metrics.jsonl, loss.png.",
 )
-@click.option("--preset", default="study", show_default=True, help="Model shape preset.")
+@click.option(
+    "--preset", default=None, help="Model shape preset [default: study, or --init's shape]."
+)
 @click.option("--features", default=None, help="Features per level (2-5 levels), e.g. 16,32,64.")
 @click.option("--convs-per-level", type=click.Choice(["1", "2"]), default=None)
 @click.option("--batch-norm/--no-batch-norm", default=None)
@@ -175,10 +196,24 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.option(
     "--init",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
-    help="Fine-tune: start from this checkpoint's weights (same model shape) with a "
-    "new optimizer and schedule; --lr sets the new peak learning rate.",
+    metavar="CKPT|NAME",
+    help="Fine-tune: start from a checkpoint file or a bundled model (photo) with its "
+    "model shape, a new optimizer and schedule; --lr sets the new peak learning rate.",
+)
+@click.option(
+    "--minutes",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="Time budget: stop when spent (keeping the best checkpoint); 0 = none.",
+)
+@click.option(
+    "--regulariser",
+    type=click.FloatRange(min=0.0),
+    default=2.0,
+    show_default=True,
+    help="For --singles: the Neighbor2Neighbor regulariser's final weight.",
 )
 @click.option(
     "--snapshot-every",

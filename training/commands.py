@@ -17,11 +17,12 @@ import click
 import torch
 
 from n2n_infer.files import sha256_file, write_text_atomic
-from n2n_train.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from n2n_train.checkpoint import Checkpoint, CheckpointError, find_checkpoint, load_checkpoint
 from n2n_train.config import PRESETS, ConfigError, TrainConfig, UNetConfig
 from n2n_train.data import CoursePairs, DataError, PhotoPairs, load_course_pairs, load_photo_folder
 from n2n_train.evaluate import EvalResult
 from n2n_train.noise import parse_noise
+from n2n_train.owndata import NoisyScenes, load_noisy_scenes
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ _MODEL_OPTIONS = (
 LOCAL_PATHS = "local_paths.json"
 #: The ``fit`` options that locate data, as :func:`load_data` reads them.
 _DATA_OPTIONS = ("photos", "course", "course_val")
+#: The ``fit`` options naming the user's own noisy data (:mod:`training.owndata`).
+_OWN_OPTIONS = ("pairs", "bursts", "singles")
 
 
 def check_device(device: str) -> None:
@@ -59,7 +62,7 @@ def model_config(opts: dict[str, Any]) -> UNetConfig:
         click.BadParameter: unknown preset or malformed ``--features``.
         ValueError: an invalid combination (from :class:`UNetConfig`).
     """
-    preset = opts["preset"]
+    preset = opts.get("preset") or "study"
     if preset not in PRESETS:
         raise click.BadParameter(
             f"unknown preset {preset!r}; known: {sorted(PRESETS)}", param_hint="--preset"
@@ -77,17 +80,30 @@ def model_config(opts: dict[str, Any]) -> UNetConfig:
     return dataclasses.replace(PRESETS[preset], **changes)
 
 
+def shape_given(opts: dict[str, Any]) -> bool:
+    """Whether the ``fit`` options ask for a model shape (a preset or a shape option)."""
+    return bool(opts.get("preset") or opts.get("features")) or any(
+        opts.get(k) is not None for k in _MODEL_OPTIONS
+    )
+
+
+def own_source(opts: dict[str, Any]) -> str | None:
+    """Which own-data option (``pairs``, ``bursts``, ``singles``) the ``fit`` options use."""
+    return next((k for k in _OWN_OPTIONS if opts.get(k)), None)
+
+
 def train_config(opts: dict[str, Any], course: bool) -> TrainConfig:
     """The :class:`TrainConfig` of the ``fit`` options (``--study`` turns on its augmentation)."""
     lr = opts["lr"] if opts["lr"] is not None else (0.001 if opts["optimizer"] == "adam" else 0.01)
     study = opts["study"]
+    noise = "course" if course else "own" if own_source(opts) else opts["noise"]
     return TrainConfig(
         epochs=opts["epochs"],
         batch_size=opts["batch_size"],
         optimizer=opts["optimizer"],
         lr=lr,
         patch_size=opts["patch_size"],
-        noise="course" if course else opts["noise"],
+        noise=noise,
         steps_per_epoch=opts["steps_per_epoch"],
         seed=opts["seed"],
         loss=opts["loss"],
@@ -102,6 +118,8 @@ def train_config(opts: dict[str, Any], course: bool) -> TrainConfig:
         init=opts.get("init_sha256") or "",
         grey_fraction=opts.get("grey_fraction") or 0.0,
         limit_pairs=opts.get("limit_pairs") or 0,
+        minutes=opts.get("minutes") or 0.0,
+        regulariser=2.0 if opts.get("regulariser") is None else opts["regulariser"],
     )
 
 
@@ -126,7 +144,15 @@ def write_local_paths(out_dir: Path, opts: dict[str, Any]) -> Path:
         OSError: the run folder cannot be written.
     """
     keys = (*_DATA_OPTIONS, "init")
-    paths = {k: str(Path(opts[k]).resolve()) for k in keys if opts.get(k) is not None}
+    paths: dict[str, Any] = {
+        k: str(Path(opts[k]).resolve()) for k in keys if opts.get(k) is not None
+    }
+    if opts.get("init_path") is not None:  # a bundled name resolved to its file
+        paths["init"] = str(Path(opts["init_path"]).resolve())
+    for k in _OWN_OPTIONS:
+        if opts.get(k):
+            folders = opts[k] if isinstance(opts[k], (list, tuple)) else [opts[k]]
+            paths[k] = [str(Path(f).resolve()) for f in folders]
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / LOCAL_PATHS
     write_text_atomic(path, json.dumps(paths, indent=2) + "\n")
@@ -135,16 +161,26 @@ def write_local_paths(out_dir: Path, opts: dict[str, Any]) -> Path:
 
 def load_data(
     opts: dict[str, Any], cfg: TrainConfig
-) -> tuple[CoursePairs | PhotoPairs, dict[str, Any]]:
-    """The training data named by ``--photos`` or ``--course`` (and ``--course-val``).
+) -> tuple[CoursePairs | PhotoPairs | NoisyScenes, dict[str, Any]]:
+    """The training data named by ``--photos``, ``--course`` (and ``--course-val``),
+    ``--pairs``, ``--bursts`` or ``--singles``.
 
     Returns the data and its description for the summary: the source, the
-    folder's name and image count (photos) or the files' names, sha256 and pair
-    count (course), never an absolute path.
+    folder's name and image count (photos), the files' names, sha256 and pair
+    count (course), or the folders' names with file and scene counts (own
+    data), never an absolute path.
 
     Raises:
-        DataError: the data cannot be read.
+        DataError: the data cannot be read; for own data, one error lists every
+            unmatched, mis-sized or unreadable file.
     """
+    mode = own_source(opts)
+    if mode is not None:
+        folders = opts[mode] if mode == "pairs" else (opts[mode],)
+        clean = cfg.target == "clean"
+        return load_noisy_scenes(
+            mode, folders, cfg.patch_size, cfg.val_fraction, cfg.seed, clean_targets=clean
+        )
     gen = torch.Generator().manual_seed(cfg.seed)
     clean_targets = cfg.target == "clean"
     if opts["photos"] is not None:
@@ -190,29 +226,68 @@ def load_data(
     return data, info
 
 
+def check_fit_sources(opts: dict[str, Any]) -> None:
+    """Refuse ``fit`` options that do not name exactly one data source, or that do not fit it.
+
+    Raises:
+        click.UsageError: no source or several; an option that needs another source.
+    """
+    sources = [k for k in ("photos", "course", *_OWN_OPTIONS) if opts.get(k)]
+    if len(sources) != 1:
+        raise click.UsageError(
+            "give exactly one of --photos, --course, --pairs, --bursts or --singles"
+            + (f" (got {', '.join('--' + k for k in sources)})" if sources else "")
+        )
+    if opts.get("limit_pairs") and opts["course"] is None:
+        raise click.UsageError("--limit-pairs needs --course (it takes a file's first N pairs)")
+    if opts.get("grey_fraction") and opts["photos"] is None:
+        raise click.UsageError(
+            "--grey-fraction needs --photos: other data comes noised, so its noise "
+            "cannot be drawn again for grey patches"
+        )
+    mode = own_source(opts)
+    if mode not in (None, "pairs") and opts.get("target") == "clean":
+        raise click.UsageError(
+            f"--{mode} holds noisy images only: --target clean needs --photos, or --pairs "
+            "NOISY CLEAN"
+        )
+    if mode == "singles" and (opts.get("swap") or opts.get("blur_prob") or opts.get("study")):
+        raise click.UsageError(
+            "--singles trains on one image's two sub-images: --swap, --blur-prob and --study "
+            "do not apply (--dihedral does)"
+        )
+
+
+def _load_init(opts: dict[str, Any]) -> tuple[Checkpoint | None, dict[str, Any]]:
+    """The ``--init`` checkpoint (a path or a bundled name) and the options it adds.
+
+    Raises:
+        CheckpointError: as :func:`find_checkpoint` and :func:`load_checkpoint`.
+        OSError: the file cannot be read.
+    """
+    if opts.get("init") is None:
+        return None, opts
+    path, name = find_checkpoint(opts["init"])
+    init = load_checkpoint(path)
+    return init, dict(opts, init_path=path, init_name=name, init_sha256=sha256_file(path))
+
+
 def run_fit_command(out_dir: Path, opts: dict[str, Any]) -> int:
-    """``n2n-train fit``: build config, data and model, train, print the summary."""
+    """``n2n-train fit``: build config, data and model, train, print the summary.
+
+    With ``--init`` and no shape option (``--preset``, ``--features``, ...),
+    the model takes the starting checkpoint's shape.
+    """
     from n2n_train.loop import fit
     from n2n_train.unet import UNet
 
-    if (opts["photos"] is None) == (opts["course"] is None):
-        raise click.UsageError("give exactly one of --photos or --course")
-    if opts.get("limit_pairs") and opts["course"] is None:
-        raise click.UsageError("--limit-pairs needs --course (it takes a file's first N pairs)")
-    if opts.get("grey_fraction") and opts["course"] is not None:
-        raise click.UsageError(
-            "--grey-fraction needs --photos: course pairs come noised, so their noise "
-            "cannot be drawn again for grey patches"
-        )
+    check_fit_sources(opts)
     check_device(opts["device"])
     if opts["threads"]:
         torch.set_num_threads(opts["threads"])
-    init = None
     try:
-        if opts.get("init") is not None:
-            init = load_checkpoint(opts["init"])
-            opts = dict(opts, init_sha256=sha256_file(opts["init"]))
-        ucfg = model_config(opts)
+        init, opts = _load_init(opts)
+        ucfg = init.config if init is not None and not shape_given(opts) else model_config(opts)
         cfg = train_config(opts, course=opts["course"] is not None)
         data, info = load_data(opts, cfg)
         write_local_paths(out_dir, opts)
@@ -220,7 +295,7 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any]) -> int:
         click.echo(f"error: {exc}", err=True)
         return 2
     if init is not None:
-        info["init"] = Path(opts["init"]).name  # its sha256 is the summary's init.sha256
+        info["init"] = opts["init_name"]  # its sha256 is the summary's init.sha256
     torch.manual_seed(cfg.seed)  # the weights' initialisation
     try:
         summary = fit(
@@ -234,6 +309,7 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any]) -> int:
             resume=opts["resume"],
             init=init,
             snapshot_every=opts.get("snapshot_every") or 0,
+            init_name=opts.get("init_name") or "",
         )
     except CheckpointError as exc:
         click.echo(f"error: {exc}", err=True)

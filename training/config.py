@@ -141,6 +141,13 @@ class TrainConfig(_Versioned):
     - ``limit_pairs`` (version 6): train on the first N pairs of a course-format
       file only (its 80/20 split is then of those N), for reduced-scale studies;
       0 = all.
+    - ``minutes`` (version 7): a time budget; training stops when it is spent
+      (even within an epoch), keeping the best checkpoint; 0 = none. Time also
+      drives the training progress (regulariser ramp, L0 annealing) when it
+      runs out before the epochs.
+    - ``regulariser`` (version 7): for single noisy images (``--singles``), the
+      final weight gamma of the Neighbor2Neighbor regulariser, which rises from
+      0 with the training progress (see ``training/neighbor.py``).
     """
 
     epochs: int = 15
@@ -165,8 +172,10 @@ class TrainConfig(_Versioned):
     init: str = ""
     grey_fraction: float = 0.0
     limit_pairs: int = 0
+    minutes: float = 0.0
+    regulariser: float = 2.0
 
-    VERSION: ClassVar[int] = 6
+    VERSION: ClassVar[int] = 7
 
     def __post_init__(self) -> None:
         _check_choice("optimizer", self.optimizer, ("sgd", "adam", "adagrad"))
@@ -186,6 +195,10 @@ class TrainConfig(_Versioned):
             raise ValueError(f"grey_fraction must be in [0, 1], got {self.grey_fraction}")
         if self.limit_pairs < 0:
             raise ValueError(f"limit_pairs must be 0 (all) or positive, got {self.limit_pairs}")
+        if self.minutes < 0:
+            raise ValueError(f"minutes must be 0 (no budget) or positive, got {self.minutes}")
+        if self.regulariser < 0:
+            raise ValueError(f"regulariser must be 0 or positive, got {self.regulariser}")
         if not 0 <= self.pyramid <= 8:
             raise ValueError(f"pyramid must be 0 to 8 halvings, got {self.pyramid}")
         if self.init and not re.fullmatch(r"[0-9a-f]{64}", self.init):

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from n2n_train.config import ConfigError, TrainConfig
 from n2n_train.data import CoursePairs, PhotoPairs, ValidationSet
 from n2n_train.losses import learning_rate, training_loss, validation_loss
 from n2n_train.metrics import psnr
+from n2n_train.neighbor import neighbor2neighbor_loss
+from n2n_train.owndata import NoisyScenes
 from n2n_train.plots import plot_loss_curves, read_metrics
 from n2n_train.unet import UNet
 
@@ -39,6 +42,9 @@ log = logging.getLogger(__name__)
 
 #: Batches used at once when evaluating, to bound memory.
 EVAL_BATCH = 256
+
+#: What ``fit`` trains on: course tensors, clean photos noised on the fly, or own noisy scenes.
+TrainingData = CoursePairs | PhotoPairs | NoisyScenes
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -73,7 +79,7 @@ def batch_seed(cfg: TrainConfig) -> int:
     return (cfg.seed ^ int(cfg.init[:15], 16)) & (2**63 - 1)
 
 
-def steps_per_epoch(data: CoursePairs | PhotoPairs, cfg: TrainConfig) -> int:
+def steps_per_epoch(data: TrainingData, cfg: TrainConfig) -> int:
     """Optimizer steps in one epoch."""
     if isinstance(data, CoursePairs):
         return -(-len(data) // cfg.batch_size)
@@ -82,7 +88,7 @@ def steps_per_epoch(data: CoursePairs | PhotoPairs, cfg: TrainConfig) -> int:
 
 def fit(
     model: UNet,
-    data: CoursePairs | PhotoPairs,
+    data: TrainingData,
     cfg: TrainConfig,
     out_dir: str | Path,
     device: str = "cpu",
@@ -91,6 +97,7 @@ def fit(
     resume: bool = False,
     init: Checkpoint | None = None,
     snapshot_every: int = 0,
+    init_name: str = "",
 ) -> dict[str, Any]:
     """Train ``model`` on ``data`` and keep the best checkpoint by validation loss.
 
@@ -100,11 +107,14 @@ def fit(
     (``cfg`` may raise ``epochs``; anything else must match). With ``init``
     (fine-tuning; ``cfg.init`` is its file's sha256), a fresh run starts from
     those weights instead of random ones, with a new optimizer and schedule;
-    its summary records where it started. With ``snapshot_every`` N > 0, the
-    weights after every Nth epoch also go to ``out_dir/snapshots/epoch-NNN.pt``
-    (for :mod:`training.average`; their summary's ``snapshot`` is that epoch's
-    metrics row). Returns the training summary that is also stored in the
-    checkpoints.
+    its summary records where it started (``init_name``: a bundled model's
+    name or the file's name) and that model's validation loss. With
+    ``snapshot_every`` N > 0, the weights after every Nth epoch also go to
+    ``out_dir/snapshots/epoch-NNN.pt`` (for :mod:`training.average`; their
+    summary's ``snapshot`` is that epoch's metrics row). With ``cfg.minutes``
+    > 0, training stops when that time is spent (even within an epoch, which
+    is then validated and counted) and the summary's ``stopped`` says so.
+    Returns the training summary that is also stored in the checkpoints.
 
     Raises:
         CheckpointError: ``resume`` without a usable ``last.pt``, or with a
@@ -130,18 +140,9 @@ def fit(
     opt = make_optimizer(model, cfg)
     summary = _new_summary(data, cfg, data_info)
     if init is not None:
-        summary["init"] = {
-            "sha256": cfg.init,
-            "epochs": init.summary.get("epochs"),
-            "best_epoch": init.summary.get("best_epoch"),
-            "val_psnr": init.summary.get("val_psnr"),
-        }
-        if init.summary.get("averaged"):  # n2n-train average: which epochs it is the mean of
-            averaged = init.summary["averaged"]
-            summary["init"]["averaged"] = {
-                "count": averaged.get("count"),
-                "epochs": [c.get("epoch") for c in averaged.get("checkpoints", [])],
-            }
+        summary["init"] = _init_record(init, cfg, init_name)
+        if not resume:  # where the fine-tune starts, on this run's validation set
+            summary["init"]["val_loss"] = validate(model, data.validation, device, cfg)
     metrics_path = out_dir / "metrics.jsonl"
     start = 1
     if resume:
@@ -150,13 +151,17 @@ def fit(
         metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     else:
         metrics_path.write_text("")
+    budget = _Budget(60.0 * cfg.minutes)
     for epoch in range(start, cfg.epochs + 1):
-        row = _run_epoch(model, data, cfg, opt, gen, device, epoch, progress)
+        row = _run_epoch(model, data, cfg, opt, gen, device, epoch, progress, budget)
         with metrics_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         plot_loss_curves(read_metrics(metrics_path), out_dir / "loss.png", title=str(out_dir.name))
         log.info("epoch %d: %s", epoch, row)
         summary["epochs"] = epoch
+        if budget.spent:
+            log.info("time budget of %g minutes spent in epoch %d", cfg.minutes, epoch)
+            summary["stopped"] = f"time budget of {cfg.minutes:g} minutes, in epoch {epoch}"
         if summary["best_val_loss"] is None or row["val_loss"] < summary["best_val_loss"]:
             summary.update(
                 best_epoch=epoch, best_val_loss=row["val_loss"], val_psnr=row.get("val_psnr")
@@ -172,22 +177,49 @@ def fit(
         if snapshot_every > 0 and epoch % snapshot_every == 0:
             snap = out_dir / "snapshots" / f"epoch-{epoch:03d}.pt"
             save_checkpoint(snap, model, dict(summary, snapshot=row))
+        if budget.spent:
+            break
     return summary
 
 
 def _new_summary(
-    data: CoursePairs | PhotoPairs, cfg: TrainConfig, data_info: dict[str, Any] | None
+    data: TrainingData, cfg: TrainConfig, data_info: dict[str, Any] | None
 ) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "train_config": cfg.to_dict(),
         "data": dict(data_info or {}),
         "noise": (data_info or {}).get("noise", cfg.noise),
-        "mode": "noise2clean" if cfg.target == "clean" else "noise2noise",
+        "mode": _mode(data, cfg),
         "best_val_loss": None,
     }
     if data.psnr_set is not None:
         summary["noisy_psnr"] = psnr(*data.psnr_set)
     return summary
+
+
+def _init_record(init: Checkpoint, cfg: TrainConfig, name: str) -> dict[str, Any]:
+    """What a fine-tune's summary says of the checkpoint it started from."""
+    record: dict[str, Any] = {
+        "sha256": cfg.init,
+        "epochs": init.summary.get("epochs"),
+        "best_epoch": init.summary.get("best_epoch"),
+        "val_psnr": init.summary.get("val_psnr"),
+    }
+    if init.summary.get("averaged"):  # n2n-train average: which epochs it is the mean of
+        averaged = init.summary["averaged"]
+        record["averaged"] = {
+            "count": averaged.get("count"),
+            "epochs": [c.get("epoch") for c in averaged.get("checkpoints", [])],
+        }
+    if name:
+        record["name"] = name
+    return record
+
+
+def _mode(data: TrainingData, cfg: TrainConfig) -> str:
+    if isinstance(data, NoisyScenes) and data.subsampled:
+        return "neighbor2neighbor"
+    return "noise2clean" if cfg.target == "clean" else "noise2noise"
 
 
 def _restore(
@@ -223,21 +255,23 @@ def _restore(
 
 def _run_epoch(
     model: nn.Module,
-    data: CoursePairs | PhotoPairs,
+    data: TrainingData,
     cfg: TrainConfig,
     opt: torch.optim.Optimizer,
     gen: torch.Generator,
     device: str,
     epoch: int,
     progress: bool,
+    budget: _Budget | None = None,
 ) -> dict[str, Any]:
-    """Train one epoch and validate; returns the epoch's metrics row."""
+    """Train one epoch (or until ``budget`` is spent) and validate; returns its metrics row."""
     t0 = time.perf_counter()
     per_epoch = steps_per_epoch(data, cfg)
     batches = _epoch_batches(data, cfg, gen)
-    first_step = (epoch - 1) * per_epoch
+    steps = _Steps((epoch - 1) * per_epoch, cfg.epochs * per_epoch, budget or _Budget(0.0))
+    subsampled = isinstance(data, NoisyScenes) and data.subsampled
     train_loss, seen = _train_epoch(
-        model, batches, opt, cfg, gen, device, epoch, first_step, per_epoch, progress
+        model, batches, opt, cfg, gen, device, epoch, steps, subsampled, progress
     )
     train_s = time.perf_counter() - t0
     row: dict[str, Any] = {
@@ -253,8 +287,40 @@ def _run_epoch(
     return row
 
 
+class _Budget:
+    """A run's time budget in seconds (0: none), counted from its creation."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.start, self.spent = seconds, time.perf_counter(), False
+
+    def fraction(self) -> float:
+        """Share of the budget used so far (0 without a budget)."""
+        if not self.seconds:
+            return 0.0
+        return (time.perf_counter() - self.start) / self.seconds
+
+    def check(self) -> bool:
+        """Whether the budget is spent (and remember it)."""
+        self.spent = self.spent or self.fraction() >= 1.0
+        return self.spent
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """Where an epoch's steps lie in the run, for schedules and the time budget."""
+
+    first: int
+    total: int
+    budget: _Budget
+
+    def progress(self, i: int) -> float:
+        """Training progress in [0, 1] at the epoch's step ``i``: by steps, or by time
+        when the budget would run out first."""
+        return min(max((self.first + i) / max(self.total, 1), self.budget.fraction()), 1.0)
+
+
 def _epoch_batches(
-    data: CoursePairs | PhotoPairs, cfg: TrainConfig, gen: torch.Generator
+    data: TrainingData, cfg: TrainConfig, gen: torch.Generator
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     if isinstance(data, CoursePairs):
         return data.batches(cfg.batch_size, gen)
@@ -282,22 +348,23 @@ def _train_epoch(
     gen: torch.Generator,
     device: str,
     epoch: int,
-    first_step: int,
-    per_epoch: int,
+    steps: _Steps,
+    subsampled: bool,
     progress: bool,
 ) -> tuple[float, int]:
     model.train()
-    total, seen, total_steps = 0.0, 0, cfg.epochs * per_epoch
+    total, seen = 0.0, 0
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     dev_type = torch.device(device).type
     bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False, unit="batch")
     for i, (inp_cpu, target_cpu) in enumerate(bar):
+        if steps.budget.check():
+            break
         inp, target = augment(inp_cpu, target_cpu, cfg, gen)
         inp = inp.to(device, memory_format=fmt)
         target = target.to(device)
-        step = first_step + i
         for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, step, total_steps)
+            group["lr"] = learning_rate(cfg, steps.first + i, steps.total)
         opt.zero_grad(set_to_none=True)
         autocast = (
             torch.autocast(dev_type, dtype=torch.bfloat16)
@@ -305,8 +372,11 @@ def _train_epoch(
             else contextlib.nullcontext()
         )
         with autocast:
-            pred = model(inp)
-        loss = training_loss(pred.float(), target, cfg, step / max(total_steps, 1))
+            if subsampled:  # input and target are the same noisy crops
+                gamma = cfg.regulariser * steps.progress(i)
+                loss = neighbor2neighbor_loss(model, inp, gen, gamma)
+            else:
+                loss = training_loss(model(inp).float(), target, cfg, steps.progress(i))
         loss.backward()
         opt.step()
         value = float(loss.detach())

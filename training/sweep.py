@@ -75,7 +75,7 @@ SPEC_KEYS = ("title", "note", "base", "runs")
 #: ``fit`` options that the sweep sets itself and a spec may not.
 RESERVED = ("out_dir", "resume", "no_progress", "threads")
 #: ``fit`` options that are files: resolved against the spec's folder, left out of the marker.
-PATH_OPTIONS = ("photos", "course", "course_val", "init")
+PATH_OPTIONS = ("photos", "course", "course_val", "init", "bursts", "singles")
 
 
 class SweepError(ValueError):
@@ -209,10 +209,16 @@ def _options(
                 f"{path}: {where}: unknown key {key!r}; expected fit options "
                 f"({', '.join(sorted(set(params) - set(RESERVED)))}) or {list(ROW_KEYS)}"
             )
-        if name in PATH_OPTIONS and isinstance(value, str):
+        bundled = name == "init" and isinstance(value, str) and _bare_name(value, root)
+        if name in PATH_OPTIONS and isinstance(value, str) and not bundled:
             value = str((root / Path(value).expanduser()).resolve())
         out[name] = value
     return out
+
+
+def _bare_name(value: str, root: Path) -> bool:
+    """A bundled model's name (``init = "photo"``): no folder, no suffix, no such file."""
+    return Path(value).name == value and not Path(value).suffix and not (root / value).exists()
 
 
 def fit_args(options: dict[str, Any]) -> list[str]:

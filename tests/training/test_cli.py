@@ -117,10 +117,19 @@ def test_fit_init_fine_tunes_from_a_checkpoint(tmp_path, seedlike_dir):
 def test_fit_init_of_another_shape_is_refused(tmp_path, seedlike_dir):
     base = ["fit", "--course", seedlike_dir / "train_data.pkl", "--no-progress", "--epochs", "1"]
     assert _invoke(*base, "--out", tmp_path / "a", "--features", "8,16").exit_code == 0
-    result = _invoke(*base, "--out", tmp_path / "b", "--init", tmp_path / "a" / "best.pt")
+    init = tmp_path / "a" / "best.pt"
+    result = _invoke(*base, "--out", tmp_path / "b", "--init", init, "--preset", "study")
     assert result.exit_code == 2
     assert "--init" in result.output and "differs" in result.output
     assert not (tmp_path / "b" / "best.pt").exists()
+
+
+def test_fit_init_without_a_shape_option_takes_the_checkpoint_shape(tmp_path, seedlike_dir):
+    base = ["fit", "--course", seedlike_dir / "train_data.pkl", "--no-progress", "--epochs", "1"]
+    assert _invoke(*base, "--out", tmp_path / "a", "--features", "8,16").exit_code == 0
+    result = _invoke(*base, "--out", tmp_path / "b", "--init", tmp_path / "a" / "best.pt")
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "b" / "best.pt").config.features == (8, 16)
 
 
 def test_fit_init_names_a_file_that_is_not_a_checkpoint(tmp_path, seedlike_dir):

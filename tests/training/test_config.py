@@ -103,9 +103,11 @@ def test_every_training_option_round_trips():
         init="ab" * 32,
         grey_fraction=0.25,
         limit_pairs=5000,
+        minutes=1.5,
+        regulariser=1.0,
     )
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    assert cfg.to_dict()["version"] == 6
+    assert cfg.to_dict()["version"] == 7
 
 
 @pytest.mark.parametrize(
@@ -120,6 +122,8 @@ def test_every_training_option_round_trips():
         {"pyramid": -1},
         {"init": "not-a-sha256"},
         {"grey_fraction": 1.5},
+        {"minutes": -1.0},
+        {"regulariser": -0.5},
     ],
 )
 def test_invalid_training_options_are_refused(bad):

@@ -195,3 +195,11 @@ def test_limit_pairs_beyond_the_file_is_refused(spec_dir: Path):
     args = ["fit", "--photos", str(spec_dir), "--out", str(spec_dir / "o"), "--limit-pairs", "9"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "--limit-pairs needs --course" in result.output
+
+
+def test_a_bundled_init_name_is_kept_and_own_data_folders_are_resolved(tmp_path: Path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[base]\ninit = "photo"\nbursts = "frames"\n\n[[runs]]\nname = "a"\n')
+    base = load_spec(spec).base
+    assert base["init"] == "photo"
+    assert base["bursts"] == str((tmp_path / "frames").resolve())

@@ -1,0 +1,323 @@
+"""Training data from the user's own noisy images: aligned pairs, bursts, single images.
+
+Three layouts, each read into *scenes* (the frames of one scene share a size
+and are aligned):
+
+- ``pairs``: two folders; files are matched by their path relative to each
+  folder (``a/x/1.png`` with ``b/x/1.png``); each match is one scene of two
+  noisy captures.
+- ``bursts``: one folder, one subfolder per scene holding two or more noisy
+  frames; every step pairs two different frames of a scene.
+- ``singles``: one folder (searched recursively) of single noisy images; each
+  is its own scene, trained the Neighbor2Neighbor way (:mod:`training.neighbor`).
+
+Every file goes through the runtime's reader (:func:`training.data.read_rgb`:
+EXIF orientation applied, grey repeated into RGB, 16-bit rounded to 8 bits,
+any size). All problems (unmatched names, different sizes, unreadable files,
+scenes too small or with fewer than two frames) are collected and reported in
+one :class:`~training.data.DataError` before any training.
+
+Validation is split by scene: no scene has patches on both sides. Its loss is
+noisy against noisy; for zero-mean noise independent between the two
+captures, ``E‖f(x) − y₂‖² = ‖f(x) − clean‖² + σ²``, so it ranks models as the
+clean loss would, shifted by the targets' noise variance.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from n2n_train.data import IMAGE_SUFFIXES, DataError, ValidationSet, read_rgb, to_float
+from n2n_train.neighbor import neighbor_indices, subsample
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MODES", "NoisyScenes", "Scene", "scan_bursts", "scan_pairs", "scan_singles"]
+
+#: The own-data layouts, as ``n2n-train fit`` names them.
+MODES = ("pairs", "bursts", "singles")
+#: Problems listed in one error at most (the rest are counted).
+MAX_LISTED = 50
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Aligned noisy frames of one scene: uint8 3×H×W tensors of one size."""
+
+    name: str
+    frames: tuple[torch.Tensor, ...]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the frames."""
+        return int(self.frames[0].shape[1]), int(self.frames[0].shape[2])
+
+
+def _images(folder: Path, recursive: bool) -> dict[str, Path]:
+    """Image files under ``folder`` by their relative POSIX path (hidden files skipped)."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    out = {}
+    for p in found:
+        rel = p.relative_to(folder)
+        hidden = any(part.startswith(".") for part in rel.parts)
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not hidden:
+            out[rel.as_posix()] = p
+    return dict(sorted(out.items()))
+
+
+def _check_folder(folder: Path, what: str) -> None:
+    if not folder.is_dir():
+        raise DataError(f"{what} {folder}: folder not found")
+
+
+def _read(path: Path, problems: list[str]) -> torch.Tensor | None:
+    try:
+        return read_rgb(path)
+    except DataError as exc:
+        problems.append(f"unreadable: {exc}")
+        return None
+
+
+def _scene(name: str, paths: Sequence[Path], min_side: int, problems: list[str]) -> Scene | None:
+    """Read ``paths`` as one scene, adding what is wrong with it to ``problems``."""
+    read = [_read(p, problems) for p in paths]
+    frames = [f for f in read if f is not None]
+    if len(frames) < len(read):
+        return None
+    sizes = {(int(f.shape[1]), int(f.shape[2])) for f in frames}
+    if len(sizes) > 1:
+        pairs = zip(paths, frames, strict=True)
+        listed = ", ".join(f"{p} {f.shape[2]}×{f.shape[1]}" for p, f in pairs)
+        problems.append(f"different sizes in scene {name!r}: {listed}")
+        return None
+    h, w = sizes.pop()
+    if min(h, w) < min_side:
+        problems.append(
+            f"too small: scene {name!r} is {w}×{h}, expected at least {min_side}×{min_side} "
+            "(the patch size; twice it for singles)"
+        )
+        return None
+    return Scene(name, tuple(frames))
+
+
+def _raise_problems(where: str, problems: list[str]) -> None:
+    if not problems:
+        return
+    shown = problems[:MAX_LISTED]
+    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    raise DataError(
+        f"{where}: {len(problems)} problem(s) in the training data, nothing trained:\n  "
+        + "\n  ".join(shown)
+        + more
+    )
+
+
+def scan_pairs(dir_a: str | Path, dir_b: str | Path, min_side: int = 1) -> list[Scene]:
+    """Read two folders of aligned noisy captures, matched by relative path.
+
+    Raises:
+        DataError: a folder is missing or empty, or any file is unmatched,
+            unreadable, of another size than its partner or smaller than
+            ``min_side``; one error lists every such file.
+    """
+    dir_a, dir_b = Path(dir_a), Path(dir_b)
+    _check_folder(dir_a, "--pairs")
+    _check_folder(dir_b, "--pairs")
+    a, b = _images(dir_a, recursive=True), _images(dir_b, recursive=True)
+    if not a and not b:
+        raise DataError(f"--pairs {dir_a} {dir_b}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    problems = [f"unmatched: {a[k]} has no {dir_b / k}" for k in a if k not in b]
+    problems += [f"unmatched: {b[k]} has no {dir_a / k}" for k in b if k not in a]
+    scenes = [_scene(k, (a[k], b[k]), min_side, problems) for k in a if k in b]
+    _raise_problems(f"--pairs {dir_a} {dir_b}", problems)
+    return [s for s in scenes if s is not None]
+
+
+def scan_bursts(folder: str | Path, min_side: int = 1) -> list[Scene]:
+    """Read a folder of bursts: one subfolder per scene, two or more aligned frames in each.
+
+    Raises:
+        DataError: the folder is missing or holds no subfolder; images lie
+            directly in it; a scene has fewer than two frames; any frame is
+            unreadable, of another size than the scene's others or smaller than
+            ``min_side``; one error lists them all.
+    """
+    folder = Path(folder)
+    _check_folder(folder, "--bursts")
+    problems = [
+        f"not in a scene folder: {p} (put each burst in its own subfolder)"
+        for p in _images(folder, recursive=False).values()
+    ]
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subdirs and not problems:
+        raise DataError(f"--bursts {folder}: no scene subfolders found")
+    scenes = []
+    for sub in subdirs:
+        frames = list(_images(sub, recursive=False).values())
+        if len(frames) < 2:
+            problems.append(
+                f"too few frames: {sub} holds {len(frames)} image(s), expected 2 or more"
+            )
+            continue
+        scenes.append(_scene(sub.name, frames, min_side, problems))
+    _raise_problems(f"--bursts {folder}", problems)
+    return [s for s in scenes if s is not None]
+
+
+def scan_singles(folder: str | Path, min_side: int = 2) -> list[Scene]:
+    """Read a folder (recursively) of single noisy images, one scene each.
+
+    Raises:
+        DataError: the folder is missing or holds no image; any image is
+            unreadable or smaller than ``min_side``; one error lists them all.
+    """
+    folder = Path(folder)
+    _check_folder(folder, "--singles")
+    files = _images(folder, recursive=True)
+    if not files:
+        raise DataError(f"--singles {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    problems: list[str] = []
+    scenes = [_scene(k, (p,), min_side, problems) for k, p in files.items()]
+    _raise_problems(f"--singles {folder}", problems)
+    return [s for s in scenes if s is not None]
+
+
+class NoisyScenes:
+    """(input, target) batches of patches from noisy scenes, split by scene.
+
+    ``pairs``/``bursts``: each patch is cut at one place from two different
+    frames of a scene (in random order), input and target, both noisy.
+    ``singles``: each patch is cut at twice ``patch_size`` from one image and
+    yielded as both input and target; the loop trains it with
+    :func:`training.neighbor.neighbor2neighbor_loss` (``subsampled`` is true),
+    and the validation pairs are its two fixed neighbour sub-images.
+
+    There are no clean images, so ``psnr_set`` is ``None`` and the validation
+    loss is noisy against noisy (module docstring). With ``clean_targets``
+    (``pairs`` only: the second folder holds clean references), the input is
+    always the first frame and the target the second (Noise2Clean), and the
+    validation pairs also give PSNR.
+    """
+
+    def __init__(
+        self,
+        scenes: Sequence[Scene],
+        mode: str,
+        patch_size: int,
+        val_fraction: float,
+        generator: torch.Generator,
+        val_patches: int = 64,
+        clean_targets: bool = False,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+        if clean_targets and mode != "pairs":
+            raise ValueError(f"clean targets need pairs (noisy, clean), not {mode}")
+        if len(scenes) < 2:
+            raise DataError(
+                f"--{mode}: need at least 2 scenes (one for validation, split by scene), "
+                f"found {len(scenes)}"
+            )
+        self.mode, self.subsampled = mode, mode == "singles"
+        self.clean_targets = clean_targets
+        self.crop = 2 * patch_size if self.subsampled else patch_size
+        perm = torch.randperm(len(scenes), generator=generator).tolist()
+        n_val = min(len(scenes) - 1, max(1, round(len(scenes) * val_fraction)))
+        self.val_scenes = [scenes[i] for i in perm[:n_val]]
+        self.train_scenes = [scenes[i] for i in perm[n_val:]]
+        self.validation = self._validation_set(val_patches, generator)
+        self.psnr_set: tuple[torch.Tensor, torch.Tensor] | None = None
+        if clean_targets:
+            self.psnr_set = (self.validation.noisy, self.validation.target)
+
+    def _validation_set(self, n: int, generator: torch.Generator) -> ValidationSet:
+        inp, target = self._patches(self.val_scenes, n, generator, ordered=True)
+        if self.subsampled:
+            first, second = neighbor_indices(inp.shape, generator)
+            inp, target = subsample(inp, first), subsample(inp, second)
+        return ValidationSet(inp, target, target if self.clean_targets else None)
+
+    def _patches(
+        self, scenes: Sequence[Scene], n: int, generator: torch.Generator, ordered: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` float patch pairs: random scenes, places and (unless ``ordered``) frames."""
+        size = self.crop
+        inp, target = torch.empty(n, 3, size, size), torch.empty(n, 3, size, size)
+        picks = torch.randint(len(scenes), (n,), generator=generator).tolist()
+        for k, i in enumerate(picks):
+            scene = scenes[i]
+            h, w = scene.size
+            y = int(torch.randint(h - size + 1, (1,), generator=generator))
+            x = int(torch.randint(w - size + 1, (1,), generator=generator))
+            a, b = self._frames(len(scene.frames), generator, ordered)
+            inp[k] = to_float(scene.frames[a][:, y : y + size, x : x + size])
+            target[k] = to_float(scene.frames[b][:, y : y + size, x : x + size])
+        return inp, target
+
+    @staticmethod
+    def _frames(count: int, generator: torch.Generator, ordered: bool) -> tuple[int, int]:
+        """Two different frame indices of a scene (the same one for singles)."""
+        if count == 1:
+            return 0, 0
+        if ordered:
+            return 0, 1
+        a, b = torch.randperm(count, generator=generator)[:2].tolist()
+        return a, b
+
+    def batches(
+        self, batch_size: int, steps: int, generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``steps`` batches of (input, target) float N×3×P×P patches from training scenes."""
+        for _ in range(steps):
+            yield self._patches(self.train_scenes, batch_size, generator, self.clean_targets)
+
+    def describe(self) -> dict[str, int]:
+        """Counts for the training summary: scenes and frames on each side of the split."""
+        return {
+            "scenes": len(self.train_scenes) + len(self.val_scenes),
+            "val_scenes": len(self.val_scenes),
+            "files": sum(len(s.frames) for s in (*self.train_scenes, *self.val_scenes)),
+        }
+
+
+def load_noisy_scenes(
+    mode: str,
+    folders: Sequence[str | Path],
+    patch_size: int,
+    val_fraction: float,
+    seed: int,
+    clean_targets: bool = False,
+) -> tuple[NoisyScenes, dict[str, object]]:
+    """Read ``folders`` in layout ``mode`` and split them; return the data and its record.
+
+    ``clean_targets``: ``pairs`` whose second folder holds clean references.
+
+    The record (for the training summary) names the folders by name only, with
+    file and scene counts, never by absolute path.
+
+    Raises:
+        DataError: as :func:`scan_pairs`, :func:`scan_bursts`,
+            :func:`scan_singles`, or fewer than two usable scenes.
+    """
+    paths = [Path(f) for f in folders]
+    min_side = 2 * patch_size if mode == "singles" else patch_size
+    if mode == "pairs":
+        scenes = scan_pairs(paths[0], paths[1], min_side)
+    elif mode == "bursts":
+        scenes = scan_bursts(paths[0], min_side)
+    else:
+        scenes = scan_singles(paths[0], min_side)
+    gen = torch.Generator().manual_seed(seed)
+    data = NoisyScenes(scenes, mode, patch_size, val_fraction, gen, clean_targets=clean_targets)
+    names = [p.resolve().name for p in paths]
+    info: dict[str, object] = {"source": mode, "name": names[0], **data.describe()}
+    if len(names) > 1:
+        info["name_b"] = names[1]
+    info["noise"] = f"own noise of {' and '.join(names)} ({mode})".replace("+", " ")
+    log.info("%s: %s", mode, info)
+    return data, info
