@@ -194,7 +194,7 @@ def card(info: ModelInfo) -> list[tuple[str, str]]:
     data = train.get("data") if isinstance(train.get("data"), dict) else {}
     trained = [
         _cut(str(data["source"])) if "source" in data else "",
-        f"{tc['epochs']} epochs" if "epochs" in tc else "",
+        _epochs(train, tc),
         f"batches of {tc['batch_size']}" if "batch_size" in tc else "",
         f"{tc['patch_size']} px patches" if "patch_size" in tc else "",
         f"{tc['optimizer']} lr {tc['lr']}" if "optimizer" in tc and "lr" in tc else "",
@@ -206,6 +206,16 @@ def card(info: ModelInfo) -> list[tuple[str, str]]:
     if psnr:
         lines.append(("PSNR", psnr))
     return lines
+
+
+def _epochs(train: dict[str, Any], tc: dict[str, Any]) -> str:
+    """Epochs run (the summary's count, else the config's), and a time budget if one was set."""
+    epochs = train.get("epochs", tc.get("epochs"))
+    text = f"{epochs} epochs" if isinstance(epochs, int) else ""
+    minutes = tc.get("minutes")
+    if isinstance(minutes, int | float) and minutes > 0:
+        text = f"{text} within a {minutes:g}-minute budget".strip()
+    return text
 
 
 def _architecture(cfg: dict[str, Any]) -> str:

@@ -80,3 +80,19 @@ def test_card_survives_hostile_metadata():
     assert ("architecture", "not described in the metadata") in lines
     assert all(len(text) <= 130 for _, text in lines)
     assert not [label for label, _ in lines if label == "PSNR"]
+
+
+def test_card_gives_epochs_run_and_a_time_budget():
+    info = ModelInfo(
+        path=Path("m.onnx"),
+        format_version=1,
+        stride=4,
+        name="mine",
+        noise="",
+        config={},
+        training={"epochs": 17, "train_config": {"epochs": 100000, "minutes": 20.0}},
+        psnr={},
+    )
+    (training,) = [text for label, text in card(info) if label == "training"]
+    assert training.startswith("17 epochs within a 20-minute budget")
+    assert "100000" not in training
