@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import platform
 import statistics
 import sys
@@ -227,18 +226,19 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def machine() -> str:
-    model = platform.processor() or "cpu"
+    """:func:`bench.variants.machine` and the CPU features that decide bf16 and int8 speed."""
+    from bench.variants import machine as cpu_and_cores
+
     cpuinfo = Path("/proc/cpuinfo")
     flags: set[str] = set()
     if cpuinfo.exists():
         for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
             if line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
-        wanted = ("avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16")
-        model += "; " + (", ".join(f for f in wanted if f in flags) or "no AVX-512, no VNNI")
-    return f"{model}; {os.cpu_count()} logical CPUs, {platform.system()} {platform.machine()}"
+                break
+    wanted = ("avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16")
+    features = ", ".join(f for f in wanted if f in flags) or "no AVX-512, no VNNI"
+    return f"{cpu_and_cores()}; {features}"
 
 
 def markdown(result: dict) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -35,12 +36,14 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from n2n_infer.metrics import psnr
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # bench.report when run as a script
@@ -144,7 +147,8 @@ def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
     return {"first_s": first, "median_s": statistics.median(times), "min_s": min(times)}
 
 
-def load_examples(side: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+@functools.cache
+def load_examples(side: int = 0) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
     """The bundled noisy examples and their clean originals, uint8 H×W×3 (top-left
     ``side``×``side`` crops when ``side`` is set: the dry run's small sizes)."""
     from n2n_infer.imageio import as_rgb_u8, read_image
@@ -154,10 +158,10 @@ def load_examples(side: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
         pair = as_rgb_u8(read_image(path)), as_rgb_u8(read_image(EXAMPLES / "clean" / path.name))
         for out, img in zip((noisy, clean), pair, strict=True):
             out.append(np.ascontiguousarray(img[:side, :side]) if side else img)
-    return noisy, clean
+    return tuple(noisy), tuple(clean)
 
 
-def mosaic(images: list[np.ndarray], h: int, w: int) -> np.ndarray:
+def mosaic(images: Sequence[np.ndarray], h: int, w: int) -> np.ndarray:
     """An h×w uint8 image tiled from ``images`` (real photo content at any size)."""
     rows = []
     y = 0
@@ -178,13 +182,8 @@ def mosaic(images: list[np.ndarray], h: int, w: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(rows)[:h])
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    err = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    peak = 255.0 if a.dtype == np.uint8 else 1.0
-    return float(10 * np.log10(peak**2 / max(err, 1e-20)))
-
-
-def shipped_models() -> list[tuple[str, Path, Path | None]]:
+@functools.cache
+def shipped_models() -> tuple[tuple[str, Path, Path | None], ...]:
     """(name, .onnx, .pt or None) for every bundled model."""
     from n2n_infer.registry import available_models, resolve_model
 
@@ -193,7 +192,7 @@ def shipped_models() -> list[tuple[str, Path, Path | None]]:
         onnx_path = resolve_model(name)
         pt = onnx_path.with_suffix(".pt")
         out.append((name, onnx_path, pt if pt.is_file() else None))
-    return out
+    return tuple(out)
 
 
 def subprocess_step(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> dict:

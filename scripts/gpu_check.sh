@@ -50,21 +50,22 @@ if [ "$dry" = 0 ]; then
     # The product's own path first: onnxruntime.preload_dlls() finds pip's CUDA libraries.
     # Only if that cannot start CUDA are the pip NVIDIA library folders put on the loader path
     # (recorded in gpu.json as ld_library_path_set_by_script).
-    if ! "$PYTHON" -c "from n2n_infer import Denoiser; Denoiser(device='cuda')" 2>/tmp/n2n-probe.log; then
+    probe_log="$(mktemp)"
+    if ! "$PYTHON" -c "from n2n_infer import Denoiser; Denoiser(device='cuda')" 2>"$probe_log"; then
         echo "gpu_check.sh: Denoiser(device='cuda') failed as installed:" >&2
-        tail -3 /tmp/n2n-probe.log >&2
+        tail -3 "$probe_log" >&2
         libs="$("$PYTHON" - <<'PY'
 import glob, os, site
 dirs = []
 for base in site.getsitepackages():
     dirs += sorted(glob.glob(os.path.join(base, "nvidia", "*", "lib")))
-    dirs += sorted(glob.glob(os.path.join(base, "nvidia", "cu*", "lib")))
-print(":".join(dict.fromkeys(dirs)))
+print(":".join(dirs))
 PY
 )"
         export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         export N2N_GPU_LD_PATH="$libs"
     fi
+    rm -f "$probe_log"
 fi
 
 args=(--out "$out" --budget "$budget")

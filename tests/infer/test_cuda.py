@@ -19,6 +19,7 @@ import onnxruntime as ort
 import pytest
 
 from n2n_infer import Denoiser, InferenceError, ProviderError, SessionConfig
+from n2n_infer.metrics import psnr
 from n2n_infer.providers import CUDA
 from n2n_infer.registry import available_models, resolve_model
 from tests.conftest import REPO, denoise_in_two_threads, synthetic_photo
@@ -44,10 +45,6 @@ def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     clean = synthetic_photo(rng, h, w).astype(np.float64)
     return np.clip(np.rint(clean + rng.normal(0, 25, clean.shape)), 0, 255).astype(np.uint8)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255.0**2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
 
 
 def test_cuda_runs_the_model_without_binding_or_buckets(gpu: Denoiser) -> None:
