@@ -104,10 +104,19 @@ def _training_line(train: dict[str, Any], cfg: dict[str, Any]) -> str:
         f"{cfg.get('optimizer')} lr {cfg.get('lr')}"
         f"{'' if schedule == 'none' else f' ({schedule} schedule)'}, "
         f"{cfg.get('loss', 'mse')} loss, {cfg.get('precision', 'fp32')}, "
-        f"{cfg.get('target', 'noisy')} targets, batch {cfg.get('batch_size')}, {amount}"
+        f"{cfg.get('target', 'noisy')} targets, batch {cfg.get('batch_size')}"
+        f"{_processes(train)}, {amount}"
         f"{'; augmentation: ' + ', '.join(extras) if extras else ''}"
         f"; {_kept_line(train)}{start}"
     )
+
+
+def _processes(train: dict[str, Any]) -> str:
+    """`` (over N DDP processes, BACKEND)`` for a distributed run, else nothing."""
+    dist = train.get("distributed") or {}
+    if not dist.get("processes"):
+        return ""
+    return f" (global, over {dist['processes']} DDP processes, {dist.get('backend')})"
 
 
 def _kept_line(train: dict[str, Any]) -> str:

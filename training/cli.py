@@ -226,11 +226,28 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train with N processes on this machine (DistributedDataParallel: gloo on the CPU, "
+    "NCCL on GPUs, one thread each unless --threads); --batch-size is the global batch. "
+    "Several machines: torchrun ... -m n2n_train.cli fit (docs/scaling.md).",
+)
+@click.option(
+    "--check-sync",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="With several processes: compare the ranks' weights bit for bit every N steps "
+    "(fails on a difference); 0 = off.",
+)
 def fit(out_dir: Path, **opts: object) -> None:
     """Train a UNet; keeps OUT/best.pt by validation loss (exit 2: bad arguments or data)."""
     from n2n_train.commands import run_fit_command
 
-    sys.exit(run_fit_command(out_dir, opts))
+    sys.exit(run_fit_command(out_dir, opts, argv=sys.argv[1:]))
 
 
 @main.command("eval")

@@ -20,6 +20,7 @@ from n2n_infer.files import sha256_file, write_text_atomic
 from n2n_train.checkpoint import Checkpoint, CheckpointError, find_checkpoint, load_checkpoint
 from n2n_train.config import PRESETS, ConfigError, TrainConfig, UNetConfig
 from n2n_train.data import CoursePairs, DataError, PhotoPairs, load_course_pairs, load_photo_folder
+from n2n_train.distributed import Dist
 from n2n_train.evaluate import EvalResult
 from n2n_train.noise import parse_noise
 from n2n_train.owndata import NoisyScenes, load_noisy_scenes
@@ -272,27 +273,74 @@ def _load_init(opts: dict[str, Any]) -> tuple[Checkpoint | None, dict[str, Any]]
     return init, dict(opts, init_path=path, init_name=name, init_sha256=sha256_file(path))
 
 
-def run_fit_command(out_dir: Path, opts: dict[str, Any]) -> int:
+def run_fit_command(out_dir: Path, opts: dict[str, Any], argv: list[str] | None = None) -> int:
     """``n2n-train fit``: build config, data and model, train, print the summary.
 
     With ``--init`` and no shape option (``--preset``, ``--features``, ...),
-    the model takes the starting checkpoint's shape.
+    the model takes the starting checkpoint's shape. With ``--nproc`` N > 1
+    (and not already inside a distributed run) it starts N copies of this
+    command line (``argv``, the arguments after the program name) and returns
+    the run's status; inside a run started by torchrun or by ``--nproc`` it
+    trains its rank's share, and only rank 0 writes and prints.
     """
-    from n2n_train.loop import fit
-    from n2n_train.unet import UNet
+    from n2n_train import distributed
 
     check_fit_sources(opts)
     check_device(opts["device"])
+    nproc = int(opts.get("nproc") or 1)
+    if nproc > 1 and not distributed.in_launched_run():
+        return _launch_fit(nproc, argv)
+    try:
+        dist = distributed.init_from_environment(opts["device"])
+    except distributed.DistributedError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    try:
+        return _fit_rank(out_dir, opts, dist)
+    finally:
+        distributed.shutdown(dist)
+
+
+def _launch_fit(nproc: int, argv: list[str] | None) -> int:
+    """Start ``nproc`` processes running ``n2n-train ARGV``; their status."""
+    from n2n_train import distributed
+
+    if not argv or "fit" not in argv:
+        click.echo(
+            "error: --nproc needs the n2n-train command line; from Python, start the "
+            "processes with torchrun ... -m n2n_train.cli fit ...",
+            err=True,
+        )
+        return 2
+    status, lines = distributed.launch(nproc, argv)
+    for line in lines:
+        click.echo(line, err=True)
+    return status
+
+
+def _fit_rank(out_dir: Path, opts: dict[str, Any], dist: Dist) -> int:
+    """The training of one process (all of it, or one rank's share)."""
+    from n2n_train.distributed import DesyncError, DistributedError, rank_device
+    from n2n_train.loop import fit
+    from n2n_train.unet import UNet
+
+    if not dist.is_main:  # the ranks would repeat rank 0's messages
+        logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
     if opts["threads"]:
         torch.set_num_threads(opts["threads"])
     try:
+        nproc = int(opts.get("nproc") or 1)
+        if nproc > 1 and nproc != dist.world:
+            raise DistributedError(f"--nproc {nproc}, but this run has {dist.world} processes")
+        device = rank_device(opts["device"], dist)
         init, opts = _load_init(opts)
         ucfg = init.config if init is not None and not shape_given(opts) else model_config(opts)
         cfg = train_config(opts, course=opts["course"] is not None)
         data, info = load_data(opts, cfg)
-        write_local_paths(out_dir, opts)
-    except (CheckpointError, ConfigError, DataError, ValueError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        if dist.is_main:
+            write_local_paths(out_dir, opts)
+    except (CheckpointError, ConfigError, DataError, DistributedError, ValueError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)  # other ranks: shown only if rank 0 is silent
         return 2
     if init is not None:
         info["init"] = opts["init_name"]  # its sha256 is the summary's init.sha256
@@ -303,18 +351,21 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any]) -> int:
             data,
             cfg,
             out_dir,
-            device=opts["device"],
+            device=device,
             data_info=info,
             progress=not opts["no_progress"],
             resume=opts["resume"],
             init=init,
             snapshot_every=opts.get("snapshot_every") or 0,
             init_name=opts.get("init_name") or "",
+            dist=dist,
+            check_sync=opts.get("check_sync") or 0,
         )
-    except CheckpointError as exc:
+    except (CheckpointError, DistributedError) as exc:
         click.echo(f"error: {exc}", err=True)
-        return 2
-    click.echo(json.dumps({k: v for k, v in summary.items() if k != "train_config"}, indent=2))
+        return 1 if isinstance(exc, DesyncError) else 2
+    if dist.is_main:
+        click.echo(json.dumps({k: v for k, v in summary.items() if k != "train_config"}, indent=2))
     return 0
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from n2n_infer.errors import ImageError
 from n2n_infer.imageio import read_image
+from n2n_train.distributed import SINGLE, Dist
 from n2n_train.noise import NoiseModel
 
 log = logging.getLogger(__name__)
@@ -164,13 +165,32 @@ class CoursePairs:
         return self._a.shape[0]
 
     def batches(
-        self, batch_size: int, generator: torch.Generator
+        self,
+        batch_size: int,
+        generator: torch.Generator,
+        order: torch.Generator | None = None,
+        dist: Dist = SINGLE,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch of shuffled (input, target) float batches."""
-        perm = torch.randperm(len(self), generator=generator)
+        """One epoch of shuffled (input, target) float batches.
+
+        ``order`` draws the shuffle (default: ``generator``). In a distributed
+        run (``dist``) every rank passes the same ``order`` and gets its share
+        of each batch of ``batch_size``; a last batch with fewer pairs than
+        ranks is dropped (:meth:`epoch_batches` counts it out).
+        """
+        perm = torch.randperm(len(self), generator=order or generator)
         for i in range(0, len(self), batch_size):
             idx = perm[i : i + batch_size]
+            if len(idx) < dist.world:
+                break
+            start, stop = dist.share(len(idx))
+            idx = idx[start:stop]
             yield to_float(self._a[idx]), to_float(self._b[idx])
+
+    def epoch_batches(self, batch_size: int, world: int = 1) -> int:
+        """Batches in one epoch of :meth:`batches` with ``world`` ranks."""
+        full, rest = divmod(len(self), batch_size)
+        return full + (1 if rest >= world else 0)
 
 
 def photo_pyramid(

@@ -31,6 +31,15 @@ from n2n_train.checkpoint import (
 )
 from n2n_train.config import ConfigError, TrainConfig
 from n2n_train.data import CoursePairs, PhotoPairs, ValidationSet
+from n2n_train.distributed import (
+    SINGLE,
+    Dist,
+    DistributedError,
+    check_in_sync,
+    order_seed,
+    rank_seed,
+    wrap,
+)
 from n2n_train.losses import learning_rate, training_loss, validation_loss
 from n2n_train.metrics import psnr
 from n2n_train.neighbor import neighbor2neighbor_loss
@@ -67,9 +76,56 @@ def predict(model: nn.Module, noisy: torch.Tensor, device: str = "cpu") -> torch
     return torch.cat(outs)
 
 
-def validate(model: nn.Module, val: ValidationSet, device: str, cfg: TrainConfig) -> float:
-    """Validation loss (:func:`training.losses.validation_loss`) on ``val``."""
-    return validation_loss(predict(model, val.noisy, device), val.target, cfg)
+def validate(
+    model: nn.Module, val: ValidationSet, device: str, cfg: TrainConfig, dist: Dist = SINGLE
+) -> float:
+    """Validation loss (:func:`training.losses.validation_loss`) on ``val``.
+
+    In a distributed run each rank predicts its share and the sums are
+    reduced: every rank returns the same value.
+    """
+    if not dist.active:
+        return validation_loss(predict(model, val.noisy, device), val.target, cfg)
+    start, stop = dist.share(len(val.noisy))
+    weight = float(val.target[start:stop].numel())
+    part = 0.0
+    if stop > start:
+        pred = predict(model, val.noisy[start:stop], device)
+        part = validation_loss(pred, val.target[start:stop], cfg) * weight
+    total, count = dist.sum([part, weight])
+    return total / count
+
+
+def validation_figures(
+    model: nn.Module, data: TrainingData, device: str, cfg: TrainConfig, dist: Dist = SINGLE
+) -> tuple[float, float | None]:
+    """Validation loss and, where ``data`` has clean references, mean per-image PSNR.
+
+    When the PSNR set's noisy images are the validation inputs (photo patches),
+    one prediction serves both. In a distributed run each rank predicts its
+    share and the sums are reduced: every rank returns the same figures.
+    """
+    val, pset = data.validation, data.psnr_set
+    if not dist.active:
+        pred = predict(model, val.noisy, device)
+        loss = validation_loss(pred, val.target, cfg)
+        if pset is None:
+            return loss, None
+        mine = pred if pset[0] is val.noisy else predict(model, pset[0], device)
+        return loss, psnr(mine, pset[1])
+    sums = [0.0, 0.0, 0.0, 0.0]  # loss × values, values, PSNR × images, images
+    start, stop = dist.share(len(val.noisy))
+    if stop > start:
+        pred = predict(model, val.noisy[start:stop], device)
+        weight = val.target[start:stop].numel()
+        sums[:2] = validation_loss(pred, val.target[start:stop], cfg) * weight, weight
+    if pset is not None:
+        a, b = dist.share(len(pset[0]))  # the same share when it is the same tensor
+        if b > a:
+            mine = pred if pset[0] is val.noisy else predict(model, pset[0][a:b], device)
+            sums[2:] = psnr(mine, pset[1][a:b]) * (b - a), b - a
+    totals = dist.sum(sums)
+    return totals[0] / totals[1], (totals[2] / totals[3] if pset is not None else None)
 
 
 def batch_seed(cfg: TrainConfig) -> int:
@@ -79,10 +135,10 @@ def batch_seed(cfg: TrainConfig) -> int:
     return (cfg.seed ^ int(cfg.init[:15], 16)) & (2**63 - 1)
 
 
-def steps_per_epoch(data: TrainingData, cfg: TrainConfig) -> int:
-    """Optimizer steps in one epoch."""
+def steps_per_epoch(data: TrainingData, cfg: TrainConfig, world: int = 1) -> int:
+    """Optimizer steps in one epoch (with ``world`` ranks sharing each batch)."""
     if isinstance(data, CoursePairs):
-        return -(-len(data) // cfg.batch_size)
+        return data.epoch_batches(cfg.batch_size, world)
     return cfg.steps_per_epoch or 100
 
 
@@ -98,6 +154,8 @@ def fit(
     init: Checkpoint | None = None,
     snapshot_every: int = 0,
     init_name: str = "",
+    dist: Dist = SINGLE,
+    check_sync: int = 0,
 ) -> dict[str, Any]:
     """Train ``model`` on ``data`` and keep the best checkpoint by validation loss.
 
@@ -114,16 +172,33 @@ def fit(
     summary's ``snapshot`` is that epoch's metrics row). With ``cfg.minutes``
     > 0, training stops when that time is spent (even within an epoch, which
     is then validated and counted) and the summary's ``stopped`` says so.
-    Returns the training summary that is also stored in the checkpoints.
+
+    With ``dist`` of several processes (:mod:`training.distributed`), this
+    process trains its rank's share of every batch in DistributedDataParallel
+    (``cfg.batch_size`` is the global batch); only rank 0 writes files or
+    shows progress, rank 0 alone reads ``last.pt`` to resume, and every rank
+    returns the same summary. With ``check_sync`` N > 0 the ranks compare
+    their weights bit for bit every N steps. Returns the training summary that
+    is also stored in the checkpoints.
 
     Raises:
-        CheckpointError: ``resume`` without a usable ``last.pt``, or with a
-            different training config; ``init`` of another model shape.
+        CheckpointError: ``resume`` without a usable ``last.pt``, with a
+            different training config or number of processes; ``init`` of
+            another model shape.
+        DistributedError: a global batch smaller than the number of processes.
+        DesyncError: ranks whose weights differ (``check_sync``).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(batch_seed(cfg))
+    if dist.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.batch_size < dist.world:
+        raise DistributedError(
+            f"--batch-size {cfg.batch_size} is the global batch: it must be at least the "
+            f"number of processes ({dist.world})"
+        )
+    torch.manual_seed(rank_seed(cfg.seed, dist.rank))
+    gen = torch.Generator().manual_seed(rank_seed(batch_seed(cfg), dist.rank))
+    order = torch.Generator().manual_seed(order_seed(batch_seed(cfg))) if dist.active else gen
     if init is not None:
         if not cfg.init:
             raise ValueError("fit(init=...) needs cfg.init, the checkpoint file's sha256")
@@ -138,27 +213,33 @@ def fit(
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
-    summary = _new_summary(data, cfg, data_info)
+    summary = _new_summary(data, cfg, data_info, dist)
     if init is not None:
         summary["init"] = _init_record(init, cfg, init_name)
         if not resume:  # where the fine-tune starts, on this run's validation set
-            summary["init"]["val_loss"] = validate(model, data.validation, device, cfg)
+            summary["init"]["val_loss"] = validate(model, data.validation, device, cfg, dist)
     metrics_path = out_dir / "metrics.jsonl"
     start = 1
     if resume:
-        start = _restore(out_dir / "last.pt", model, opt, gen, cfg, summary)
-        rows = [r for r in read_metrics(metrics_path) if r["epoch"] < start]
-        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    else:
+        start = _restore(out_dir / "last.pt", model, opt, (gen, order), cfg, summary, dist)
+        if dist.is_main:
+            rows = [r for r in read_metrics(metrics_path) if r["epoch"] < start]
+            metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif dist.is_main:
         metrics_path.write_text("")
+    trainer = _Trainer(wrap(model, dist), model, opt, gen, order, device, dist, check_sync)
     budget = _Budget(60.0 * cfg.minutes)
     for epoch in range(start, cfg.epochs + 1):
-        row = _run_epoch(model, data, cfg, opt, gen, device, epoch, progress, budget)
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        plot_loss_curves(read_metrics(metrics_path), out_dir / "loss.png", title=str(out_dir.name))
-        log.info("epoch %d: %s", epoch, row)
+        row = _run_epoch(trainer, data, cfg, epoch, progress and dist.is_main, budget)
         summary["epochs"] = epoch
+        if check_sync:
+            summary["distributed"]["sync_checks"] += trainer.checks
+            trainer.checks = 0
+        if dist.is_main:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            plot_loss_curves(read_metrics(metrics_path), out_dir / "loss.png", title=out_dir.name)
+            log.info("epoch %d: %s", epoch, row)
         if budget.spent:
             log.info("time budget of %g minutes spent in epoch %d", cfg.minutes, epoch)
             summary["stopped"] = f"time budget of {cfg.minutes:g} minutes, in epoch {epoch}"
@@ -166,24 +247,53 @@ def fit(
             summary.update(
                 best_epoch=epoch, best_val_loss=row["val_loss"], val_psnr=row.get("val_psnr")
             )
-            save_checkpoint(out_dir / "best.pt", model, summary)
-        state = {
-            "epoch": epoch,
-            "optimizer": opt.state_dict(),
-            "generator": gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-        }
-        save_checkpoint(out_dir / "last.pt", model, summary, resume=state)
-        if snapshot_every > 0 and epoch % snapshot_every == 0:
-            snap = out_dir / "snapshots" / f"epoch-{epoch:03d}.pt"
-            save_checkpoint(snap, model, dict(summary, snapshot=row))
+            if dist.is_main:
+                save_checkpoint(out_dir / "best.pt", model, summary)
+        state = _resume_state(epoch, trainer)  # collective: every rank takes part
+        if dist.is_main:
+            save_checkpoint(out_dir / "last.pt", model, summary, resume=state)
+            if snapshot_every > 0 and epoch % snapshot_every == 0:
+                snap = out_dir / "snapshots" / f"epoch-{epoch:03d}.pt"
+                save_checkpoint(snap, model, dict(summary, snapshot=row))
         if budget.spent:
             break
     return summary
 
 
+@dataclass
+class _Trainer:
+    """What a training step needs: the model as trained (DDP-wrapped in a distributed
+    run) and as saved, the optimizer, the random streams and this process's rank."""
+
+    train_model: nn.Module
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    gen: torch.Generator
+    order: torch.Generator
+    device: str
+    dist: Dist
+    check_sync: int
+    checks: int = 0
+
+
+def _resume_state(epoch: int, trainer: _Trainer) -> dict[str, Any]:
+    """What ``last.pt`` needs to continue after ``epoch``; with several processes,
+    every rank's random states (gathered: all ranks must call this)."""
+    state: dict[str, Any] = {
+        "epoch": epoch,
+        "optimizer": trainer.opt.state_dict(),
+        "generator": trainer.gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    dist = trainer.dist
+    if dist.active:
+        ranks = dist.gather({"generator": state["generator"], "torch_rng": state["torch_rng"]})
+        state.update(processes=dist.world, order_generator=trainer.order.get_state(), ranks=ranks)
+    return state
+
+
 def _new_summary(
-    data: TrainingData, cfg: TrainConfig, data_info: dict[str, Any] | None
+    data: TrainingData, cfg: TrainConfig, data_info: dict[str, Any] | None, dist: Dist
 ) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "train_config": cfg.to_dict(),
@@ -192,6 +302,12 @@ def _new_summary(
         "mode": _mode(data, cfg),
         "best_val_loss": None,
     }
+    if dist.active:
+        summary["distributed"] = {
+            "processes": dist.world,
+            "backend": dist.backend,
+            "sync_checks": 0,
+        }
     if data.psnr_set is not None:
         summary["noisy_psnr"] = psnr(*data.psnr_set)
     return summary
@@ -226,11 +342,48 @@ def _restore(
     path: Path,
     model: nn.Module,
     opt: torch.optim.Optimizer,
-    gen: torch.Generator,
+    gens: tuple[torch.Generator, torch.Generator],
     cfg: TrainConfig,
     summary: dict[str, Any],
+    dist: Dist,
 ) -> int:
-    """Load weights, optimizer and RNG states from ``path``; return the next epoch."""
+    """Load weights, optimizer and RNG states from ``path``; return the next epoch.
+
+    With several processes rank 0 reads the file and sends what it holds to
+    the others (no shared file system is assumed); each rank takes its own
+    random states from it.
+    """
+    loaded, error = None, None
+    if dist.is_main:
+        try:
+            loaded = _read_resume(path, model, cfg, dist)
+        except CheckpointError as exc:
+            error = str(exc)
+    error = dist.broadcast(error)
+    if error is not None:
+        raise CheckpointError(error)
+    ckpt, state = dist.broadcast(loaded)
+    model.load_state_dict(ckpt.state_dict)
+    opt.load_state_dict(state["optimizer"])
+    mine = state["ranks"][dist.rank] if dist.active else state
+    gens[0].set_state(mine["generator"])
+    torch.set_rng_state(mine["torch_rng"])
+    if dist.active:
+        gens[1].set_state(state["order_generator"])
+    summary.update({k: v for k, v in ckpt.summary.items() if k != "train_config"})
+    log.info("resuming %s after epoch %d", path, state["epoch"])
+    return int(state["epoch"]) + 1
+
+
+def _read_resume(
+    path: Path, model: nn.Module, cfg: TrainConfig, dist: Dist
+) -> tuple[Checkpoint, dict[str, Any]]:
+    """``path``'s checkpoint and training state, checked against this run.
+
+    Raises:
+        CheckpointError: unreadable, or another training config, model or
+            number of processes.
+    """
     ckpt, state = load_resume_state(path)
     # read through from_dict, so that a run saved by an older TrainConfig version
     # (without the fields added since, which take their defaults) still resumes
@@ -244,45 +397,46 @@ def _restore(
         raise CheckpointError(f"{path}: cannot resume, the training config differs in {diff}")
     if ckpt.config != model.config:
         raise CheckpointError(f"{path}: cannot resume, the model config differs")
-    model.load_state_dict(ckpt.state_dict)
-    opt.load_state_dict(state["optimizer"])
-    gen.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
-    summary.update({k: v for k, v in ckpt.summary.items() if k != "train_config"})
-    log.info("resuming %s after epoch %d", path, state["epoch"])
-    return int(state["epoch"]) + 1
+    processes = int(state.get("processes", 1))
+    if processes != dist.world:
+        raise CheckpointError(
+            f"{path}: cannot resume: saved by a run of {processes} process(es), this run "
+            f"has {dist.world}; the random streams differ, so resume with --nproc {processes}"
+            if processes > 1
+            else f"{path}: cannot resume: saved by a run of 1 process, this run has "
+            f"{dist.world}; resume it without --nproc"
+        )
+    return ckpt, state
 
 
 def _run_epoch(
-    model: nn.Module,
+    trainer: _Trainer,
     data: TrainingData,
     cfg: TrainConfig,
-    opt: torch.optim.Optimizer,
-    gen: torch.Generator,
-    device: str,
     epoch: int,
     progress: bool,
     budget: _Budget | None = None,
 ) -> dict[str, Any]:
-    """Train one epoch (or until ``budget`` is spent) and validate; returns its metrics row."""
+    """Train one epoch (or until ``budget`` is spent) and validate; returns its metrics row
+    (the same on every rank: losses and counts are summed over ranks)."""
     t0 = time.perf_counter()
-    per_epoch = steps_per_epoch(data, cfg)
-    batches = _epoch_batches(data, cfg, gen)
+    dist, model, device = trainer.dist, trainer.model, trainer.device
+    per_epoch = steps_per_epoch(data, cfg, dist.world)
     steps = _Steps((epoch - 1) * per_epoch, cfg.epochs * per_epoch, budget or _Budget(0.0))
-    subsampled = isinstance(data, NoisyScenes) and data.subsampled
-    train_loss, seen = _train_epoch(
-        model, batches, opt, cfg, gen, device, epoch, steps, subsampled, progress
-    )
-    train_s = time.perf_counter() - t0
+    loss_sum, seen = _train_epoch(trainer, data, cfg, epoch, steps, progress)
+    loss_sum, seen = dist.sum([loss_sum, seen])
+    train_s = dist.max([time.perf_counter() - t0])[0]
+    val_loss, val_psnr = validation_figures(model, data, device, cfg, dist)
     row: dict[str, Any] = {
         "epoch": epoch,
-        "train_loss": train_loss,
-        "val_loss": validate(model, data.validation, device, cfg),
-        "lr": opt.param_groups[0]["lr"],
+        "train_loss": loss_sum / max(seen, 1),
+        "val_loss": val_loss,
+        "lr": trainer.opt.param_groups[0]["lr"],
         "images_per_s": seen / train_s,
+        "train_seconds": train_s,
     }
-    if data.psnr_set is not None:
-        row["val_psnr"] = psnr(predict(model, data.psnr_set[0], device), data.psnr_set[1])
+    if val_psnr is not None:
+        row["val_psnr"] = val_psnr
     row["seconds"] = time.perf_counter() - t0
     return row
 
@@ -299,10 +453,14 @@ class _Budget:
             return 0.0
         return (time.perf_counter() - self.start) / self.seconds
 
-    def check(self) -> bool:
-        """Whether the budget is spent (and remember it)."""
-        self.spent = self.spent or self.fraction() >= 1.0
-        return self.spent
+    def check(self, dist: Dist = SINGLE) -> bool:
+        """Whether the budget is spent (and remember it); with several processes,
+        spent on one rank is spent on all (they must stop at the same step)."""
+        spent = self.spent or self.fraction() >= 1.0
+        if dist.active and self.seconds:
+            spent = dist.max([float(spent)])[0] > 0
+        self.spent = spent
+        return spent
 
 
 @dataclass(frozen=True)
@@ -320,11 +478,21 @@ class _Steps:
 
 
 def _epoch_batches(
-    data: TrainingData, cfg: TrainConfig, gen: torch.Generator
+    data: TrainingData, cfg: TrainConfig, trainer: _Trainer
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This rank's (input, target) batches of one epoch."""
+    dist = trainer.dist
     if isinstance(data, CoursePairs):
-        return data.batches(cfg.batch_size, gen)
-    return data.batches(cfg.batch_size, steps_per_epoch(data, cfg), gen)
+        return data.batches(cfg.batch_size, trainer.gen, trainer.order, dist)
+    start, stop = dist.share(cfg.batch_size)
+    return data.batches(stop - start, steps_per_epoch(data, cfg, dist.world), trainer.gen)
+
+
+def _global_batch(data: TrainingData, cfg: TrainConfig, i: int) -> int:
+    """Pairs in the epoch's ``i``-th batch over all ranks."""
+    if isinstance(data, CoursePairs):
+        return min(cfg.batch_size, len(data) - i * cfg.batch_size)
+    return cfg.batch_size
 
 
 def augment(
@@ -341,24 +509,30 @@ def augment(
 
 
 def _train_epoch(
-    model: nn.Module,
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-    opt: torch.optim.Optimizer,
+    trainer: _Trainer,
+    data: TrainingData,
     cfg: TrainConfig,
-    gen: torch.Generator,
-    device: str,
     epoch: int,
     steps: _Steps,
-    subsampled: bool,
     progress: bool,
 ) -> tuple[float, int]:
+    """Train this rank's share of one epoch; returns its loss sum (per pair) and pairs seen.
+
+    In a distributed run each rank's loss is weighted by its share of the
+    global batch, so that DDP's gradient average is the gradient of the
+    global batch's mean loss.
+    """
+    model, opt, gen, dist = trainer.train_model, trainer.opt, trainer.gen, trainer.dist
+    device = trainer.device
+    subsampled = isinstance(data, NoisyScenes) and data.subsampled
     model.train()
     total, seen = 0.0, 0
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     dev_type = torch.device(device).type
+    batches = _epoch_batches(data, cfg, trainer)
     bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False, unit="batch")
     for i, (inp_cpu, target_cpu) in enumerate(bar):
-        if steps.budget.check():
+        if steps.budget.check(dist):
             break
         inp, target = augment(inp_cpu, target_cpu, cfg, gen)
         inp = inp.to(device, memory_format=fmt)
@@ -377,10 +551,15 @@ def _train_epoch(
                 loss = neighbor2neighbor_loss(model, inp, gen, gamma)
             else:
                 loss = training_loss(model(inp).float(), target, cfg, steps.progress(i))
+        value = float(loss.detach())
+        if dist.active:
+            loss = loss * (len(inp) * dist.world / _global_batch(data, cfg, i))
         loss.backward()
         opt.step()
-        value = float(loss.detach())
+        if trainer.check_sync and (steps.first + i + 1) % trainer.check_sync == 0:
+            check_in_sync(trainer.model, dist, steps.first + i + 1)
+            trainer.checks += 1
         total += value * len(inp)
         seen += len(inp)
         bar.set_postfix(loss=f"{value:.5f}")
-    return total / max(seen, 1), seen
+    return total, seen

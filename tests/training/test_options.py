@@ -141,7 +141,7 @@ def test_noise2clean_on_course_pairs(tmp_path, seedlike_dir):
 
 
 def _rows(path):
-    drop = ("images_per_s", "seconds")
+    drop = ("images_per_s", "seconds", "train_seconds")
     return [
         {k: v for k, v in json.loads(x).items() if k not in drop}
         for x in (path / "metrics.jsonl").read_text().splitlines()
