@@ -840,6 +840,65 @@ def step_train(run: Run) -> dict[str, Any]:
     return res
 
 
+def _gpu_count() -> int:
+    """GPUs that nvidia-smi lists (0 without it)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def step_ddp(run: Run) -> dict[str, Any]:
+    """``fit --nproc 2``: NCCL with one process per GPU and the ranks' weights compared
+    after every step; with one GPU the second rank must be refused (exit 2, by name)."""
+    gpus = 0 if run.plan.dry else _gpu_count()
+    work = Path(tempfile.mkdtemp(prefix="n2n-ddp-"))
+    fit = [
+        sys.executable,
+        "-m",
+        "n2n_train.cli",
+        "fit",
+        "--photos",
+        str(EXAMPLES / "clean"),
+        "--out",
+        str(work / "run"),
+        "--device",
+        run.plan.device,
+        "--nproc",
+        "2",
+        "--check-sync",
+        "1",
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "3",
+        "--batch-size",
+        "8",
+        "--patch-size",
+        "64",
+        "--preset",
+        "study",
+        "--no-progress",
+    ]
+    res: dict[str, Any] = {"gpus": gpus, "fit": subprocess_step(fit, timeout=240)}
+    if run.plan.dry or gpus >= 2:
+        res["expected"] = "two ranks train, weights identical after every step"
+        if res["fit"]["exit"] != 0:
+            raise RuntimeError(f"DDP training failed: {res['fit']['tail'][-3:]}")
+        from n2n_train.checkpoint import load_checkpoint
+
+        res["distributed"] = load_checkpoint(work / "run" / "last.pt").summary.get("distributed")
+        if (res["distributed"] or {}).get("sync_checks") != 6:
+            raise RuntimeError(f"expected 6 weight comparisons, got {res['distributed']}")
+    else:
+        res["expected"] = "one GPU: the second rank is refused with exit 2"
+        tail = " ".join(res["fit"]["tail"])
+        if res["fit"]["exit"] != 2 or "has no GPU" not in tail:
+            raise RuntimeError(f"expected exit 2 naming the missing GPU: {res['fit']}")
+    return res
+
+
 STEPS: list[tuple[str, Callable[[Run], dict[str, Any]], float]] = [
     ("environment", step_environment, 0),
     ("first_run", step_first_run, 0),
@@ -849,6 +908,7 @@ STEPS: list[tuple[str, Callable[[Run], dict[str, Any]], float]] = [
     ("parity", step_parity, 60),
     ("batch_cli", step_batch_cli, 30),
     ("train_bf16", step_train, 60),
+    ("ddp", step_ddp, 30),
     ("throughput", step_throughput, 60),
     ("churn", step_churn, 40),
     ("threads", step_threads, 15),
@@ -964,6 +1024,7 @@ def markdown(results: dict[str, Any]) -> str:
         "failures",
         "batch_cli",
         "train_bf16",
+        "ddp",
         "placement",
         "tests_cuda",
     ):

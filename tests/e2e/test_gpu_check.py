@@ -49,6 +49,7 @@ def test_dry_run_exercises_every_step_on_the_cpu(tmp_path: Path) -> None:
     assert steps["parity"]["tiled_vs_untiled"]["max_uint8_diff"] <= 1
     assert steps["batch_cli"]["exit"] == 0 and len(steps["batch_cli"]["outputs"]) >= 4
     assert steps["train_bf16"]["export_with_parity"]["exit"] == 0
+    assert steps["ddp"]["distributed"] == {"processes": 2, "backend": "gloo", "sync_checks": 6}
     assert steps["threads"]["identical_to_serial"] and not steps["threads"]["errors"]
     assert steps["failures"]["cuda_7"].startswith("ProviderError")
     assert "dry run" in (tmp_path / "gpu.md").read_text()
