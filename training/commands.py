@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -289,7 +290,7 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any], argv: list[str] | None 
     check_device(opts["device"])
     nproc = int(opts.get("nproc") or 1)
     if nproc > 1 and not distributed.in_launched_run():
-        return _launch_fit(nproc, argv)
+        return _launch_fit(nproc, opts["threads"], argv)
     try:
         dist = distributed.init_from_environment(opts["device"])
     except distributed.DistributedError as exc:
@@ -301,7 +302,7 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any], argv: list[str] | None 
         distributed.shutdown(dist)
 
 
-def _launch_fit(nproc: int, argv: list[str] | None) -> int:
+def _launch_fit(nproc: int, threads: int | None, argv: list[str] | None) -> int:
     """Start ``nproc`` processes running ``n2n-train ARGV``; their status."""
     from n2n_train import distributed
 
@@ -312,6 +313,14 @@ def _launch_fit(nproc: int, argv: list[str] | None) -> int:
             err=True,
         )
         return 2
+    threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 1)
+    cores = os.cpu_count() or 1
+    if nproc * threads > cores:
+        click.echo(
+            f"warning: {nproc} processes × {threads} thread(s) on {cores} cores: "
+            "oversubscribed, expect it to run slower than fewer processes",
+            err=True,
+        )
     status, lines = distributed.launch(nproc, argv)
     for line in lines:
         click.echo(line, err=True)

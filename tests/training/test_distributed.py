@@ -273,3 +273,12 @@ def test_a_global_batch_smaller_than_the_ranks_is_refused(seedlike_dir, tmp_path
     result = _fit(*args, "--epochs", "1", "--nproc", "2")
     assert result.returncode == 2
     assert "--batch-size 1 is the global batch" in result.stderr
+
+
+def test_a_time_budget_stops_every_rank_at_the_same_step(seedlike_dir, tmp_path):
+    args = _course_args(seedlike_dir, tmp_path)
+    result = _fit(*args, "--epochs", "1000", "--minutes", "0.02", "--nproc", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    assert summary["stopped"].startswith("time budget of 0.02 minutes")
+    assert summary["epochs"] < 1000
