@@ -778,13 +778,9 @@ def step_batch_cli(run: Run) -> dict[str, Any]:
     return res
 
 
-def step_train(run: Run) -> dict[str, Any]:
-    """A few hundred bf16 steps on the device, exported, checked, loaded on the device."""
-    from n2n_infer import Denoiser
-
-    work = Path(tempfile.mkdtemp(prefix="n2n-train-"))
-    steps = run.plan.train_steps
-    fit = [
+def _fit_command(run: Run, out: Path, steps_per_epoch: str, batch: str) -> list[str]:
+    """``n2n-train fit`` for 2 epochs of 64² patches of the example photos on the device."""
+    return [
         sys.executable,
         "-m",
         "n2n_train.cli",
@@ -792,25 +788,31 @@ def step_train(run: Run) -> dict[str, Any]:
         "--photos",
         str(EXAMPLES / "clean"),
         "--out",
-        str(work / "run"),
+        str(out),
         "--device",
         run.plan.device,
-        "--precision",
-        "fp32" if run.plan.dry else "bf16",
-        "--optimizer",
-        "adam",
         "--epochs",
         "2",
         "--steps-per-epoch",
-        str(max(1, steps // 2)),
+        steps_per_epoch,
         "--batch-size",
-        str(run.plan.train_batch),
+        batch,
         "--patch-size",
         "64",
         "--preset",
         "study",
         "--no-progress",
     ]
+
+
+def step_train(run: Run) -> dict[str, Any]:
+    """A few hundred bf16 steps on the device, exported, checked, loaded on the device."""
+    from n2n_infer import Denoiser
+
+    work = Path(tempfile.mkdtemp(prefix="n2n-train-"))
+    steps = run.plan.train_steps
+    fit = _fit_command(run, work / "run", str(max(1, steps // 2)), str(run.plan.train_batch))
+    fit += ["--precision", "fp32" if run.plan.dry else "bf16", "--optimizer", "adam"]
     res: dict[str, Any] = {"fit": subprocess_step(fit, timeout=300)}
     if res["fit"]["exit"] != 0:
         raise RuntimeError(f"training failed: {res['fit']['tail'][-3:]}")
@@ -854,33 +856,7 @@ def step_ddp(run: Run) -> dict[str, Any]:
     after every step; with one GPU the second rank must be refused (exit 2, by name)."""
     gpus = 0 if run.plan.dry else _gpu_count()
     work = Path(tempfile.mkdtemp(prefix="n2n-ddp-"))
-    fit = [
-        sys.executable,
-        "-m",
-        "n2n_train.cli",
-        "fit",
-        "--photos",
-        str(EXAMPLES / "clean"),
-        "--out",
-        str(work / "run"),
-        "--device",
-        run.plan.device,
-        "--nproc",
-        "2",
-        "--check-sync",
-        "1",
-        "--epochs",
-        "2",
-        "--steps-per-epoch",
-        "3",
-        "--batch-size",
-        "8",
-        "--patch-size",
-        "64",
-        "--preset",
-        "study",
-        "--no-progress",
-    ]
+    fit = [*_fit_command(run, work / "run", "3", "8"), "--nproc", "2", "--check-sync", "1"]
     res: dict[str, Any] = {"gpus": gpus, "fit": subprocess_step(fit, timeout=240)}
     if run.plan.dry or gpus >= 2:
         res["expected"] = "two ranks train, weights identical after every step"
