@@ -129,11 +129,16 @@ def read_rgb(path: Path) -> torch.Tensor:
 
 @dataclass
 class ValidationSet:
-    """Fixed validation pairs: input, target and (where known) clean, float N×3×H×W."""
+    """Fixed validation pairs: input, target and (where known) clean, float N×3×H×W;
+    for Neighbor2Neighbor also the full crops and sub-sampling indices."""
 
     noisy: torch.Tensor
     target: torch.Tensor
     clean: torch.Tensor | None
+    #: Neighbor2Neighbor validation: the full noisy crops that ``noisy`` and ``target``
+    #: were sub-sampled from, and the two index maps (:func:`training.neighbor.subsample`).
+    full: torch.Tensor | None = None
+    index: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class CoursePairs:

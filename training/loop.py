@@ -42,7 +42,7 @@ from n2n_train.distributed import (
 )
 from n2n_train.losses import learning_rate, training_loss, validation_loss
 from n2n_train.metrics import psnr
-from n2n_train.neighbor import neighbor2neighbor_loss
+from n2n_train.neighbor import neighbor2neighbor_loss, neighbor_validation_loss, subsample
 from n2n_train.owndata import NoisyScenes
 from n2n_train.plots import plot_loss_curves, read_metrics
 from n2n_train.unet import UNet
@@ -79,19 +79,20 @@ def predict(model: nn.Module, noisy: torch.Tensor, device: str = "cpu") -> torch
 def validate(
     model: nn.Module, val: ValidationSet, device: str, cfg: TrainConfig, dist: Dist = SINGLE
 ) -> float:
-    """Validation loss (:func:`training.losses.validation_loss`) on ``val``.
+    """Validation loss on ``val``: :func:`training.losses.validation_loss`, or for
+    Neighbor2Neighbor sub-images (``val.full``) the full loss of
+    :func:`training.neighbor.neighbor_validation_loss` at the regulariser's final weight.
 
     In a distributed run each rank predicts its share and the sums are
     reduced: every rank returns the same value.
     """
     if not dist.active:
-        return validation_loss(predict(model, val.noisy, device), val.target, cfg)
+        return _share_loss(model, val, device, cfg, 0, len(val.noisy))[0]
     start, stop = dist.share(len(val.noisy))
     weight = float(val.target[start:stop].numel())
     part = 0.0
     if stop > start:
-        pred = predict(model, val.noisy[start:stop], device)
-        part = validation_loss(pred, val.target[start:stop], cfg) * weight
+        part = _share_loss(model, val, device, cfg, start, stop)[0] * weight
     total, count = dist.sum([part, weight])
     return total / count
 
@@ -99,7 +100,8 @@ def validate(
 def validation_figures(
     model: nn.Module, data: TrainingData, device: str, cfg: TrainConfig, dist: Dist = SINGLE
 ) -> tuple[float, float | None]:
-    """Validation loss and, where ``data`` has clean references, mean per-image PSNR.
+    """Validation loss (as :func:`validate`) and, where ``data`` has clean references,
+    mean per-image PSNR.
 
     When the PSNR set's noisy images are the validation inputs (photo patches),
     one prediction serves both. In a distributed run each rank predicts its
@@ -107,8 +109,7 @@ def validation_figures(
     """
     val, pset = data.validation, data.psnr_set
     if not dist.active:
-        pred = predict(model, val.noisy, device)
-        loss = validation_loss(pred, val.target, cfg)
+        loss, pred = _share_loss(model, val, device, cfg, 0, len(val.noisy))
         if pset is None:
             return loss, None
         mine = pred if pset[0] is val.noisy else predict(model, pset[0], device)
@@ -116,9 +117,9 @@ def validation_figures(
     sums = [0.0, 0.0, 0.0, 0.0]  # loss × values, values, PSNR × images, images
     start, stop = dist.share(len(val.noisy))
     if stop > start:
-        pred = predict(model, val.noisy[start:stop], device)
+        loss, pred = _share_loss(model, val, device, cfg, start, stop)
         weight = val.target[start:stop].numel()
-        sums[:2] = validation_loss(pred, val.target[start:stop], cfg) * weight, weight
+        sums[:2] = loss * weight, weight
     if pset is not None:
         a, b = dist.share(len(pset[0]))  # the same share when it is the same tensor
         if b > a:
@@ -126,6 +127,20 @@ def validation_figures(
             sums[2:] = psnr(mine, pset[1][a:b]) * (b - a), b - a
     totals = dist.sum(sums)
     return totals[0] / totals[1], (totals[2] / totals[3] if pset is not None else None)
+
+
+def _share_loss(
+    model: nn.Module, val: ValidationSet, device: str, cfg: TrainConfig, start: int, stop: int
+) -> tuple[float, torch.Tensor]:
+    """The validation loss of ``val[start:stop]`` and the predictions of its inputs."""
+    pred = predict(model, val.noisy[start:stop], device)
+    target = val.target[start:stop]
+    if val.full is None or val.index is None:
+        return validation_loss(pred, target, cfg), pred
+    full = predict(model, val.full[start:stop], device)
+    first, second = (i[start:stop] for i in val.index)
+    expected = subsample(full, first) - subsample(full, second)
+    return neighbor_validation_loss(pred, target, expected, cfg.regulariser), pred
 
 
 def batch_seed(cfg: TrainConfig) -> int:

@@ -84,3 +84,17 @@ def neighbor2neighbor_loss(
         expected = subsample(full, first) - subsample(full, second)
         loss = loss + gamma * torch.mean((diff - expected) ** 2)
     return loss
+
+
+def neighbor_validation_loss(
+    pred: torch.Tensor, target: torch.Tensor, expected: torch.Tensor, gamma: float
+) -> float:
+    """The Neighbor2Neighbor loss of fixed validation sub-images, as a number.
+
+    ``pred`` is ``f(g1)``, ``target`` is ``g2`` and ``expected`` is
+    ``f(y)`` sub-sampled at the first minus at the second positions; the loss is
+    the mean squared ``f(g1) − g2`` plus ``gamma`` times the mean squared
+    regulariser, as :func:`neighbor2neighbor_loss` trains it with its final weight.
+    """
+    diff = pred - target
+    return float(torch.mean(diff**2) + gamma * torch.mean((diff - expected) ** 2))

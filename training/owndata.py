@@ -195,7 +195,10 @@ class NoisyScenes:
     ``singles``: each patch is cut at twice ``patch_size`` from one image and
     yielded as both input and target; the loop trains it with
     :func:`training.neighbor.neighbor2neighbor_loss` (``subsampled`` is true),
-    and the validation pairs are its two fixed neighbour sub-images.
+    and the validation pairs are its two fixed neighbour sub-images, scored by
+    the same loss with the regulariser at its final weight (the full crops and
+    indices are kept for it), so that the best epoch is the best by the loss
+    being trained rather than by its first term alone.
 
     There are no clean images, so ``psnr_set`` is ``None`` and the validation
     loss is noisy against noisy (module docstring). With ``clean_targets``
@@ -239,7 +242,8 @@ class NoisyScenes:
         inp, target = self._patches(self.val_scenes, n, generator, ordered=True)
         if self.subsampled:
             first, second = neighbor_indices(inp.shape, generator)
-            inp, target = subsample(inp, first), subsample(inp, second)
+            g1, g2 = subsample(inp, first), subsample(inp, second)
+            return ValidationSet(g1, g2, None, full=inp, index=(first, second))
         return ValidationSet(inp, target, target if self.clean_targets else None)
 
     def _patches(

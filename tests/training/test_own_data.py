@@ -245,6 +245,33 @@ def test_singles_validation_is_two_neighbour_sub_images(tmp_path):
     assert inp.shape == (4, 3, 32, 32) and torch.equal(inp, target)
 
 
+def test_singles_validation_scores_the_full_neighbor2neighbor_loss(tmp_path):
+    """The loss that picks the best epoch is the one being trained, regulariser included."""
+    from n2n_train.loop import validate
+
+    scenes = scan_singles(_singles(tmp_path), min_side=32)
+    data = NoisyScenes(scenes, "singles", 16, 0.34, torch.Generator().manual_seed(0))
+    val = data.validation
+    first, second = val.index
+    assert torch.equal(subsample(val.full, first), val.noisy)
+    assert torch.equal(subsample(val.full, second), val.target)
+
+    def score(model, gamma):
+        return validate(model, val, "cpu", TrainConfig(regulariser=gamma))
+
+    class Halve(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 0.5 * x
+
+    halve = Halve()
+    plain = float(torch.mean((0.5 * val.noisy - val.target) ** 2))
+    assert score(halve, 0.0) == pytest.approx(plain, rel=1e-6)
+    # f(g1) - g2 against f(y)'s own neighbours: 0.5·(g1 - g2) off, weighed by gamma
+    reg = float(torch.mean((0.5 * val.noisy - val.target - 0.5 * (val.noisy - val.target)) ** 2))
+    assert score(halve, 2.0) == pytest.approx(plain + 2.0 * reg, rel=1e-6)
+    assert score(torch.nn.Identity(), 2.0) == pytest.approx(score(torch.nn.Identity(), 0.0))
+
+
 # --- training ---------------------------------------------------------------------------
 
 
