@@ -24,7 +24,8 @@ PSNR cost: mean PSNR on the held-out photos (``TRAIN_EXTRA``, 480×320,
 Gaussian sigma 25, as ``bench/throughput.py``) of OpenVINO fp32 minus the
 candidate's. Speed: OpenVINO int8 MP/s over onnxruntime fp32 (``Denoiser``)
 MP/s, interleaved, 1 and 2 threads, 8×256×256 and 1×1080×1920; the timings
-take ``/tmp/n2n-bench.lock`` (``flock``) one workload at a time, the quality
+take the lock file ``n2n-bench.lock`` in the temporary folder (``flock``;
+``N2N_BENCH_LOCK`` names another) one workload at a time, the quality
 runs do not. Needs the photo corpus, ``openvino`` and ``nncf``.
 """
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import fcntl
+import os
 import sys
 import tempfile
 import time
@@ -45,7 +47,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path.home() / ".cache" / "n2n" / "int8_search"
-LOCK = Path("/tmp/n2n-bench.lock")
+LOCK = Path(os.environ.get("N2N_BENCH_LOCK") or Path(tempfile.gettempdir()) / "n2n-bench.lock")
 #: The bar of issue 21: at least this much faster than onnxruntime fp32 ...
 MIN_SPEEDUP = 2.0
 #: ... for at most this PSNR cost on the held-out photos (dB).
@@ -55,7 +57,7 @@ Engine = Callable[[np.ndarray], np.ndarray]
 
 @contextmanager
 def bench_lock() -> Iterator[None]:
-    """Hold the shared timing lock (as ``flock /tmp/n2n-bench.lock``) for the block."""
+    """Hold the shared timing lock (:data:`LOCK`, as ``flock`` on it) for the block."""
     with LOCK.open("a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:

@@ -105,18 +105,17 @@ class Dist:
 
     def sum(self, values: Sequence[float]) -> list[float]:
         """Element-wise sum of ``values`` over all ranks (float64)."""
-        if not self.active:
-            return [float(v) for v in values]
-        t = torch.tensor(list(values), dtype=torch.float64, device=self._device())
-        torch.distributed.all_reduce(t)
-        return t.cpu().tolist()
+        return self._reduce(values, "SUM")
 
     def max(self, values: Sequence[float]) -> list[float]:
         """Element-wise maximum of ``values`` over all ranks (float64)."""
+        return self._reduce(values, "MAX")
+
+    def _reduce(self, values: Sequence[float], op: str) -> list[float]:
         if not self.active:
             return [float(v) for v in values]
         t = torch.tensor(list(values), dtype=torch.float64, device=self._device())
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        torch.distributed.all_reduce(t, op=getattr(torch.distributed.ReduceOp, op))
         return t.cpu().tolist()
 
     def broadcast(self, obj: Any) -> Any:
