@@ -16,7 +16,8 @@ pixel's result is the mean of its three estimates.
 
 This is the runtime's default for grey inputs (1 channel, grey + alpha, or
 colour with three equal channels) unless the model's noise is ``pixelated``
-(the same noise over blocks of pixels, so the phases share it); see
+(the same noise over blocks of pixels, so the phases share it) or the model
+learned grey images copied into RGB (:func:`trained_on_grey`); see
 :func:`grey_mode_for`.
 """
 
@@ -61,10 +62,17 @@ def grey_mode_for(mode: str, noise: str, grey_trained: bool = False) -> str:
 
 
 def trained_on_grey(training: dict[str, Any]) -> bool:
-    """Whether a model's training summary says it saw grey patches (``--grey-fraction``)."""
-    cfg = training.get("train_config")
+    """Whether a model's training summary says it learned grey images copied into RGB.
+
+    Photo training with grey patches (``n2n-train fit --grey-fraction``), or own
+    data (``--pairs``/``--bursts``/``--singles``) with grey scenes, which training
+    copies into R, G and B (the summary's ``data.grey_scenes``).
+    """
+    cfg, data = training.get("train_config"), training.get("data")
     try:
-        return float(cfg.get("grey_fraction") or 0.0) > 0.0 if isinstance(cfg, dict) else False
+        if isinstance(cfg, dict) and float(cfg.get("grey_fraction") or 0.0) > 0.0:
+            return True
+        return isinstance(data, dict) and int(data.get("grey_scenes") or 0) > 0
     except (TypeError, ValueError):
         return False
 

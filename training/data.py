@@ -16,11 +16,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from n2n_infer.errors import ImageError
-from n2n_infer.imageio import read_image
+from n2n_infer.imageio import read_file, read_image
 from n2n_train.distributed import SINGLE, Dist
 from n2n_train.noise import NoiseModel
 
@@ -38,6 +39,19 @@ class DataError(ValueError):
 def to_float(img_u8: torch.Tensor) -> torch.Tensor:
     """uint8 tensor (any layout) -> float32 in [0, 1]."""
     return img_u8.float().div_(255.0)
+
+
+#: Full scale of the integer pixel types a file can hold (float pixels are in [0, 1]).
+FULL_SCALE = {torch.uint8: 255.0, torch.uint16: 65535.0}
+
+
+def to_unit(img: torch.Tensor) -> torch.Tensor:
+    """uint8, uint16 or float tensor (any layout) -> float32 in [0, 1], as the runtime scales it.
+
+    A new tensor; float input is taken as already in [0, 1].
+    """
+    scale = FULL_SCALE.get(img.dtype)
+    return img.float() if scale is None else img.float().div_(scale)
 
 
 def to_uint8(img: torch.Tensor) -> torch.Tensor:
@@ -125,6 +139,39 @@ def read_rgb(path: Path) -> torch.Tensor:
         raise DataError(f"cannot read image: {exc}") from exc
     arr = arr if arr.flags.writeable else arr.copy()  # torch.from_numpy warns on read-only
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def read_frame(path: Path) -> torch.Tensor:
+    """Read one image file as the runtime reads it, keeping its precision: C×H×W.
+
+    Through ``n2n_infer.imageio.read_file``: EXIF orientation applied, alpha
+    dropped. ``C`` is 1 for a grey image (a grey file, or colour whose three
+    channels are equal, as :func:`n2n_infer.grey.is_grey` decides) and 3 for
+    colour. The dtype is the file's: uint8, uint16 (16-bit files: never rounded
+    to 8 bits, so dim 12-bit data in a 16-bit file keeps every level) or
+    float32 (float TIFFs, values in [0, 1]). :func:`to_unit` scales any of them
+    to [0, 1] as the runtime does.
+
+    Raises:
+        DataError: the file cannot be decoded, has more than :data:`MAX_PIXELS`
+            pixels, or holds float values outside [0, 1] or not finite (as the
+            runtime refuses them); names the file.
+    """
+    try:
+        px = read_file(path, max_pixels=MAX_PIXELS).pixels
+    except ImageError as exc:
+        raise DataError(f"cannot read image: {exc}") from exc
+    if px.dtype.kind == "f":  # the reader refused values outside [0, 1]
+        px = px.astype(np.float32)
+    if px.ndim == 3:
+        px = px[:, :, :3]
+        if px.shape[2] == 1 or (
+            np.array_equal(px[:, :, 0], px[:, :, 1]) and np.array_equal(px[:, :, 0], px[:, :, 2])
+        ):
+            px = px[:, :, 0]
+    if px.ndim == 2:
+        px = px[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(px.transpose(2, 0, 1)))
 
 
 @dataclass

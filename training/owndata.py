@@ -11,9 +11,15 @@ and are aligned):
 - ``singles``: one folder (searched recursively) of single noisy images; each
   is its own scene, trained the Neighbor2Neighbor way (:mod:`training.neighbor`).
 
-Every file goes through the runtime's reader (:func:`training.data.read_rgb`:
-EXIF orientation applied, grey repeated into RGB, 16-bit rounded to 8 bits,
-any size). All problems (unmatched names, different sizes, unreadable files,
+Every file goes through the runtime's reader (:func:`training.data.read_frame`:
+EXIF orientation applied, alpha dropped, any size) and keeps its precision:
+16-bit files stay 16-bit (dim 12-bit data in a 16-bit file keeps every level),
+and all are scaled to [0, 1] as the runtime scales them. Grey images (grey
+files, or colour with three equal channels) are kept as one plane and fed to
+the network copied into R, G and B; the record counts them (``grey_scenes``),
+which makes the runtime feed grey images to the trained model the same way
+(``--grey auto`` picks ``replicate``, :func:`n2n_infer.grey.trained_on_grey`).
+All problems (unmatched names, different sizes, unreadable files,
 scenes too small or with fewer than two frames) are collected and reported in
 one :class:`~training.data.DataError` before any training.
 
@@ -32,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from n2n_train.data import IMAGE_SUFFIXES, DataError, ValidationSet, read_rgb, to_float
+from n2n_train.data import IMAGE_SUFFIXES, DataError, ValidationSet, read_frame, to_unit
 from n2n_train.neighbor import neighbor_indices, subsample
 
 log = logging.getLogger(__name__)
@@ -47,7 +53,12 @@ MAX_LISTED = 50
 
 @dataclass(frozen=True)
 class Scene:
-    """Aligned noisy frames of one scene: uint8 3×H×W tensors of one size."""
+    """Aligned noisy frames of one scene: C×H×W tensors of one size and one ``C``.
+
+    As :func:`training.data.read_frame` reads them (uint8, uint16 or float32; ``C``
+    is 1 for grey, 3 for colour). A scene whose frames mix grey and colour holds
+    its grey frames copied into three channels.
+    """
 
     name: str
     frames: tuple[torch.Tensor, ...]
@@ -56,6 +67,11 @@ class Scene:
     def size(self) -> tuple[int, int]:
         """(height, width) of the frames."""
         return int(self.frames[0].shape[1]), int(self.frames[0].shape[2])
+
+    @property
+    def grey(self) -> bool:
+        """Whether the frames are grey (one plane)."""
+        return int(self.frames[0].shape[0]) == 1
 
 
 def _images(folder: Path, recursive: bool) -> dict[str, Path]:
@@ -77,7 +93,7 @@ def _check_folder(folder: Path, what: str) -> None:
 
 def _read(path: Path, problems: list[str]) -> torch.Tensor | None:
     try:
-        return read_rgb(path)
+        return read_frame(path)
     except DataError as exc:
         problems.append(f"unreadable: {exc}")
         return None
@@ -102,6 +118,8 @@ def _scene(name: str, paths: Sequence[Path], min_side: int, problems: list[str])
             "(the patch size; twice it for singles)"
         )
         return None
+    if len({int(f.shape[0]) for f in frames}) > 1:  # grey and colour frames: all colour
+        frames = [f.expand(3, -1, -1).contiguous() for f in frames]
     return Scene(name, tuple(frames))
 
 
@@ -259,8 +277,8 @@ class NoisyScenes:
             y = int(torch.randint(h - size + 1, (1,), generator=generator))
             x = int(torch.randint(w - size + 1, (1,), generator=generator))
             a, b = self._frames(len(scene.frames), generator, ordered)
-            inp[k] = to_float(scene.frames[a][:, y : y + size, x : x + size])
-            target[k] = to_float(scene.frames[b][:, y : y + size, x : x + size])
+            inp[k] = to_unit(scene.frames[a][:, y : y + size, x : x + size])  # grey: copied
+            target[k] = to_unit(scene.frames[b][:, y : y + size, x : x + size])  # into R, G, B
         return inp, target
 
     @staticmethod
@@ -280,12 +298,17 @@ class NoisyScenes:
         for _ in range(steps):
             yield self._patches(self.train_scenes, batch_size, generator, self.clean_targets)
 
-    def describe(self) -> dict[str, int]:
-        """Counts for the training summary: scenes and frames on each side of the split."""
+    def describe(self) -> dict[str, object]:
+        """For the training summary: scenes and frames on each side of the split, how
+        many scenes are grey, and the frames' pixel types (``uint8``, ``uint16``, ...)."""
+        scenes = (*self.train_scenes, *self.val_scenes)
+        dtypes = {str(f.dtype).removeprefix("torch.") for s in scenes for f in s.frames}
         return {
-            "scenes": len(self.train_scenes) + len(self.val_scenes),
+            "scenes": len(scenes),
             "val_scenes": len(self.val_scenes),
-            "files": sum(len(s.frames) for s in (*self.train_scenes, *self.val_scenes)),
+            "files": sum(len(s.frames) for s in scenes),
+            "grey_scenes": sum(s.grey for s in scenes),
+            "pixel_types": sorted(dtypes),
         }
 
 

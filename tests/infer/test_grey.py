@@ -72,6 +72,10 @@ def test_grey_mode_follows_the_models_noise():
         ({"train_config": {"grey_fraction": 0.25}}, True),
         ({"train_config": {"grey_fraction": "junk"}}, False),
         ({"train_config": "junk"}, False),
+        ({"data": {"source": "pairs", "grey_scenes": 0}}, False),
+        ({"data": {"source": "pairs", "grey_scenes": 3}}, True),  # own grey data, copied
+        ({"data": {"grey_scenes": "junk"}}, False),
+        ({"data": "junk"}, False),
     ],
 )
 def test_a_model_trained_on_grey_patches_is_read_from_its_training_summary(training, expected):

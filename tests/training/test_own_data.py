@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -154,9 +155,63 @@ def test_grey_16_bit_and_rotated_files_read_as_the_runtime_reads_them(tmp_path):
     wide.save(a / "y.jpg", exif=exif.tobytes())
     _save(b / "y.jpg", np.zeros((48, 32, 3), np.uint8))
     scenes = {s.name: s for s in scan_pairs(a, b)}
-    assert scenes["x.png"].frames[0].shape == (3, 48, 32)
-    assert torch.equal(scenes["x.png"].frames[0][0], scenes["x.png"].frames[0][2])  # grey in RGB
+    x = scenes["x.png"]
+    assert x.grey and x.frames[0].dtype == torch.uint16  # grey kept as one 16-bit plane
+    assert torch.equal(x.frames[0][0], torch.from_numpy(grey16))  # never rounded to 8 bits
+    assert x.frames[1].shape == (1, 48, 32) and x.frames[1].dtype == torch.uint8  # equal RGB
     assert scenes["y.jpg"].size == (48, 32)
+
+
+def _tiff(path: Path, img: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, img)
+
+
+def test_dim_16_bit_grey_pairs_train_on_every_level_and_are_recorded_as_grey(tmp_path):
+    """12-bit data in 16-bit files (a microscope's): patches are counts / 65535, as
+    n2n-infer scales them, not 8-bit levels; grey patches are copied into R, G and B."""
+    rng = np.random.default_rng(3)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(3):
+        clean = 100 + 2000 * rng.random((40, 40))
+        _tiff(a / f"s{i}.tif", (clean + rng.normal(0, 30, clean.shape)).astype(np.uint16))
+        _tiff(b / f"s{i}.tif", (clean + rng.normal(0, 30, clean.shape)).astype(np.uint16))
+    scenes = scan_pairs(a, b)
+    data = NoisyScenes(scenes, "pairs", 16, 0.34, torch.Generator().manual_seed(0))
+    inp, _ = next(data.batches(8, 1, torch.Generator().manual_seed(1)))
+    counts = inp * 65535.0
+    assert torch.allclose(counts, counts.round(), atol=1e-2)  # whole 16-bit counts
+    assert len(torch.unique(counts.round())) > 200  # rounding to 8 bits would leave ~9 levels
+    assert float(inp.max()) < 2300 / 65535
+    assert torch.equal(inp[:, 0], inp[:, 1]) and torch.equal(inp[:, 0], inp[:, 2])
+    assert data.describe() == {
+        "scenes": 3,
+        "val_scenes": 1,
+        "files": 6,
+        "grey_scenes": 3,
+        "pixel_types": ["uint16"],
+    }
+
+
+def test_a_scene_of_grey_and_colour_frames_is_colour(tmp_path):
+    rng = np.random.default_rng(4)
+    a, b = tmp_path / "a", tmp_path / "b"
+    _save(a / "s.png", rng.integers(0, 256, (20, 20), dtype=np.uint8))
+    _save(b / "s.png", rng.integers(0, 256, (20, 20, 3), dtype=np.uint8))
+    (scene,) = scan_pairs(a, b)
+    assert not scene.grey and [f.shape for f in scene.frames] == [(3, 20, 20)] * 2
+    assert torch.equal(scene.frames[0][0], scene.frames[0][2])
+
+
+def test_float_tiffs_outside_0_1_are_refused_by_name(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _tiff(a / "s.tif", np.full((20, 20), 1.5, np.float32))
+    _tiff(b / "s.tif", np.full((20, 20), 0.5, np.float32))
+    with pytest.raises(DataError, match=r"s\.tif: floating-point TIFF with values in \[1\.5,"):
+        scan_pairs(a, b)
+    _tiff(a / "s.tif", np.full((20, 20), 0.25, np.float32))
+    (scene,) = scan_pairs(a, b)
+    assert scene.frames[0].dtype == torch.float32 and float(scene.frames[0].max()) == 0.25
 
 
 # --- sampling and the scene split -----------------------------------------------------
