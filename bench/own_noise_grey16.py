@@ -1,7 +1,7 @@
 """Fine-tuning on 16-bit grey images (a microscope's or a scientific camera's), end to end.
 
 Usage: python -m bench.own_noise_grey16 [--minutes 8] [--threads 1] [--work DIR] [--rescore]
-       [--modes photo,pairs,clean]
+       [--modes photo-full,photo,pairs,clean]
 
 Needs the photo corpus (``n2n-train corpus``) and its train extra. Writes
 ``bench/results/own_noise_grey16.json`` and ``.md``; ``docs/own_data.md`` quotes
@@ -9,7 +9,12 @@ the table.
 
 Everything goes through the product's own commands, as a user would run them:
 ``n2n-train fit --pairs A B --init photo``, ``n2n-export onnx``, then
-``n2n-infer batch`` on 16-bit TIFF files, with each ``--grey`` mode.
+``n2n-infer batch`` on 16-bit TIFF files, with each ``--grey`` mode. The rows:
+``photo-full`` is the shipped model with ``--levels full`` (every image at the
+type's full scale, as the runtime did before dim 16-bit images got their own
+levels), ``photo`` the shipped model as it runs by default, ``pairs`` the
+model fine-tuned on the 16-bit pairs, ``clean`` fine-tuned with the clean
+means as targets (``--target clean``: the ceiling of fine-tuning).
 
 The data: the ``TRAIN_CORE`` photos (training) and the held-out ``TRAIN_EXTRA``
 photos (scoring), resized and centre-cropped to 480×320, turned grey (luma), and
@@ -44,8 +49,8 @@ from n2n_train.corpus import fetch_corpus
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "results" / "own_noise_grey16"
 #: Photons at white, the camera's offset and read noise (counts; gain 1 count per photon).
-PHOTONS, OFFSET, READ = 2000.0, 100.0, 5.0
-MODES = ("photo", "pairs", "clean")
+PHOTONS, OFFSET, READ = 300.0, 100.0, 3.0
+MODES = ("photo-full", "photo", "pairs", "clean")
 GREY_MODES = ("auto", "phases", "replicate")
 
 
@@ -108,14 +113,15 @@ def run(cmd: list[str], log: Path) -> None:
         subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT)
 
 
-def infer(model: Path, root: Path, grey: str, work: Path) -> dict[str, object]:
-    """``n2n-infer batch`` on the test TIFFs with ``--grey grey``; the scores."""
-    out = work / f"out-{model.stem}-{grey}"
+def infer(model: Path, root: Path, grey: str, work: Path, levels: str) -> dict[str, object]:
+    """``n2n-infer batch`` on the test TIFFs with ``--grey grey --levels levels``; the scores."""
+    out = work / f"out-{model.stem}-{grey}-{levels}"
     cmd = [
         sys.executable, "-m", "n2n_infer.cli", "batch", str(root / "test"), str(out),
-        "--model", str(model), "--grey", grey, "--overwrite", "--quiet", "--device", "cpu",
+        "--model", str(model), "--grey", grey, "--levels", levels, "--overwrite", "--quiet",
+        "--device", "cpu",
     ]  # fmt: skip
-    run(cmd, work / f"infer-{model.stem}-{grey}.log")
+    run(cmd, work / f"infer-{model.stem}-{grey}-{levels}.log")
     return score_folder(out, root)
 
 
@@ -153,6 +159,7 @@ def markdown(result: dict) -> str:
 
 
 LABELS = {
+    "photo-full": "shipped `photo`, `--levels full` (the runtime before levels)",
     "photo": "shipped `photo` (no fine-tuning)",
     "pairs": "fine-tuned on the 16-bit pairs",
     "clean": "fine-tuned with clean targets (ceiling)",
@@ -196,10 +203,10 @@ def main() -> None:
     }
     for mode in args.modes.split(","):
         t0 = time.perf_counter()
-        model = (
-            REPO / "models" / "photo.onnx" if mode == "photo" else fine_tune(mode, root, work, args)
-        )
-        rows = {g: infer(model, root, g, work) for g in GREY_MODES}
+        shipped = mode.startswith("photo")
+        model = REPO / "models" / "photo.onnx" if shipped else fine_tune(mode, root, work, args)
+        levels = "full" if mode == "photo-full" else "auto"
+        rows = {g: infer(model, root, g, work, levels) for g in GREY_MODES}
         rows["seconds"] = time.perf_counter() - t0  # type: ignore[assignment]
         result["results"][mode] = rows  # type: ignore[index]
         print(

@@ -223,8 +223,16 @@ OWN_DATA = {
 def _own_data_line(data: dict[str, Any]) -> str:
     """Own noisy data: mode, folder names, files and scenes (split by scene)."""
     names = " and ".join(f"`{data[k]}`" for k in ("name", "name_b") if data.get(k))
+    kinds = [PIXEL_TYPES.get(str(t), str(t)) for t in data.get("pixel_types") or ()]
+    if data.get("grey_scenes"):
+        kinds.append(f"{data['grey_scenes']} grey scenes")
+    kind = f" ({', '.join(kinds)})" if kinds else ""
     return (
         f"{OWN_DATA[data['source']]}: mode `{data['source']}`, folder {names}, "
-        f"{data.get('files', '?')} files, {data.get('scenes', '?')} scenes "
-        f"({data.get('val_scenes', '?')} held out for validation)"
+        f"{data.get('files', '?')} files{kind}, "
+        f"{data.get('scenes', '?')} scenes ({data.get('val_scenes', '?')} held out for validation)"
     )
+
+
+#: The own data's pixel types (``data.pixel_types`` of the training summary) in words.
+PIXEL_TYPES = {"uint8": "8-bit", "uint16": "16-bit", "float32": "float"}

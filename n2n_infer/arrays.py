@@ -12,12 +12,23 @@ through).
 
 The value checks (finite, in range) and :func:`row_bands` work on bands of
 rows, so that checking an image never allocates more than a few MB beyond it.
+
+Levels: a pixel type's full scale maps to 1.0 (255 for uint8, 65535 for
+uint16), except for a *dim* 16-bit image, one with no value above
+:data:`DIM_16BIT_MAX` (14-bit data or less: a microscope's or a scientific
+camera's counts in a 16-bit file), which is mapped by its own range, min to
+0 and max to 1 (:func:`levels_of`), and its result mapped back. At full scale
+such an image is nearly black to a model trained on photos, which then
+shifts it by its own dark-region corrections: the photo model took 16-bit
+grey captures of 300 photons from 28.4 dB to 10-12 dB
+(``bench/own_noise_grey16.py``). Training on one's own 16-bit images maps
+them by the same rule (:func:`n2n_train.data.read_frame`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +37,10 @@ from n2n_infer.errors import ImageError
 
 #: Integer dtypes accepted, with the value that maps to 1.0.
 INT_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+#: A 16-bit image with no value above this is mapped by its own range (:func:`levels_of`).
+DIM_16BIT_MAX = 16383
+#: ``levels`` settings: ``"auto"`` (dim 16-bit images by their own range) or ``"full"``.
+LEVELS = ("auto", "full")
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 LAYOUTS = ("hwc", "chw")
 #: Images (arrays or PIL) with more pixels than this are refused; the file
@@ -79,6 +94,9 @@ class ImageArray:
         dtype: the dtype to give back when it differs from ``original``'s
             (a non-native byte order), else ``None``.
         palette: the input PIL image whose palette a mode ``P`` result uses.
+        levels: ``(black, span)``: pixel values map to ``(value - black) / span``
+            in the model's [0, 1] (and back); ``None``: the dtype's full scale
+            (see :func:`levels_of`).
     """
 
     rgb: np.ndarray
@@ -87,6 +105,7 @@ class ImageArray:
     pil_mode: str = ""
     dtype: np.dtype | None = None
     palette: Any = None
+    levels: tuple[float, float] | None = None
 
     @property
     def size_hw(self) -> tuple[int, int]:
@@ -95,7 +114,11 @@ class ImageArray:
 
 
 def as_image(
-    image: Any, index: int = 0, layout: str = "hwc", max_pixels: int | None = None
+    image: Any,
+    index: int = 0,
+    layout: str = "hwc",
+    max_pixels: int | None = None,
+    levels: str = "auto",
 ) -> ImageArray:
     """Check one input image and describe it as an :class:`ImageArray`.
 
@@ -103,7 +126,9 @@ def as_image(
     C in 1, 3, 4) of dtype uint8, uint16, float32 or float64 (floats in
     [0, 1], finite; either byte order; any strides); or a PIL image of a mode
     in :data:`PIL_READS`. At most ``max_pixels`` pixels (default
-    :data:`MAX_PIXELS`).
+    :data:`MAX_PIXELS`). ``levels="auto"`` maps a dim 16-bit image by its own
+    range (:func:`levels_of`); ``"full"`` maps every image by its dtype's full
+    scale.
 
     Raises:
         ImageError: anything else (wrong type, a masked array, wrong number of
@@ -114,13 +139,43 @@ def as_image(
     """
     if layout not in LAYOUTS:
         raise ImageError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    check_levels(levels)
     limit = MAX_PIXELS if max_pixels is None else max_pixels
     try:
         if _is_pil(image):
-            return _pil_image(image, index, limit)
-        return _array_image(image, index, layout, limit)
+            img = _pil_image(image, index, limit)
+        else:
+            img = _array_image(image, index, layout, limit)
+        return replace(img, levels=levels_of(img.rgb)) if levels == "auto" else img
     except MemoryError as exc:
         raise ImageError(f"image {index}: not enough memory to check and convert it") from exc
+
+
+def check_levels(levels: str) -> None:
+    """Check a ``levels`` setting.
+
+    Raises:
+        ValueError: ``levels`` is not one of :data:`LEVELS`.
+    """
+    if levels not in LEVELS:
+        raise ValueError(f"levels: expected one of {', '.join(LEVELS)}, got {levels!r}")
+
+
+def levels_of(rgb: np.ndarray) -> tuple[float, float] | None:
+    """``(black, span)`` for a dim 16-bit image, else ``None`` (the dtype's full scale).
+
+    Dim: uint16 with no value above :data:`DIM_16BIT_MAX`. Its minimum maps to 0
+    and its maximum to 1 (a flat image: its value to 0). Computed band by band
+    (``rgb``: H×W×C, alpha left out by the caller).
+    """
+    if rgb.dtype != np.uint16:
+        return None
+    lo, hi = 65535, 0
+    for band in row_bands(rgb):
+        lo, hi = min(lo, int(band.min())), max(hi, int(band.max()))
+    if hi > DIM_16BIT_MAX:
+        return None
+    return float(lo), float(max(hi - lo, 1))
 
 
 def row_bands(hwc: np.ndarray, elements: int = BAND_ELEMENTS) -> Iterator[np.ndarray]:
@@ -208,31 +263,41 @@ def _rgb_view(hwc: np.ndarray) -> np.ndarray:
     return hwc[:, :, :3]
 
 
-def to_unit(pixels: np.ndarray) -> np.ndarray:
-    """Any accepted dtype to float32 in [0, 1] (a new array)."""
-    scale = INT_SCALE.get(pixels.dtype)
+def to_unit(pixels: np.ndarray, levels: tuple[float, float] | None = None) -> np.ndarray:
+    """Any accepted dtype to float32 in [0, 1] (a new array); ``levels``: see
+    :class:`ImageArray`."""
+    black, scale = levels or (0.0, INT_SCALE.get(pixels.dtype))
     out = pixels.astype(np.float32)
+    if black:
+        out -= np.float32(black)
     if scale is not None:
         out /= np.float32(scale)
     return out
 
 
-def unit_chw_into(pixels: np.ndarray, out: np.ndarray) -> None:
-    """Write ``to_unit(pixels).transpose(2, 0, 1)`` into ``out`` (float32 3×H×W) in place:
-    the same values, without the two temporaries (the GPU path's host time)."""
+def unit_chw_into(
+    pixels: np.ndarray, out: np.ndarray, levels: tuple[float, float] | None = None
+) -> None:
+    """Write ``to_unit(pixels, levels).transpose(2, 0, 1)`` into ``out`` (float32 3×H×W) in
+    place: the same values, without the two temporaries (the GPU path's host time)."""
     out[...] = pixels.transpose(2, 0, 1)
-    scale = INT_SCALE.get(pixels.dtype)
+    black, scale = levels or (0.0, INT_SCALE.get(pixels.dtype))
+    if black:
+        out -= np.float32(black)
     if scale is not None:
         out /= np.float32(scale)
 
 
-def from_unit(unit: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Float in [0, 1] (clipped first) to ``dtype``; integers are rounded."""
+def from_unit(
+    unit: np.ndarray, dtype: np.dtype, levels: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Float in [0, 1] (clipped first) to ``dtype``; integers are rounded; ``levels``: see
+    :class:`ImageArray`."""
     clipped = np.clip(unit, 0.0, 1.0)
-    scale = INT_SCALE.get(np.dtype(dtype))
+    black, scale = levels or (0.0, INT_SCALE.get(np.dtype(dtype)))
     if scale is None:
         return clipped.astype(dtype)
-    return np.rint(clipped * scale).astype(dtype)
+    return np.rint(clipped * scale + black).astype(dtype)
 
 
 def new_output(img: ImageArray) -> np.ndarray:
@@ -248,13 +313,13 @@ def write_rows(img: ImageArray, out: np.ndarray, y0: int, denoised_hwc: np.ndarr
 
     Grey outputs get the mean of the three channels; alpha is left as copied.
     """
-    rows = slice(y0, y0 + denoised_hwc.shape[0])
+    rows, levels = slice(y0, y0 + denoised_hwc.shape[0]), img.levels
     if out.ndim == 2:
-        out[rows] = from_unit(denoised_hwc.mean(axis=2), out.dtype)
+        out[rows] = from_unit(denoised_hwc.mean(axis=2), out.dtype, levels)
     elif out.shape[2] == 1:
-        out[rows, :, 0] = from_unit(denoised_hwc.mean(axis=2), out.dtype)
+        out[rows, :, 0] = from_unit(denoised_hwc.mean(axis=2), out.dtype, levels)
     else:
-        out[rows, :, :3] = from_unit(denoised_hwc, out.dtype)
+        out[rows, :, :3] = from_unit(denoised_hwc, out.dtype, levels)
 
 
 def write_rows_chw(img: ImageArray, out: np.ndarray, y0: int, denoised_chw: np.ndarray) -> None:
@@ -264,9 +329,11 @@ def write_rows_chw(img: ImageArray, out: np.ndarray, y0: int, denoised_chw: np.n
         write_rows(img, out, y0, denoised_chw.transpose(1, 2, 0))
         return
     unit = np.clip(denoised_chw, 0.0, 1.0)  # a new array: the caller's rows are left alone
-    scale = INT_SCALE.get(np.dtype(out.dtype))
+    black, scale = img.levels or (0.0, INT_SCALE.get(np.dtype(out.dtype)))
     if scale is not None:
         unit *= scale
+        if black:
+            unit += np.float32(black)
         np.rint(unit, out=unit)
     out[y0 : y0 + unit.shape[1], :, :3] = unit.transpose(1, 2, 0)  # cast as astype does
 

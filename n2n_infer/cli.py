@@ -72,6 +72,15 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "their pixel phases, or copied into R, G and B (leaves most noise in); auto: "
     "phases unless the model's noise is pixelated (docs/runtime.md).",
 )
+@click.option(
+    "--levels",
+    type=click.Choice(["auto", "full"]),
+    default="auto",
+    show_default=True,
+    help="How pixel values map to the model's range: auto maps a dim 16-bit image "
+    "(no value above 16383: a microscope's counts) by its own min..max and back; "
+    "full always uses the type's full scale (docs/runtime.md).",
+)
 @click.option("--recursive", is_flag=True, help="Also denoise subfolders, mirrored in OUT_DIR.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
 @click.option("--skip-existing", is_flag=True, help="Leave outputs that already exist (resume).")
@@ -129,6 +138,7 @@ def batch(
     tile: int | None,
     ensemble: str,
     grey: str,
+    levels: str,
     recursive: bool,
     overwrite: bool,
     skip_existing: bool,
@@ -174,7 +184,8 @@ def batch(
         if report is not None:
             report = job.check_report_path(report, in_dir)
         check_device = "cpu" if engine == "ray" else device  # the workers' device may differ
-        denoiser = _denoiser(model, check_device, batch_size, tile, int(ensemble), grey)
+        spec = (model, check_device, batch_size, tile, int(ensemble), grey, levels)
+        denoiser = _denoiser(*spec)
         job.prepare_output(out_dir)
         total = len(job.find_images(in_dir, recursive))
     except (N2NError, ValueError) as exc:
@@ -189,7 +200,7 @@ def batch(
     with tqdm(total=total, unit="img", disable=quiet, file=sys.stderr) as bar:
         options["on_file"] = lambda _: bar.update(1)
         if engine == "ray":
-            spec = (model, device, batch_size, tile, int(ensemble), grey)
+            spec = (model, device, batch_size, tile, int(ensemble), grey, levels)
             result, providers = _run_ray(spec, cluster, in_dir, out_dir, options)
         else:
             result = job.denoise_folder(denoiser, in_dir, out_dir, **options)
@@ -226,7 +237,7 @@ def _check_engine(engine: str, cluster: dict[str, Any]) -> None:
 
 
 def _run_ray(
-    spec: tuple[str | None, str, int, int | None, int, str],
+    spec: tuple[str | None, str, int, int | None, int, str, str],
     cluster: dict[str, Any],
     in_dir: Path,
     out_dir: Path,
@@ -235,10 +246,10 @@ def _run_ray(
     """The folder job on Ray Data: connect, run, and turn a stopped job into exit status 1."""
     from n2n_infer.ray import DenoiserSpec, RayJobError, connect, denoise_folder_ray
 
-    model, device, batch_size, tile, ensemble, grey = spec
+    model, device, batch_size, tile, ensemble, grey, levels = spec
     cpus = cluster["cpus_per_worker"] or 1
     denoiser_spec = DenoiserSpec(
-        model, device, batch_size, tile or None, ensemble, grey, intra_op_threads=cpus
+        model, device, batch_size, tile or None, ensemble, grey, cpus, levels
     )
     try:
         connect(cluster["address"])
@@ -260,13 +271,24 @@ def _run_ray(
 
 
 def _denoiser(
-    model: str | None, device: str, batch_size: int, tile: int | None, ensemble: int, grey: str
+    model: str | None,
+    device: str,
+    batch_size: int,
+    tile: int | None,
+    ensemble: int,
+    grey: str,
+    levels: str = "auto",
 ) -> Denoiser:
     from n2n_infer.denoiser import Denoiser
 
-    size = tile if tile else None
     return Denoiser(
-        model, device=device, batch_size=batch_size, tile_size=size, ensemble=ensemble, grey=grey
+        model,
+        device=device,
+        batch_size=batch_size,
+        tile_size=tile if tile else None,
+        ensemble=ensemble,
+        grey=grey,
+        levels=levels,
     )
 
 
@@ -288,6 +310,7 @@ def _write_report(
             providers=providers,
             ensemble=denoiser.ensemble,
             grey=denoiser.grey,
+            levels=denoiser.levels,
             in_dir=str(in_dir),
             out_dir=str(out_dir),
         )

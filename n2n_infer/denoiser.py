@@ -13,6 +13,7 @@ import numpy as np
 from n2n_infer.arrays import (
     ImageArray,
     as_image,
+    check_levels,
     finish,
     new_output,
     restore,
@@ -89,7 +90,14 @@ class Denoiser:
             ``"replicate"``: the grey copied into R, G and B, which leaves most
             of the noise in with models trained on independent channel noise;
             ``"auto"`` (default): ``"phases"`` unless the model's noise is
-            ``pixelated`` (noise shared by blocks of pixels).
+            ``pixelated`` (noise shared by blocks of pixels) or the model
+            learned grey images copied into RGB.
+        levels: how pixel values map to the model's [0, 1]. ``"auto"``
+            (default): by the dtype's full scale, except a dim 16-bit image (no
+            value above 16383: a microscope's or a scientific camera's counts),
+            which is mapped by its own min..max and its result mapped back;
+            ``"full"``: always by the dtype's full scale (255, 65535, 1.0).
+            See :mod:`n2n_infer.arrays`.
 
     Raises:
         ModelLoadError: missing or corrupt file, not an n2n model, unknown
@@ -119,10 +127,13 @@ class Denoiser:
         ensemble: int = 1,
         grey: str = "auto",
         providers: Sequence[ProviderSpec] | None = None,
+        levels: str = "auto",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         grey_mode_for(grey, "")  # reject an unknown mode before loading anything
+        check_levels(levels)
+        self.levels = levels
         self.ensemble = check_size(ensemble)
         self.path = resolve_model(model)
         self.batch_size = batch_size
@@ -258,7 +269,7 @@ class Denoiser:
             InferenceError: not enough memory to denoise it (try ``tile=True``
                 or smaller tiles).
         """
-        return self._denoise_chunk([as_image(image, 0, layout)], tile)[0]
+        return self._denoise_chunk([as_image(image, 0, layout, levels=self.levels)], tile)[0]
 
     def denoise_batch(
         self, images: Sequence[Any] | np.ndarray, layout: str = "hwc", tile: bool | None = None
@@ -283,7 +294,7 @@ class Denoiser:
                 as_image(np.broadcast_to(np.zeros((), images.dtype), images.shape[1:]), 0, layout)
                 return np.empty_like(images)
             return np.stack(self.denoise_batch(list(images), layout, tile), dtype=images.dtype)
-        checked = [as_image(img, i, layout) for i, img in enumerate(images)]
+        checked = [as_image(img, i, layout, levels=self.levels) for i, img in enumerate(images)]
         return self._denoise_chunk(checked, tile) if checked else []
 
     def denoise_iter(
@@ -303,7 +314,7 @@ class Denoiser:
         chunk: list[ImageArray] = []
         try:
             for i, img in enumerate(images):
-                chunk.append(as_image(img, i, layout))
+                chunk.append(as_image(img, i, layout, levels=self.levels))
                 if len(chunk) == self.batch_size:
                     full, chunk = chunk, []
                     yield from self._denoise_chunk(full, tile)
@@ -374,14 +385,20 @@ class Denoiser:
                 return self._denoise_colour(images, tile)
             taken = set(grey)
             rest = [i for i in range(len(images)) if i not in taken]
-            stacks = [ImageArray(s, s) for i in grey for s in phase_stacks(images[i])]
+            stacks = [
+                ImageArray(s, s, levels=images[i].levels)  # the grey image's own levels
+                for i in grey
+                for s in phase_stacks(images[i])
+            ]
             results = self._denoise_colour([images[i] for i in rest] + stacks, tile)
             out: list[Any] = [None] * len(images)
             for k, i in enumerate(rest):
                 out[i] = results[k]
             for k, i in enumerate(grey):
                 first = len(rest) + 4 * k
-                plane = merge_phases(results[first : first + 4], images[i].size_hw)
+                plane = merge_phases(
+                    results[first : first + 4], images[i].size_hw, images[i].levels
+                )
                 out[i] = restore(images[i], np.broadcast_to(plane[:, :, None], (*plane.shape, 3)))
             return out
         except MemoryError as exc:  # numpy's, for an image that fits the pixel limit but not RAM
@@ -404,7 +421,7 @@ class Denoiser:
                 part = idx[start : start + step]
                 nchw = np.empty((len(part), 3, h, w), np.float32)
                 for k, i in enumerate(part):
-                    unit_chw_into(images[i].rgb, nchw[k])
+                    unit_chw_into(images[i].rgb, nchw[k], images[i].levels)
                 denoised = self.denoise_nchw(nchw)
                 for k, i in enumerate(part):
                     out[i] = restore_chw(images[i], denoised[k])
@@ -418,4 +435,5 @@ class Denoiser:
     def __repr__(self) -> str:
         extra = f", ensemble={self.ensemble}" if self.ensemble > 1 else ""
         extra += f", grey={self.grey!r}" if self.grey != "phases" else ""
+        extra += f", levels={self.levels!r}" if self.levels != "auto" else ""
         return f"Denoiser({str(self.path)!r}, providers={self.providers}{extra})"

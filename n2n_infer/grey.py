@@ -106,13 +106,18 @@ def phase_stacks(img: ImageArray) -> list[np.ndarray]:
     return [np.stack([phases[p] for p in stack], axis=-1) for stack in STACKS]
 
 
-def merge_phases(outputs: list[np.ndarray], size_hw: tuple[int, int]) -> np.ndarray:
-    """The float32 H×W grey result from the four denoised stacks (any accepted dtype)."""
+def merge_phases(
+    outputs: list[np.ndarray],
+    size_hw: tuple[int, int],
+    levels: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """The float32 H×W grey result from the four denoised stacks (any accepted dtype,
+    mapped to [0, 1] with the grey image's ``levels``, as :class:`ImageArray` has them)."""
     h2, w2 = outputs[0].shape[:2]
     grey = np.zeros((2 * h2, 2 * w2), np.float32)
     for stack, out in zip(STACKS, outputs, strict=True):
         for channel, (a, b) in enumerate(stack):
-            grey[a::2, b::2] += to_unit(out[:, :, channel])
+            grey[a::2, b::2] += to_unit(out[:, :, channel], levels)
     grey /= np.float32(3.0)
     h, w = size_hw
     return grey[:h, :w]

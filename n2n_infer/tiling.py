@@ -137,11 +137,11 @@ class _Assembly:
                 part = self.img.rgb[y : y + self.th, x : x + self.tw]
                 pad_h, pad_w = self.th - part.shape[0], self.tw - part.shape[1]
                 if pad_h or pad_w:
-                    chw = to_unit(part).transpose(2, 0, 1)
+                    chw = to_unit(part, self.img.levels).transpose(2, 0, 1)
                     chw = np.pad(chw, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect")
                 else:
                     chw = np.empty((3, self.th, self.tw), np.float32)
-                    unit_chw_into(part, chw)
+                    unit_chw_into(part, chw, self.img.levels)
                 yield ty, tx, chw
 
     def add(self, ty: int, tx: int, denoised_chw: np.ndarray) -> None:

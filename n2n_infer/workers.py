@@ -45,6 +45,7 @@ class DenoiserSpec:
     ensemble: int = 1
     grey: str = "auto"
     intra_op_threads: int = 0
+    levels: str = "auto"
 
     def build(self, model: str | Path | None = None) -> Denoiser:
         """A :class:`~n2n_infer.Denoiser` of ``model`` (default: :attr:`model`).
@@ -60,6 +61,7 @@ class DenoiserSpec:
             tile_size=self.tile_size,
             ensemble=self.ensemble,
             grey=self.grey,
+            levels=self.levels,
         )
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from n2n_infer.arrays import levels_of
 from n2n_infer.errors import ImageError
 from n2n_infer.imageio import read_file, read_image
 from n2n_train.distributed import SINGLE, Dist
@@ -45,13 +46,22 @@ def to_float(img_u8: torch.Tensor) -> torch.Tensor:
 FULL_SCALE = {torch.uint8: 255.0, torch.uint16: 65535.0}
 
 
-def to_unit(img: torch.Tensor) -> torch.Tensor:
-    """uint8, uint16 or float tensor (any layout) -> float32 in [0, 1], as the runtime scales it.
+#: ``(black, span)``: values map to ``(value - black) / span``; see :func:`read_frame`.
+Levels = tuple[float, float]
 
-    A new tensor; float input is taken as already in [0, 1].
+
+def to_unit(img: torch.Tensor, levels: Levels | None = None) -> torch.Tensor:
+    """uint8, uint16 or float tensor (any layout) -> float32, as the runtime scales it.
+
+    A new tensor. ``levels``: the image's own ``(black, span)`` (a dim 16-bit
+    image, :func:`read_frame`); ``None``: the dtype's full scale (float input
+    is taken as already in [0, 1]).
     """
-    scale = FULL_SCALE.get(img.dtype)
-    return img.float() if scale is None else img.float().div_(scale)
+    black, scale = levels or (0.0, FULL_SCALE.get(img.dtype))
+    out = img.float()
+    if black:
+        out.sub_(black)
+    return out if scale is None else out.div_(scale)
 
 
 def to_uint8(img: torch.Tensor) -> torch.Tensor:
@@ -141,16 +151,20 @@ def read_rgb(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
-def read_frame(path: Path) -> torch.Tensor:
-    """Read one image file as the runtime reads it, keeping its precision: C×H×W.
+def read_frame(path: Path) -> tuple[torch.Tensor, Levels | None]:
+    """Read one image file as the runtime reads it, keeping its precision: C×H×W, and
+    the levels the runtime maps it by.
 
     Through ``n2n_infer.imageio.read_file``: EXIF orientation applied, alpha
     dropped. ``C`` is 1 for a grey image (a grey file, or colour whose three
     channels are equal, as :func:`n2n_infer.grey.is_grey` decides) and 3 for
     colour. The dtype is the file's: uint8, uint16 (16-bit files: never rounded
     to 8 bits, so dim 12-bit data in a 16-bit file keeps every level) or
-    float32 (float TIFFs, values in [0, 1]). :func:`to_unit` scales any of them
-    to [0, 1] as the runtime does.
+    float32 (float TIFFs, values in [0, 1]). The levels are
+    :func:`n2n_infer.arrays.levels_of`'s: a dim 16-bit image (no value above
+    16383, a microscope's counts) is mapped by its own min..max, as
+    ``n2n-infer`` maps it (``--levels auto``); ``None`` for the rest.
+    :func:`to_unit` scales any frame to [0, 1] with them.
 
     Raises:
         DataError: the file cannot be decoded, has more than :data:`MAX_PIXELS`
@@ -163,15 +177,15 @@ def read_frame(path: Path) -> torch.Tensor:
         raise DataError(f"cannot read image: {exc}") from exc
     if px.dtype.kind == "f":  # the reader refused values outside [0, 1]
         px = px.astype(np.float32)
-    if px.ndim == 3:
-        px = px[:, :, :3]
-        if px.shape[2] == 1 or (
-            np.array_equal(px[:, :, 0], px[:, :, 1]) and np.array_equal(px[:, :, 0], px[:, :, 2])
-        ):
-            px = px[:, :, 0]
-    if px.ndim == 2:
-        px = px[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(px.transpose(2, 0, 1)))
+    px = px[:, :, :3] if px.ndim == 3 else px[:, :, None]  # alpha dropped; H×W×C
+    levels = levels_of(px)
+    if px.shape[2] == 3 and _equal_channels(px):
+        px = px[:, :, :1]
+    return torch.from_numpy(np.ascontiguousarray(px.transpose(2, 0, 1))), levels
+
+
+def _equal_channels(hwc: np.ndarray) -> bool:
+    return np.array_equal(hwc[:, :, 0], hwc[:, :, 1]) and np.array_equal(hwc[:, :, 0], hwc[:, :, 2])
 
 
 @dataclass

@@ -14,7 +14,9 @@ and are aligned):
 Every file goes through the runtime's reader (:func:`training.data.read_frame`:
 EXIF orientation applied, alpha dropped, any size) and keeps its precision:
 16-bit files stay 16-bit (dim 12-bit data in a 16-bit file keeps every level),
-and all are scaled to [0, 1] as the runtime scales them. Grey images (grey
+and all are scaled to [0, 1] as the runtime scales them (a dim 16-bit image by
+its own range, :func:`n2n_infer.arrays.levels_of`; both patches of a pair by
+the input frame's levels, so that the target is in the input's units). Grey images (grey
 files, or colour with three equal channels) are kept as one plane and fed to
 the network copied into R, G and B; the record counts them (``grey_scenes``),
 which makes the runtime feed grey images to the trained model the same way
@@ -38,7 +40,14 @@ from pathlib import Path
 
 import torch
 
-from n2n_train.data import IMAGE_SUFFIXES, DataError, ValidationSet, read_frame, to_unit
+from n2n_train.data import (
+    IMAGE_SUFFIXES,
+    DataError,
+    Levels,
+    ValidationSet,
+    read_frame,
+    to_unit,
+)
 from n2n_train.neighbor import neighbor_indices, subsample
 
 log = logging.getLogger(__name__)
@@ -62,6 +71,13 @@ class Scene:
 
     name: str
     frames: tuple[torch.Tensor, ...]
+    #: Each frame's ``(black, span)`` (:func:`training.data.read_frame`); ``None``:
+    #: every frame at its dtype's full scale.
+    levels: tuple[Levels | None, ...] | None = None
+
+    def levels_of(self, index: int) -> Levels | None:
+        """Frame ``index``'s levels."""
+        return None if self.levels is None else self.levels[index]
 
     @property
     def size(self) -> tuple[int, int]:
@@ -91,7 +107,7 @@ def _check_folder(folder: Path, what: str) -> None:
         raise DataError(f"{what} {folder}: folder not found")
 
 
-def _read(path: Path, problems: list[str]) -> torch.Tensor | None:
+def _read(path: Path, problems: list[str]) -> tuple[torch.Tensor, Levels | None] | None:
     try:
         return read_frame(path)
     except DataError as exc:
@@ -102,9 +118,10 @@ def _read(path: Path, problems: list[str]) -> torch.Tensor | None:
 def _scene(name: str, paths: Sequence[Path], min_side: int, problems: list[str]) -> Scene | None:
     """Read ``paths`` as one scene, adding what is wrong with it to ``problems``."""
     read = [_read(p, problems) for p in paths]
-    frames = [f for f in read if f is not None]
-    if len(frames) < len(read):
+    if any(r is None for r in read):
         return None
+    frames = [r[0] for r in read if r is not None]
+    levels = tuple(r[1] for r in read if r is not None)
     sizes = {(int(f.shape[1]), int(f.shape[2])) for f in frames}
     if len(sizes) > 1:
         pairs = zip(paths, frames, strict=True)
@@ -120,7 +137,7 @@ def _scene(name: str, paths: Sequence[Path], min_side: int, problems: list[str])
         return None
     if len({int(f.shape[0]) for f in frames}) > 1:  # grey and colour frames: all colour
         frames = [f.expand(3, -1, -1).contiguous() for f in frames]
-    return Scene(name, tuple(frames))
+    return Scene(name, tuple(frames), levels)
 
 
 def _raise_problems(where: str, problems: list[str]) -> None:
@@ -277,8 +294,9 @@ class NoisyScenes:
             y = int(torch.randint(h - size + 1, (1,), generator=generator))
             x = int(torch.randint(w - size + 1, (1,), generator=generator))
             a, b = self._frames(len(scene.frames), generator, ordered)
-            inp[k] = to_unit(scene.frames[a][:, y : y + size, x : x + size])  # grey: copied
-            target[k] = to_unit(scene.frames[b][:, y : y + size, x : x + size])  # into R, G, B
+            levels = scene.levels_of(a)  # the target in the input's units
+            inp[k] = to_unit(scene.frames[a][:, y : y + size, x : x + size], levels)
+            target[k] = to_unit(scene.frames[b][:, y : y + size, x : x + size], levels)
         return inp, target
 
     @staticmethod

@@ -167,22 +167,30 @@ def _tiff(path: Path, img: np.ndarray) -> None:
     tifffile.imwrite(path, img)
 
 
+def _dim_capture(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Counts 100..2100 (12-bit data in a 16-bit file), the extremes pinned at [0, :2]."""
+    counts = np.clip(clean + rng.normal(0, 30, clean.shape), 100, 2100).astype(np.uint16)
+    counts[0, :2] = (100, 2100)
+    return counts
+
+
 def test_dim_16_bit_grey_pairs_train_on_every_level_and_are_recorded_as_grey(tmp_path):
-    """12-bit data in 16-bit files (a microscope's): patches are counts / 65535, as
-    n2n-infer scales them, not 8-bit levels; grey patches are copied into R, G and B."""
+    """12-bit data in 16-bit files (a microscope's): patches are whole counts mapped by the
+    image's own range, as n2n-infer maps them, not 8-bit levels; grey is copied into RGB."""
     rng = np.random.default_rng(3)
     a, b = tmp_path / "a", tmp_path / "b"
     for i in range(3):
         clean = 100 + 2000 * rng.random((40, 40))
-        _tiff(a / f"s{i}.tif", (clean + rng.normal(0, 30, clean.shape)).astype(np.uint16))
-        _tiff(b / f"s{i}.tif", (clean + rng.normal(0, 30, clean.shape)).astype(np.uint16))
+        _tiff(a / f"s{i}.tif", _dim_capture(clean, rng))
+        _tiff(b / f"s{i}.tif", _dim_capture(clean, rng))
     scenes = scan_pairs(a, b)
+    assert {lv for s in scenes for lv in s.levels} == {(100.0, 2000.0)}  # levels_of's
     data = NoisyScenes(scenes, "pairs", 16, 0.34, torch.Generator().manual_seed(0))
     inp, _ = next(data.batches(8, 1, torch.Generator().manual_seed(1)))
-    counts = inp * 65535.0
-    assert torch.allclose(counts, counts.round(), atol=1e-2)  # whole 16-bit counts
-    assert len(torch.unique(counts.round())) > 200  # rounding to 8 bits would leave ~9 levels
-    assert float(inp.max()) < 2300 / 65535
+    counts = inp.double() * 2000 + 100
+    assert torch.allclose(counts, counts.round(), atol=2e-3)  # whole 16-bit counts
+    assert len(torch.unique(counts.round())) > 500  # 8-bit rounding would leave 9 levels
+    assert float(inp.min()) >= 0.0 and float(inp.max()) <= 1.0
     assert torch.equal(inp[:, 0], inp[:, 1]) and torch.equal(inp[:, 0], inp[:, 2])
     assert data.describe() == {
         "scenes": 3,
@@ -191,6 +199,45 @@ def test_dim_16_bit_grey_pairs_train_on_every_level_and_are_recorded_as_grey(tmp
         "grey_scenes": 3,
         "pixel_types": ["uint16"],
     }
+
+
+def test_the_target_is_mapped_by_the_input_frames_levels(tmp_path):
+    """The second capture 50 counts brighter: with the input's levels the target stays
+    50 counts (0.025 of the 2000-count span) above the input, as the pair really is."""
+    rng = np.random.default_rng(4)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(2):
+        counts = _dim_capture(100 + 2000 * rng.random((32, 32)), rng)
+        _tiff(a / f"s{i}.tif", counts)
+        _tiff(b / f"s{i}.tif", counts + 50)
+    data = NoisyScenes(
+        scan_pairs(a, b), "pairs", 16, 0.5, torch.Generator().manual_seed(0), clean_targets=True
+    )
+    inp, target = next(data.batches(4, 1, torch.Generator().manual_seed(1)))
+    assert torch.allclose(target - inp, torch.full_like(inp, 0.025), atol=1e-5)
+
+
+def test_a_model_fine_tuned_on_grey_16_bit_pairs_is_fed_grey_images_as_it_learned_them(
+    tmp_path,
+):
+    """Trained on grey copied into RGB -> the runtime's --grey auto copies too (replicate)."""
+    from n2n_export.card import write_model_card
+    from n2n_export.exporter import export_onnx
+    from n2n_infer import Denoiser
+
+    rng = np.random.default_rng(5)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(3):
+        clean = 100 + 2000 * (synthetic_photo(rng, 40, 40)[..., 0] / 255.0)
+        _tiff(a / f"s{i}.tif", (clean + rng.normal(0, 30, clean.shape)).astype(np.uint16))
+        _tiff(b / f"s{i}.tif", (clean + rng.normal(0, 30, clean.shape)).astype(np.uint16))
+    out = tmp_path / "run"
+    assert _invoke(*_fit_args(out, "--pairs", a, b), "--epochs", "1").exit_code == 0
+    assert load_checkpoint(out / "best.pt").summary["data"]["grey_scenes"] == 3
+    model = export_onnx(out / "best.pt", tmp_path / "grey.onnx")
+    assert "6 files (16-bit, 3 grey scenes)" in write_model_card(model).read_text()
+    assert Denoiser(model, device="cpu").grey == "replicate"
+    assert Denoiser(REPO / "models" / "photo.onnx", device="cpu").grey == "phases"
 
 
 def test_a_scene_of_grey_and_colour_frames_is_colour(tmp_path):
@@ -444,7 +491,8 @@ def test_fine_tune_export_parity_and_denoiser(tmp_path):
     assert tuned.summary["init"]["val_loss"] > 0
     model = export_onnx(out / "best.pt", tmp_path / "mine.onnx")
     card = write_model_card(model).read_text()
-    assert "mode `pairs`" in card and "`noisy_a` and `noisy_b`" in card and "12 files" in card
+    assert "mode `pairs`" in card and "`noisy_a` and `noisy_b`" in card
+    assert "12 files (8-bit), 6 scenes" in card
     assert "fine-tuned from `best.pt`" in card and "noisy targets, so no PSNR" in card
     assert str(tmp_path) not in card
     images = [synthetic_photo(np.random.default_rng(5), 40, 56)]
