@@ -21,7 +21,14 @@ import numpy as np
 from n2n_infer.denoiser import Denoiser
 from n2n_infer.errors import ImageError, N2NError
 from n2n_infer.files import is_temp_name, temp_name, write_text_atomic
-from n2n_infer.imageio import SUFFIXES, as_rgb_u8, read_file, read_image, write_file
+from n2n_infer.imageio import (
+    SUFFIXES,
+    UNSUPPORTED,
+    as_rgb_u8,
+    read_file,
+    read_image,
+    write_file,
+)
 from n2n_infer.metrics import psnr
 
 log = logging.getLogger(__name__)
@@ -73,7 +80,10 @@ class BatchReport:
 
 
 def find_images(in_dir: Path, recursive: bool = False) -> list[Path]:
-    """Image files (PNG, JPEG, TIFF, WebP, BMP) in ``in_dir``, sorted.
+    """Image files in ``in_dir``, sorted: those the job reads (PNG, JPEG, TIFF, WebP,
+    BMP, AVIF: :data:`~n2n_infer.imageio.SUFFIXES`) and those it refuses by name
+    (HEIF, camera RAW, GIF, ...: :data:`~n2n_infer.imageio.UNSUPPORTED`), so that
+    these are reported as failed files instead of passed over. Other files are left.
 
     With ``recursive``, subfolders are searched too (hidden ones are not).
     """
@@ -83,7 +93,7 @@ def find_images(in_dir: Path, recursive: bool = False) -> list[Path]:
         rel = p.relative_to(in_dir)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        if p.is_file() and p.suffix.lower() in SUFFIXES:
+        if p.is_file() and (p.suffix.lower() in SUFFIXES or p.suffix.lower() in UNSUPPORTED):
             found.append(p)
     return sorted(found, key=lambda p: p.relative_to(in_dir).as_posix())
 

@@ -9,7 +9,11 @@ Who decodes what (the format is found from the file's first bytes, not its name)
 PNG goes to libpng (:mod:`n2n_infer.png16`), which refuses image data shorter
 than the header declares; every TIFF is checked by :mod:`n2n_infer.tiff16`
 (tifffile) before any decoding, and its 16-bit colour and float images are
-decoded there; JPEG, WebP, BMP and the other TIFFs go to Pillow. Pixel modes
+decoded there; JPEG, WebP, AVIF (where Pillow has it), BMP and the other
+TIFFs go to Pillow. Files whose suffix names a format that is not read (HEIF,
+camera RAW, GIF, JPEG XL, ...: :data:`UNSUPPORTED`) are refused by name with
+what to do instead, so that a batch job reports them rather than passing them
+over. Pixel modes
 that cannot be kept faithfully (CMYK, 32-bit integers, ...) are refused.
 EXIF orientation is applied on reading; the ICC profile and the remaining EXIF
 data are kept and written back (TIFFs written by tifffile keep their ICC
@@ -25,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError, features
 
 from n2n_infer import png16, tiff16
 from n2n_infer.arrays import MAX_PIXELS  # one limit for files and arrays
@@ -37,6 +41,7 @@ __all__ = [
     "SUFFIXES",
     "TEMP_PREFIX",
     "TEMP_SUFFIX",
+    "UNSUPPORTED",
     "ImageFile",
     "as_rgb_u8",
     "read_file",
@@ -45,6 +50,16 @@ __all__ = [
     "write_image",
 ]
 
+
+def _pillow_has(feature: str) -> bool:
+    try:
+        return bool(features.check(feature))
+    except (ValueError, OSError):  # an older Pillow that does not know the feature
+        return False
+
+
+#: Whether this Pillow reads and writes AVIF (wheels of Pillow >= 11.3 do).
+HAS_AVIF = _pillow_has("avif")
 #: Suffixes the batch job reads, and the format each is written back in.
 SUFFIXES = {
     ".png": "PNG",
@@ -54,7 +69,35 @@ SUFFIXES = {
     ".tiff": "TIFF",
     ".webp": "WEBP",
     ".bmp": "BMP",
+    **({".avif": "AVIF"} if HAS_AVIF else {}),
 }
+_HEIF = (
+    "HEIF/HEIC (a phone's default format) is not read: convert it to JPEG or PNG first "
+    "(e.g. heif-convert, or macOS Preview's Export)"
+)
+_RAW = (
+    "camera RAW is not read: develop it to a 16-bit TIFF first (e.g. darktable, "
+    "RawTherapee or rawpy), then denoise the TIFF"
+)
+#: Image suffixes that are listed and refused by name (with what to do instead) rather
+#: than passed over: a folder job reports them as failed files.
+UNSUPPORTED = {
+    ".heic": _HEIF,
+    ".heif": _HEIF,
+    ".hif": _HEIF,
+    **dict.fromkeys(
+        (".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".raf", ".orf", ".rw2", ".pef"),
+        _RAW,
+    ),
+    **({} if HAS_AVIF else {".avif": "AVIF is not read by this Pillow: install Pillow >= 11.3"}),
+    ".gif": "GIF (a palette, often animated) is not read: convert it to PNG first",
+    ".jxl": "JPEG XL is not read: convert it to PNG or 16-bit TIFF first",
+    ".jp2": "JPEG 2000 is not read: convert it to PNG or 16-bit TIFF first",
+    ".exr": "OpenEXR (HDR) is not read: convert it to a float TIFF with values in [0, 1]",
+    ".psd": "Photoshop documents are not read: export a PNG or 16-bit TIFF first",
+}
+#: The formats read, in words (for errors).
+KNOWN_FORMATS = f"a PNG, JPEG, TIFF, WebP, BMP{', AVIF' if HAS_AVIF else ''} or PPM"
 #: Formats read (PPM is read, for training folders, but not written by the batch job).
 READ_FORMATS = (*sorted(set(SUFFIXES.values())), "PPM")
 JPEG_QUALITY = 95
@@ -130,7 +173,7 @@ def read_file(path: str | Path, max_pixels: int | None = None) -> ImageFile:
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not a PNG, JPEG, TIFF, WebP, BMP or PPM image") from None
+        raise ImageError(f"{path}: not {KNOWN_FORMATS} image") from None
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{path}: more pixels than Pillow will decode ({exc})") from None
     except MemoryError:
@@ -144,6 +187,8 @@ def read_file(path: str | Path, max_pixels: int | None = None) -> ImageFile:
 
 
 def _read(path: Path, max_pixels: int) -> ImageFile:
+    if path.suffix.lower() in UNSUPPORTED:
+        raise ImageError(f"{path}: {UNSUPPORTED[path.suffix.lower()]}")
     with open(path, "rb") as f:
         head = f.read(8)
     if not head:
@@ -188,7 +233,7 @@ def _from_tiff(tif: tiff16.Tiff) -> ImageFile:
 
 
 def _read_pillow(path: Path, max_pixels: int) -> ImageFile:
-    """JPEG, WebP, BMP, PPM and 8-bit or grey TIFF, through Pillow."""
+    """JPEG, WebP, AVIF, BMP, PPM and 8-bit or grey TIFF, through Pillow."""
     with Image.open(path, formats=READ_FORMATS) as im:
         if im.width * im.height > max_pixels:
             raise ImageError(
@@ -350,7 +395,7 @@ def _save_atomic(path: Path, fmt: str, im: Any, options: dict[str, Any]) -> None
 def _format_options(fmt: str) -> dict[str, Any]:
     if fmt == "JPEG":
         return {"quality": JPEG_QUALITY}
-    if fmt == "WEBP":
+    if fmt in ("WEBP", "AVIF"):
         return {"quality": WEBP_QUALITY}
     if fmt == "TIFF":
         return {"compression": "tiff_deflate"}

@@ -28,7 +28,7 @@ from n2n_train.noise import NoiseModel
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".avif")
 #: Refuse photos above this many pixels (decompression bombs).
 MAX_PIXELS = 64_000_000
 

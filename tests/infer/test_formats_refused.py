@@ -1,0 +1,70 @@
+"""Formats beyond the core five: AVIF read and written; HEIF, RAW, GIF ... refused by name."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageCms
+
+from n2n_infer.cli import main
+from n2n_infer.errors import ImageError
+from n2n_infer.imageio import HAS_AVIF, UNSUPPORTED, read_file
+from tests.conftest import synthetic_photo
+
+
+def _photo(seed: int, h: int = 48, w: int = 64) -> np.ndarray:
+    return synthetic_photo(np.random.default_rng(seed), h, w)
+
+
+def _batch(*args: object) -> object:
+    return CliRunner().invoke(main, ["batch", *[str(a) for a in args], "--device", "cpu"])
+
+
+def test_image_formats_that_are_not_read_are_reported_by_name_not_passed_over(tmp_path):
+    """A phone's HEIC and a camera's DNG fail with what to do instead (exit 1); a sidecar
+    file is no image and is left alone; nothing is written for the refused files."""
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    Image.fromarray(_photo(0)).save(in_dir / "a.png")
+    Image.fromarray(_photo(1)).save(in_dir / "b.HEIC", format="PNG")  # any bytes: by suffix
+    (in_dir / "c.dng").write_bytes(b"II*\0" + bytes(64))
+    (in_dir / "c.xmp").write_text("<x:xmpmeta/>")
+    report = tmp_path / "report.json"
+    result = _batch(in_dir, out_dir, "--report", report)
+    assert result.exit_code == 1, result.output
+    assert "b.HEIC: HEIF/HEIC (a phone's default format) is not read: convert it" in result.output
+    assert "c.dng: camera RAW is not read: develop it to a 16-bit TIFF first" in result.output
+    assert "xmp" not in result.output
+    assert "1 denoised, 0 skipped, 2 failed" in result.output
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a.png"]
+    files = {f["name"]: f for f in json.loads(report.read_text())["files"]}
+    assert set(files) == {"a.png", "b.HEIC", "c.dng"}
+    assert files["b.HEIC"]["status"] == "error" and "HEIF" in files["b.HEIC"]["error"]
+
+
+@pytest.mark.parametrize("suffix", sorted(UNSUPPORTED))
+def test_read_file_refuses_each_unsupported_suffix_with_advice(tmp_path, suffix):
+    path = tmp_path / f"x{suffix}"
+    Image.fromarray(_photo(2)).save(path, format="PNG")
+    with pytest.raises(ImageError, match=rf"x\{suffix}: .+ (first|Pillow|\[0, 1\])"):
+        read_file(path)
+
+
+@pytest.mark.skipif(not HAS_AVIF, reason="this Pillow has no AVIF codec")
+def test_avif_is_denoised_into_avif_upright_with_its_profile(tmp_path):
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    wide = _photo(3, 48, 64)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated: 48 wide, 64 high
+    Image.fromarray(wide).save(in_dir / "p.avif", icc_profile=srgb, exif=exif, quality=95)
+    result = _batch(in_dir, out_dir)
+    assert result.exit_code == 0, result.output
+    with Image.open(out_dir / "p.avif") as out:
+        assert out.format == "AVIF" and out.size == (48, 64)  # stored upright
+        assert out.info.get("icc_profile") == srgb
+        assert out.getexif().get(0x0112, 1) == 1
