@@ -249,7 +249,14 @@ def _run_ray(
     model, device, batch_size, tile, ensemble, grey, levels = spec
     cpus = cluster["cpus_per_worker"] or 1
     denoiser_spec = DenoiserSpec(
-        model, device, batch_size, tile or None, ensemble, grey, cpus, levels
+        model,
+        device,
+        batch_size,
+        tile or None,
+        ensemble,
+        grey,
+        intra_op_threads=cpus,
+        levels=levels,
     )
     try:
         connect(cluster["address"])

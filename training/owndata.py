@@ -15,15 +15,16 @@ Every file goes through the runtime's reader (:func:`training.data.read_frame`:
 EXIF orientation applied, alpha dropped, any size) and keeps its precision:
 16-bit files stay 16-bit (dim 12-bit data in a 16-bit file keeps every level),
 and all are scaled to [0, 1] as the runtime scales them (a dim 16-bit image by
-its own range, :func:`n2n_infer.arrays.levels_of`; both patches of a pair by
-the input frame's levels, so that the target is in the input's units). Grey images (grey
-files, or colour with three equal channels) are kept as one plane and fed to
-the network copied into R, G and B; the record counts them (``grey_scenes``),
-which makes the runtime feed grey images to the trained model the same way
-(``--grey auto`` picks ``replicate``, :func:`n2n_infer.grey.trained_on_grey`).
-All problems (unmatched names, different sizes, unreadable files,
-scenes too small or with fewer than two frames) are collected and reported in
-one :class:`~training.data.DataError` before any training.
+its own range, :func:`n2n_infer.arrays.levels_of`; both patches of a pair by the
+input frame's levels, so that the target is in the input's units). Grey images
+(grey files, or colour with three equal channels) are kept as one plane and fed
+to the network copied into R, G and B; the record counts them
+(``grey_scenes``), which makes the runtime feed grey images to the trained model
+the same way (``--grey auto`` picks ``replicate``,
+:func:`n2n_infer.grey.trained_on_grey`). All problems (unmatched names,
+different sizes, unreadable files, scenes too small or with fewer than two
+frames) are collected and reported in one :class:`~training.data.DataError`
+before any training.
 
 Validation is split by scene: no scene has patches on both sides. Its loss is
 noisy against noisy; for zero-mean noise independent between the two

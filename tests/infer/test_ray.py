@@ -112,6 +112,23 @@ def test_ray_outputs_are_byte_identical_to_the_local_engine(both):
     assert remote == local
 
 
+def test_the_levels_option_reaches_the_workers(cluster, tmp_path, model_path):
+    """A dim 16-bit image (a microscope's) with --levels full and auto on both engines: the
+    same bytes for each setting, and not the same bytes for the two."""
+    only = tmp_path / "in"
+    only.mkdir()
+    dim16 = np.random.default_rng(20).integers(100, 450, (22, 30), dtype=np.uint16)
+    Image.fromarray(dim16).save(only / "dim16.png")
+    outs = {}
+    for name, extra in (("local", ()), ("ray", ("--engine", "ray"))):
+        for levels in ("auto", "full"):
+            out = tmp_path / f"{name}-{levels}"
+            assert _batch(only, out, model_path, "--levels", levels, *extra).exit_code == 0
+            outs[name, levels] = _tree(out)
+    assert outs["ray", "full"] == outs["local", "full"] != outs["local", "auto"]
+    assert outs["ray", "auto"] == outs["local", "auto"]
+
+
 def test_ray_report_and_exit_status_match_the_local_engine(both):
     (local, _, local_report), (remote, _, ray_report) = both["local"], both["ray"]
     assert local.exit_code == remote.exit_code == 1, remote.output
