@@ -297,9 +297,12 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any], argv: list[str] | None 
         click.echo(f"error: {exc}", err=True)
         return 2
     try:
-        return _fit_rank(out_dir, opts, dist)
-    finally:
-        distributed.shutdown(dist)
+        status = _fit_rank(out_dir, opts, dist)
+    except BaseException:
+        distributed.shutdown(dist, finished=False)
+        raise
+    distributed.shutdown(dist, finished=status == 0)
+    return status
 
 
 def _launch_fit(nproc: int, threads: int | None, argv: list[str] | None) -> int:

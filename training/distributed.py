@@ -203,10 +203,23 @@ def init_from_environment(device: str) -> Dist:
     return Dist(rank=rank, world=world, local_rank=local_rank, backend=backend)
 
 
-def shutdown(dist: Dist) -> None:
-    """Leave the process group (a no-op for one process)."""
-    if dist.active and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+def shutdown(dist: Dist, finished: bool = True) -> None:
+    """Leave the process group (a no-op for one process).
+
+    ``finished``: every rank got here after the same work, so they first meet
+    at a barrier. Otherwise a rank that tears its connections down while
+    another is still between its last collective and its own teardown can take
+    that rank down with it (gloo's transport threads end the process with
+    ``terminate called without an active exception``, exit status 1, after a
+    run that trained and saved normally). A rank that failed leaves without
+    the barrier: the others would wait for it in vain, and the launcher stops
+    them.
+    """
+    if not (dist.active and torch.distributed.is_initialized()):
+        return
+    if finished:
+        torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 def wrap(model: nn.Module, dist: Dist) -> nn.Module:
