@@ -263,10 +263,16 @@ def _rgb_view(hwc: np.ndarray) -> np.ndarray:
     return hwc[:, :, :3]
 
 
+def _affine(levels: tuple[float, float] | None, dtype: Any) -> tuple[float, float | None]:
+    """``(black, scale)`` of ``value -> (value - black) / scale``: an image's own levels, or
+    its dtype's full scale (``None``: float, already in [0, 1])."""
+    return levels or (0.0, INT_SCALE.get(np.dtype(dtype)))
+
+
 def to_unit(pixels: np.ndarray, levels: tuple[float, float] | None = None) -> np.ndarray:
     """Any accepted dtype to float32 in [0, 1] (a new array); ``levels``: see
     :class:`ImageArray`."""
-    black, scale = levels or (0.0, INT_SCALE.get(pixels.dtype))
+    black, scale = _affine(levels, pixels.dtype)
     out = pixels.astype(np.float32)
     if black:
         out -= np.float32(black)
@@ -281,7 +287,7 @@ def unit_chw_into(
     """Write ``to_unit(pixels, levels).transpose(2, 0, 1)`` into ``out`` (float32 3×H×W) in
     place: the same values, without the two temporaries (the GPU path's host time)."""
     out[...] = pixels.transpose(2, 0, 1)
-    black, scale = levels or (0.0, INT_SCALE.get(pixels.dtype))
+    black, scale = _affine(levels, pixels.dtype)
     if black:
         out -= np.float32(black)
     if scale is not None:
@@ -294,7 +300,7 @@ def from_unit(
     """Float in [0, 1] (clipped first) to ``dtype``; integers are rounded; ``levels``: see
     :class:`ImageArray`."""
     clipped = np.clip(unit, 0.0, 1.0)
-    black, scale = levels or (0.0, INT_SCALE.get(np.dtype(dtype)))
+    black, scale = _affine(levels, dtype)
     if scale is None:
         return clipped.astype(dtype)
     return np.rint(clipped * scale + black).astype(dtype)
@@ -329,7 +335,7 @@ def write_rows_chw(img: ImageArray, out: np.ndarray, y0: int, denoised_chw: np.n
         write_rows(img, out, y0, denoised_chw.transpose(1, 2, 0))
         return
     unit = np.clip(denoised_chw, 0.0, 1.0)  # a new array: the caller's rows are left alone
-    black, scale = img.levels or (0.0, INT_SCALE.get(np.dtype(out.dtype)))
+    black, scale = _affine(img.levels, out.dtype)
     if scale is not None:
         unit *= scale
         if black:

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from n2n_infer.arrays import levels_of
+from n2n_infer.arrays import INT_SCALE, ImageArray, levels_of
 from n2n_infer.errors import ImageError
+from n2n_infer.grey import is_grey
 from n2n_infer.imageio import read_file, read_image
 from n2n_train.distributed import SINGLE, Dist
 from n2n_train.noise import NoiseModel
@@ -39,11 +40,12 @@ class DataError(ValueError):
 
 def to_float(img_u8: torch.Tensor) -> torch.Tensor:
     """uint8 tensor (any layout) -> float32 in [0, 1]."""
-    return img_u8.float().div_(255.0)
+    return to_unit(img_u8)
 
 
-#: Full scale of the integer pixel types a file can hold (float pixels are in [0, 1]).
-FULL_SCALE = {torch.uint8: 255.0, torch.uint16: 65535.0}
+#: Full scale of the integer pixel types a file can hold (float pixels are in [0, 1]):
+#: the runtime's own table.
+FULL_SCALE = {getattr(torch, dtype.name): scale for dtype, scale in INT_SCALE.items()}
 
 
 #: ``(black, span)``: values map to ``(value - black) / span``; see :func:`read_frame`.
@@ -179,13 +181,9 @@ def read_frame(path: Path) -> tuple[torch.Tensor, Levels | None]:
         px = px.astype(np.float32)
     px = px[:, :, :3] if px.ndim == 3 else px[:, :, None]  # alpha dropped; H×W×C
     levels = levels_of(px)
-    if px.shape[2] == 3 and _equal_channels(px):
+    if is_grey(ImageArray(px, px)):
         px = px[:, :, :1]
     return torch.from_numpy(np.ascontiguousarray(px.transpose(2, 0, 1))), levels
-
-
-def _equal_channels(hwc: np.ndarray) -> bool:
-    return np.array_equal(hwc[:, :, 0], hwc[:, :, 1]) and np.array_equal(hwc[:, :, 0], hwc[:, :, 2])
 
 
 @dataclass
