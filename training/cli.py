@@ -373,19 +373,37 @@ def sweep(
 @click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("sweeps", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--title", default="", help="The figure's title.")
-def sweep_plot(out: Path, sweeps: tuple[Path, ...], title: str) -> None:
+@click.option(
+    "--beside",
+    "besides",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Another pass of the same spec (another scale), drawn as a third bar per run: "
+    "the first --beside goes with the first SWEEP, and so on.",
+)
+def sweep_plot(out: Path, sweeps: tuple[Path, ...], title: str, besides: tuple[Path, ...]) -> None:
     """Bar charts of sweep.json files (one panel each): the study's figure beside ours."""
     from n2n_train.plots import plot_sweeps
 
-    docs = []
-    for path in sweeps:
-        try:
-            docs.append(json.loads(path.read_text()))
-        except (OSError, ValueError) as exc:
-            click.echo(f"error: {path}: not a readable sweep.json ({exc})", err=True)
-            sys.exit(2)
-    plot_sweeps(docs, out, title=title)
+    if len(besides) > len(sweeps):
+        click.echo(f"error: --beside: {len(besides)} files for {len(sweeps)} sweeps", err=True)
+        sys.exit(2)
+    docs = [_read_sweep(path) for path in sweeps]
+    plot_sweeps(docs, out, title=title, beside=[_read_sweep(path) for path in besides])
     click.echo(f"wrote {out}")
+
+
+def _read_sweep(path: Path) -> dict:
+    """A sweep.json's document, or exit 2 naming the file."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        click.echo(f"error: {path}: not a readable sweep.json ({exc})", err=True)
+        sys.exit(2)
+    if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
+        click.echo(f"error: {path}: not a sweep.json (no list of runs)", err=True)
+        sys.exit(2)
+    return doc
 
 
 @main.command("make-seedlike")

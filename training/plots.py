@@ -90,53 +90,72 @@ def plot_samples(
     return Path(out)
 
 
-def plot_sweeps(docs: Sequence[dict], out: str | Path, title: str = "") -> Path:
+def sweep_scale(doc: dict) -> str:
+    """A sweep's scale in words, from its base options: "5,000 pairs" or "all pairs"."""
+    limit = doc.get("base", {}).get("limit_pairs")
+    return f"{int(limit):,} pairs" if limit else "all pairs"
+
+
+def plot_sweeps(
+    docs: Sequence[dict],
+    out: str | Path,
+    title: str = "",
+    beside: Sequence[dict | None] = (),
+) -> Path:
     """One bar-chart panel per ``sweep.json`` document: per run, the study's figure beside ours.
 
     Ours is the best checkpoint's mean per-image PSNR; a run not measured (or
     failed) has no bar and is labelled "not run"; a diverged run's bar is hatched.
-    A dotted line marks the noisy inputs' PSNR where known.
+    A dotted line marks the noisy inputs' PSNR where known. ``beside[i]``, when
+    given, is another pass of panel ``i``'s spec (another scale, say): its runs,
+    matched by name, are a third bar, and each of our two series is labelled
+    with its scale (:func:`sweep_scale`).
+
+    Raises:
+        ValueError: more ``beside`` documents than panels.
     """
+    if len(beside) > len(docs):
+        raise ValueError(f"beside: {len(beside)} documents for {len(docs)} panels")
     plt = _pyplot()
     widths = [max(5.0, 0.8 * len(d["runs"]) + 2.0) for d in docs]
     fig, axes = plt.subplots(len(docs), 1, figsize=(max(widths), 3.4 * len(docs)), squeeze=False)
-    for ax, doc in zip(axes[:, 0], docs, strict=True):
+    for i, (ax, doc) in enumerate(zip(axes[:, 0], docs, strict=True)):
         runs = doc["runs"]
+        other = beside[i] if i < len(beside) else None
         xs = list(range(len(runs)))
-        study = [r.get("study_psnr") for r in runs]
-        ours = [r.get("psnr") if r.get("status") == "done" else None for r in runs]
-        ax.bar(
-            [x - 0.2 for x in xs],
-            [v or 0 for v in study],
-            0.4,
-            label="study (course data)",
-            color="#999999",
-        )
-        bars = ax.bar(
-            [x + 0.2 for x in xs],
-            [v or 0 for v in ours],
-            0.4,
-            label="ours (seed-like data)",
-            color="#2a6fb0",
-        )
-        for bar, r in zip(bars, runs, strict=True):
-            if r.get("diverged"):
-                bar.set_hatch("//")
-        for x, s, o in zip(xs, study, ours, strict=True):
-            for dx, v in ((-0.2, s), (0.2, o)):
+        series = [
+            (
+                "study (course data)",
+                "#999999",
+                [r.get("study_psnr") for r in runs],
+                [False] * len(runs),
+            )
+        ]
+        ours_label = "ours (seed-like data)" if other is None else f"ours, {sweep_scale(doc)}"
+        series.append((ours_label, "#2a6fb0", *_measured(runs)))
+        if other is not None:
+            by_name = {r["name"]: r for r in other.get("runs", [])}
+            matched = [by_name.get(r["name"], {}) for r in runs]
+            series.append((f"ours, {sweep_scale(other)}", "#e08a1e", *_measured(matched)))
+        width = 0.8 / len(series)
+        for k, (label, colour, values, diverged) in enumerate(series):
+            at = [x + (k - (len(series) - 1) / 2) * width for x in xs]
+            bars = ax.bar(at, [v or 0 for v in values], width, label=label, color=colour)
+            for bar, x, v, hatch in zip(bars, at, values, diverged, strict=True):
+                if hatch:
+                    bar.set_hatch("//")
                 if v is not None:
-                    ax.text(x + dx, v + 0.3, f"{v:.1f}", ha="center", va="bottom", fontsize=6)
-            if s is None:
-                ax.text(x - 0.2, 0.5, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
-            if o is None:
-                ax.text(x + 0.2, 0.5, "not run", ha="center", va="bottom", fontsize=7, rotation=90)
+                    ax.text(x, v + 0.3, f"{v:.1f}", ha="center", va="bottom", fontsize=6)
+                else:
+                    empty = "n/a" if k == 0 else "not run"
+                    ax.text(x, 0.5, empty, ha="center", va="bottom", fontsize=7, rotation=90)
         noisy = [r.get("noisy_psnr") for r in runs if r.get("noisy_psnr")]
         if noisy:
             ax.axhline(noisy[0], color="k", ls=":", lw=1, label="noisy input")
         ax.set_xticks(xs)
         ax.set_xticklabels([r["label"] for r in runs], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("mean PSNR (dB)")
-        top = max([v for v in study + ours if v] or [1.0])
+        top = max([v for _, _, values, _ in series for v in values if v] or [1.0])
         ax.set_ylim(0, top * 1.12)
         ax.set_title(doc.get("title", ""), fontsize=10)
         ax.grid(axis="y", alpha=0.3)
@@ -147,3 +166,9 @@ def plot_sweeps(docs: Sequence[dict], out: str | Path, title: str = "") -> Path:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return Path(out)
+
+
+def _measured(runs: Sequence[dict]) -> tuple[list[float | None], list[bool]]:
+    """Per run: its mean PSNR if done (else None), and whether it diverged."""
+    values = [r.get("psnr") if r.get("status") == "done" else None for r in runs]
+    return values, [bool(r.get("diverged")) for r in runs]

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from n2n_train.cli import main
 from n2n_train.data import save_course_pairs
+from n2n_train.plots import sweep_scale
 from n2n_train.sweep import MARKER, SweepError, fit_args, load_spec, parse_set
 
 BASE = """
@@ -112,6 +113,25 @@ def test_sweep_runs_skips_and_rescores(spec_dir: Path):
     result = CliRunner().invoke(main, ["sweep-plot", str(png), str(out / "sweep.json")])
     assert result.exit_code == 0, result.output
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # another pass beside it (here: the same runs at another scale) adds a bar per run
+    other = json.loads((out / "sweep.json").read_text())
+    other["base"]["limit_pairs"] = 20
+    # run b was not run there
+    other["runs"] = [{**r, "psnr": r["psnr"] - 1.0} for r in other["runs"][:1]]
+    (spec_dir / "other.json").write_text(json.dumps(other))
+    png3 = spec_dir / "sweep3.png"
+    beside = ["--beside", str(spec_dir / "other.json")]
+    args = ["sweep-plot", str(png3), str(out / "sweep.json"), *beside]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert png3.read_bytes()[:4] == b"\x89PNG" and png3.read_bytes() != png.read_bytes()
+    assert sweep_scale(other) == "20 pairs" and sweep_scale({"base": {}}) == "all pairs"
+    # more --beside files than sweeps, or a file that is no sweep.json: exit 2, naming it
+    result = CliRunner().invoke(main, [*args, "--beside", str(spec_dir / "other.json")])
+    assert result.exit_code == 2 and "--beside: 2 files for 1 sweeps" in result.output
+    (spec_dir / "not_a_sweep.json").write_text("[1, 2]")
+    result = CliRunner().invoke(main, [*args[:3], "--beside", str(spec_dir / "not_a_sweep.json")])
+    assert result.exit_code == 2 and "not_a_sweep.json: not a sweep.json" in result.output
 
 
 def test_sweep_resumes_a_stopped_run(spec_dir: Path):
