@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from n2n_infer.denoiser import Denoiser
 from n2n_infer.errors import N2NError
+from n2n_infer.imageio import HAS_AVIF, HAS_HEIF, SUFFIXES
 from n2n_infer.providers import (
     CPU,
     CUDA,
@@ -26,7 +27,10 @@ from n2n_infer.providers import (
 )
 from n2n_infer.registry import resolve_model
 
-PACKAGES = ("n2n", "onnxruntime", "onnxruntime-gpu", "numpy", "Pillow", "click", "tqdm")
+PACKAGES = (
+    *("n2n", "onnxruntime", "onnxruntime-gpu", "numpy", "Pillow", "click", "tqdm"),
+    "pillow-heif",
+)
 #: The probe image: small, with sizes that are not multiples of the stride.
 PROBE_HW = (17, 23)
 
@@ -104,13 +108,24 @@ def check_model_file(model: str | None) -> str:
     return ""
 
 
+def image_formats() -> str:
+    """The image formats the batch job reads and writes here, and those it lacks and why."""
+    line = ", ".join(sorted(set(SUFFIXES.values())))
+    lacking = []
+    if not HAS_AVIF:
+        lacking.append("AVIF (needs Pillow >= 11.3 with its codec)")
+    if not HAS_HEIF:
+        lacking.append('HEIF/HEIC (pip install "n2n[heic]")')
+    return line + (f"; not here: {', '.join(lacking)}" if lacking else "")
+
+
 def diagnose(model: str | None = None) -> tuple[list[str], bool]:
     """The doctor's report lines, and whether the CPU path works.
 
     A model that cannot be loaded ends the report with a ``model:`` line that
     says why. Never raises: any failure of a probe is a line of the report.
     """
-    lines = ["versions: " + ", ".join(versions())]
+    lines = ["versions: " + ", ".join(versions()), f"image formats: {image_formats()}"]
     available = ort.get_available_providers()
     lines.append(f"available providers: {', '.join(available)}")
     driver = DRIVER_LIBRARY.get(sys.platform, "none on this platform")

@@ -9,11 +9,12 @@ Who decodes what (the format is found from the file's first bytes, not its name)
 PNG goes to libpng (:mod:`n2n_infer.png16`), which refuses image data shorter
 than the header declares; every TIFF is checked by :mod:`n2n_infer.tiff16`
 (tifffile) before any decoding, and its 16-bit colour and float images are
-decoded there; JPEG, WebP, AVIF (where Pillow has it), BMP and the other
-TIFFs go to Pillow. Files whose suffix names a format that is not read (HEIF,
-camera RAW, GIF, JPEG XL, ...: :data:`UNSUPPORTED`) are refused by name with
-what to do instead, so that a batch job reports them rather than passing them
-over. Pixel modes
+decoded there; HEIF/HEIC goes to libheif through pillow-heif where the
+``heic`` extra is installed (:mod:`n2n_infer.heif`); JPEG, WebP, AVIF (where
+Pillow has it), BMP and the other TIFFs go to Pillow. Files whose suffix names a
+format that is not read (camera RAW, GIF, JPEG XL, HEIF without the extra, ...:
+:data:`UNSUPPORTED`) are refused by name with what to do instead, so that a
+batch job reports them rather than passing them over. Pixel modes
 that cannot be kept faithfully (CMYK, 32-bit integers, ...) are refused.
 EXIF orientation is applied on reading; the ICC profile and the remaining EXIF
 data are kept and written back (TIFFs written by tifffile keep their ICC
@@ -31,12 +32,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError, features
 
-from n2n_infer import png16, tiff16
+from n2n_infer import heif, png16, tiff16
 from n2n_infer.arrays import MAX_PIXELS  # one limit for files and arrays
 from n2n_infer.errors import ImageError
 from n2n_infer.files import TEMP_PREFIX, TEMP_SUFFIX, write_atomic
 
 __all__ = [
+    "HAS_HEIF",
     "MAX_PIXELS",
     "SUFFIXES",
     "TEMP_PREFIX",
@@ -60,6 +62,8 @@ def _pillow_has(feature: str) -> bool:
 
 #: Whether this Pillow reads and writes AVIF (wheels of Pillow >= 11.3 do).
 HAS_AVIF = _pillow_has("avif")
+#: Whether HEIF/HEIC is read and written (pillow-heif: ``pip install "n2n[heic]"``).
+HAS_HEIF = heif.HAS_HEIF
 #: Suffixes the batch job reads, and the format each is written back in.
 SUFFIXES = {
     ".png": "PNG",
@@ -70,11 +74,8 @@ SUFFIXES = {
     ".webp": "WEBP",
     ".bmp": "BMP",
     **({".avif": "AVIF"} if HAS_AVIF else {}),
+    **(dict.fromkeys(heif.SUFFIXES, "HEIF") if HAS_HEIF else {}),
 }
-_HEIF = (
-    "HEIF/HEIC (a phone's default format) is not read: convert it to JPEG or PNG first "
-    "(e.g. heif-convert, or macOS Preview's Export)"
-)
 _RAW = (
     "camera RAW is not read: develop it to a 16-bit TIFF first (e.g. darktable, "
     "RawTherapee or rawpy), then denoise the TIFF"
@@ -82,9 +83,7 @@ _RAW = (
 #: Image suffixes that are listed and refused by name (with what to do instead) rather
 #: than passed over: a folder job reports them as failed files.
 UNSUPPORTED = {
-    ".heic": _HEIF,
-    ".heif": _HEIF,
-    ".hif": _HEIF,
+    **({} if HAS_HEIF else dict.fromkeys(heif.SUFFIXES, heif.MISSING)),
     **dict.fromkeys(
         (".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".raf", ".orf", ".rw2", ".pef"),
         _RAW,
@@ -97,9 +96,13 @@ UNSUPPORTED = {
     ".psd": "Photoshop documents are not read: export a PNG or 16-bit TIFF first",
 }
 #: The formats read, in words (for errors).
-KNOWN_FORMATS = f"a PNG, JPEG, TIFF, WebP, BMP{', AVIF' if HAS_AVIF else ''} or PPM"
-#: Formats read (PPM is read, for training folders, but not written by the batch job).
-READ_FORMATS = (*sorted(set(SUFFIXES.values())), "PPM")
+KNOWN_FORMATS = (
+    f"a PNG, JPEG, TIFF, WebP, BMP{', AVIF' if HAS_AVIF else ''}{', HEIF' if HAS_HEIF else ''} "
+    "or PPM"
+)
+#: Formats Pillow reads (PPM is read, for training folders, but not written by the batch
+#: job; HEIF is read by :mod:`n2n_infer.heif`).
+READ_FORMATS = (*sorted(set(SUFFIXES.values()) - {"HEIF"}), "PPM")
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
 ORIENTATION_TAG = 0x0112
@@ -139,6 +142,8 @@ class ImageFile:
         icc_profile: the embedded ICC profile bytes, if any.
         exif: EXIF bytes with the orientation reset, if any.
         notes: what could not be kept or was ignored (e.g. an invalid orientation).
+        encoder: format-specific settings to write it back alike (a HEIF's bit depth,
+            chroma subsampling, nclx profile and XMP: :func:`n2n_infer.heif.encode_heif`).
     """
 
     pixels: np.ndarray
@@ -147,6 +152,7 @@ class ImageFile:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     notes: list[str] = field(default_factory=list)
+    encoder: dict[str, Any] = field(default_factory=dict)
 
 
 def read_file(path: str | Path, max_pixels: int | None = None) -> ImageFile:
@@ -190,9 +196,11 @@ def _read(path: Path, max_pixels: int) -> ImageFile:
     if path.suffix.lower() in UNSUPPORTED:
         raise ImageError(f"{path}: {UNSUPPORTED[path.suffix.lower()]}")
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(64)
     if not head:
         raise ImageError(f"{path}: empty file (0 bytes)")
+    if heif.looks_like_heif(head):  # by content: phones also export HEIF as .jpg
+        return _read_heif(path, max_pixels)
     if head.startswith(png16.SIGNATURE):
         return _read_png(path, max_pixels)
     if head[:4] in TIFF_MAGICS:
@@ -223,6 +231,13 @@ def _read_png(path: Path, max_pixels: int) -> ImageFile:
     elif channels == 1 and px.dtype == np.uint16:
         mode = "I;16"
     return ImageFile(np.ascontiguousarray(px), "PNG", mode, png.icc_profile, exif, notes)
+
+
+def _read_heif(path: Path, max_pixels: int) -> ImageFile:
+    """A HEIF/HEIC file's primary image, upright, at its own bit depth."""
+    h = heif.read_heif(path, max_pixels)
+    mode = "I;16" if h.mode == "I" or (h.mode == "L" and h.pixels.dtype == np.uint16) else h.mode
+    return ImageFile(h.pixels, "HEIF", mode, h.icc_profile, h.exif, h.notes, h.encoder)
 
 
 def _from_tiff(tif: tiff16.Tiff) -> ImageFile:
@@ -339,6 +354,10 @@ def write_file(path: str | Path, loaded: ImageFile, pixels: np.ndarray | None = 
     path = Path(path)
     fmt = _format_of(path)
     px = loaded.pixels if pixels is None else pixels
+    if fmt == "HEIF":
+        data = _encode_heif(path, px, loaded)
+        write_atomic(path, lambda f: f.write(data))
+        return
     if px.dtype.kind == "f" or (px.dtype == np.uint16 and px.ndim == 3):
         data = _encode_deep(path, fmt, px, loaded.icc_profile, loaded.exif)
         write_atomic(path, lambda f: f.write(data))
@@ -352,6 +371,17 @@ def write_file(path: str | Path, loaded: ImageFile, pixels: np.ndarray | None = 
     if loaded.exif and fmt != "BMP":
         options["exif"] = loaded.exif
     _save_atomic(path, fmt, im, options)
+
+
+def _encode_heif(path: Path, px: np.ndarray, loaded: ImageFile) -> bytes:
+    """HEIF bytes, with ``loaded``'s profile, EXIF and encoder settings if it was a HEIF."""
+    if px.dtype.kind == "f":
+        raise ImageError(f"{path}: floating-point pixels can only be written as TIFF, not HEIF")
+    encoder = loaded.encoder if loaded.format == "HEIF" else {}
+    try:
+        return heif.encode_heif(px, loaded.icc_profile, loaded.exif, encoder)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
 
 
 def _encode_deep(

@@ -39,7 +39,7 @@ from PIL import Image
 if __package__ in (None, ""):  # run as a script: make n2n_infer importable from a clone
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from n2n_infer import imageio, png16
+from n2n_infer import heif, imageio, png16
 from n2n_infer.errors import ImageError
 
 #: read_file's pixel limit in the fuzz run: bounds the memory of any accepted case.
@@ -122,6 +122,12 @@ def seed_files(seed: int = 0) -> list[tuple[str, bytes]]:
         ("pack16.tif", _tifffile(rgb16, photometric="rgb", compression="packbits")),
         ("big16.tif", _tifffile(rgb16, photometric="rgb", bigtiff=True)),
     ]
+    if heif.HAS_HEIF:  # the heic extra
+        files += [
+            ("rgb.heic", heif.encode_heif(rgb, icc, exif.tobytes())),
+            ("rgba10.heic", heif.encode_heif(rgba16, encoder={"bit_depth": 10, "chroma": 444})),
+            ("l.heic", heif.encode_heif(rgb[..., 0])),
+        ]
     return files
 
 

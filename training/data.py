@@ -29,7 +29,12 @@ from n2n_train.noise import NoiseModel
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".avif")
+#: Image files of training folders. AVIF and HEIF are listed even where they cannot be
+#: read (no codec, no ``heic`` extra), so that such a file stops the run by name.
+IMAGE_SUFFIXES = (
+    *(".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".avif"),
+    *(".heic", ".heif", ".hif"),
+)
 #: Refuse photos above this many pixels (decompression bombs).
 MAX_PIXELS = 64_000_000
 

@@ -1,4 +1,6 @@
-"""Formats beyond the core five: AVIF read and written; HEIF, RAW, GIF ... refused by name."""
+"""Formats beyond the core five: AVIF read and written; RAW, GIF ... refused by name.
+
+HEIF/HEIC (read and written with the heic extra, refused without it): test_heif.py."""
 
 from __future__ import annotations
 
@@ -24,25 +26,25 @@ def _batch(*args: object) -> object:
 
 
 def test_image_formats_that_are_not_read_are_reported_by_name_not_passed_over(tmp_path):
-    """A phone's HEIC and a camera's DNG fail with what to do instead (exit 1); a sidecar
+    """An animated GIF and a camera's DNG fail with what to do instead (exit 1); a sidecar
     file is no image and is left alone; nothing is written for the refused files."""
     in_dir, out_dir = tmp_path / "in", tmp_path / "out"
     in_dir.mkdir()
     Image.fromarray(_photo(0)).save(in_dir / "a.png")
-    Image.fromarray(_photo(1)).save(in_dir / "b.HEIC", format="PNG")  # any bytes: by suffix
+    Image.fromarray(_photo(1)).save(in_dir / "b.GIF", format="PNG")  # any bytes: by suffix
     (in_dir / "c.dng").write_bytes(b"II*\0" + bytes(64))
     (in_dir / "c.xmp").write_text("<x:xmpmeta/>")
     report = tmp_path / "report.json"
     result = _batch(in_dir, out_dir, "--report", report)
     assert result.exit_code == 1, result.output
-    assert "b.HEIC: HEIF/HEIC (a phone's default format) is not read: convert it" in result.output
+    assert "b.GIF: GIF (a palette, often animated) is not read: convert it" in result.output
     assert "c.dng: camera RAW is not read: develop it to a 16-bit TIFF first" in result.output
     assert "xmp" not in result.output
     assert "1 denoised, 0 skipped, 2 failed" in result.output
     assert sorted(p.name for p in out_dir.iterdir()) == ["a.png"]
     files = {f["name"]: f for f in json.loads(report.read_text())["files"]}
-    assert set(files) == {"a.png", "b.HEIC", "c.dng"}
-    assert files["b.HEIC"]["status"] == "error" and "HEIF" in files["b.HEIC"]["error"]
+    assert set(files) == {"a.png", "b.GIF", "c.dng"}
+    assert files["b.GIF"]["status"] == "error" and "GIF" in files["b.GIF"]["error"]
 
 
 @pytest.mark.parametrize("suffix", sorted(UNSUPPORTED))

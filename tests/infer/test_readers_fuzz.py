@@ -1,11 +1,12 @@
 """Fuzz suite over the file readers, bounded for CI (a few seconds).
 
-Mutated PNG/JPEG/TIFF/WebP/BMP files of every supported mode (built from seeded
-random pixels by ``scripts/fuzz_readers.py``) must each give a valid ImageFile or an
-ImageError naming the file; never another exception. The hand-made files of issue 20
-live beside the readers' own tests: test_png16.py (short rows, 10000×9999 declared,
-1×200000 Paeth), test_tiff16.py (tiles sharing one blob, tiny file declaring a huge
-image) and test_read_modes.py (float TIFF, modes, mistyped tags, warnings as errors).
+Mutated PNG/JPEG/TIFF/WebP/BMP files (and HEIC, with the heic extra) of every
+supported mode (built from seeded random pixels by ``scripts/fuzz_readers.py``) must
+each give a valid ImageFile or an ImageError naming the file; never another exception.
+The hand-made files of issue 20 live beside the readers' own tests: test_png16.py
+(short rows, 10000×9999 declared, 1×200000 Paeth), test_tiff16.py (tiles sharing one
+blob, tiny file declaring a huge image) and test_read_modes.py (float TIFF, modes,
+mistyped tags, warnings as errors).
 """
 
 import warnings
@@ -15,6 +16,7 @@ import pytest
 
 from n2n_infer import imageio
 from n2n_infer.errors import ImageError
+from n2n_infer.heif import HAS_HEIF
 from scripts.fuzz_readers import MAX_PIXELS, fuzz, mutate, run_case, seed_files
 
 #: Mutated files per CI run (about 3 s on a 2-core VM); the script runs thousands.
@@ -26,7 +28,8 @@ MAX_CASE_SECONDS = 10.0
 def test_every_seed_file_is_valid_and_read(tmp_path):
     seeds = seed_files(0)
     suffixes = {name.rsplit(".", 1)[1] for name, _ in seeds}
-    assert suffixes == {"png", "jpg", "tif", "webp", "bmp", "ppm"}
+    heic = {"heic"} if HAS_HEIF else set()
+    assert suffixes == {"png", "jpg", "tif", "webp", "bmp", "ppm"} | heic
     for name, data in seeds:
         path = tmp_path / name
         path.write_bytes(data)
