@@ -406,6 +406,20 @@ def _read_sweep(path: Path) -> dict:
     return doc
 
 
+@main.command("sweep-spread")
+@click.argument("sweeps", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+def sweep_spread(sweeps: tuple[Path, ...]) -> None:
+    """How much the seed moves a run: runs of SWEEPS (sweep.json files) that differ only
+    by their seed, as a table of mean, standard deviation, minimum and maximum PSNR."""
+    from n2n_train.sweep import seed_spread, spread_table
+
+    rows = seed_spread([_read_sweep(path) for path in sweeps])
+    if not rows:
+        click.echo("error: no runs that differ only by their seed (two or more finished)", err=True)
+        sys.exit(1)
+    click.echo(spread_table(rows), nl=False)
+
+
 @main.command("make-seedlike")
 @click.argument("out_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option(

@@ -46,6 +46,8 @@ import json
 import logging
 import math
 import os
+import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -505,3 +507,60 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def seed_spread(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs of one or more ``sweep.json`` documents that differ only by their seed, grouped.
+
+    A run's settings are its document's base with its changes applied; runs whose
+    settings are equal but for ``seed`` form a group (across documents: a row of
+    round 1 at seed 0 and its seeds 1-3 from another spec). Only finished runs
+    count, and only groups of two or more seeds are returned, each with its
+    label (the shortest of its runs', less any ", seed N"), ``n``, the seeds, and
+    the mean, sample standard deviation, minimum and maximum of the runs' mean
+    per-image PSNR, in the order their first run appears.
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        for r in doc.get("runs", []):
+            if r.get("status") != "done" or not isinstance(r.get("psnr"), (int, float)):
+                continue
+            settings = {**doc.get("base", {}), **r.get("changes", {})}
+            seed = settings.pop("seed", 0)
+            key = json.dumps(settings, sort_keys=True)
+            label = re.sub(r",? seed \d+$", "", r.get("label") or r["name"])
+            group = groups.setdefault(key, {"labels": [], "runs": {}})
+            group["labels"].append(label)
+            group["runs"].setdefault(seed, float(r["psnr"]))
+    rows = []
+    for group in groups.values():
+        values = [group["runs"][s] for s in sorted(group["runs"])]
+        if len(values) < 2:
+            continue
+        rows.append(
+            {
+                "label": min(group["labels"], key=len),
+                "n": len(values),
+                "seeds": sorted(group["runs"]),
+                "mean": statistics.fmean(values),
+                "std": statistics.stdev(values),
+                "min": min(values),
+                "max": max(values),
+            }
+        )
+    return rows
+
+
+def spread_table(rows: list[dict[str, Any]]) -> str:
+    """:func:`seed_spread`'s groups as a Markdown table."""
+    lines = [
+        "| run | seeds | mean (dB) | std (dB) | min (dB) | max (dB) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        seeds = ",".join(map(str, r["seeds"]))
+        lines.append(
+            f"| {r['label']} | {seeds} | {r['mean']:.2f} | {r['std']:.2f} | "
+            f"{r['min']:.2f} | {r['max']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"

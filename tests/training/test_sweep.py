@@ -12,7 +12,15 @@ from click.testing import CliRunner
 from n2n_train.cli import main
 from n2n_train.data import save_course_pairs
 from n2n_train.plots import sweep_scale
-from n2n_train.sweep import MARKER, SweepError, fit_args, load_spec, parse_set
+from n2n_train.sweep import (
+    MARKER,
+    SweepError,
+    fit_args,
+    load_spec,
+    parse_set,
+    seed_spread,
+    spread_table,
+)
 
 BASE = """
 [base]
@@ -223,3 +231,48 @@ def test_a_bundled_init_name_is_kept_and_own_data_folders_are_resolved(tmp_path:
     base = load_spec(spec).base
     assert base["init"] == "photo"
     assert base["bursts"] == str((tmp_path / "frames").resolve())
+
+
+def test_seed_spread_groups_runs_that_differ_only_by_their_seed(tmp_path):
+    """Across documents (a table's row at seed 0, its other seeds in another spec); runs
+    not finished, and settings run at one seed only, are left out."""
+    base = {"features": "16,32", "seed": 0, "lr": 0.01}
+
+    def run(name, label, psnr, status="done", **changes):
+        return {"name": name, "label": label, "changes": changes, "status": status, "psnr": psnr}
+
+    table = {
+        "base": base,
+        "runs": [run("b", "baseline", 23.0), run("lr", "lr 0.001", 21.0, lr=0.001)],
+    }
+    seeds = {
+        "base": {**base, "seed": 5},
+        "runs": [
+            run("b1", "baseline, seed 1", 23.4, seed=1),
+            run("b2", "baseline, seed 2", 22.8, seed=2),
+            run("b3", "baseline, seed 3", None, status="not run", seed=3),
+            run("b5", "baseline, seed 5", 23.2),  # the base's own seed
+            run("lr1", "lr 0.001, seed 1", 20.0, lr=0.001, seed=1),
+            run("f1", "features 8, seed 1", 19.0, features="8", seed=1),
+        ],
+    }
+    rows = seed_spread([table, seeds])
+    assert [(r["label"], r["n"], r["seeds"]) for r in rows] == [
+        ("baseline", 4, [0, 1, 2, 5]),
+        ("lr 0.001", 2, [0, 1]),
+    ]
+    assert rows[0]["mean"] == pytest.approx(23.1) and rows[0]["min"] == 22.8
+    assert rows[0]["std"] == pytest.approx(0.258199, abs=1e-6) and rows[1]["max"] == 21.0
+    assert (
+        spread_table(rows).splitlines()[2]
+        == "| baseline | 0,1,2,5 | 23.10 | 0.26 | 22.80 | 23.40 |"
+    )
+
+    for doc, name in ((table, "t.json"), (seeds, "s.json")):
+        (tmp_path / name).write_text(json.dumps(doc))
+    result = CliRunner().invoke(
+        main, ["sweep-spread", str(tmp_path / "t.json"), str(tmp_path / "s.json")]
+    )
+    assert result.exit_code == 0 and "| lr 0.001 | 0,1 | 20.50 |" in result.output
+    result = CliRunner().invoke(main, ["sweep-spread", str(tmp_path / "t.json")])
+    assert result.exit_code == 1 and "no runs that differ only by their seed" in result.output
