@@ -119,6 +119,8 @@ def read_heif(path: Path, max_pixels: int) -> Heif:
     for key in ("chroma", "nclx_profile", "xmp"):
         if info.get(key):
             encoder[key] = info[key]
+    if encoder.get("xmp"):  # an XMP tiff:Orientation repeats the file's own, too
+        encoder["xmp"] = _xmp_upright(encoder["xmp"])
     return Heif(
         pixels=np.ascontiguousarray(pixels),
         mode=mode,
@@ -155,6 +157,15 @@ def _exif_upright(exif: bytes | None, notes: list[str]) -> bytes | None:
     except Exception as exc:
         notes.append(f"EXIF data unreadable ({type(exc).__name__}: {exc}): not kept")
         return None
+
+
+def _xmp_upright(xmp: bytes) -> bytes:
+    """XMP bytes without a ``tiff:Orientation`` (pillow-heif's encoder would apply it)."""
+    import pillow_heif
+
+    meta = {"xmp": xmp}
+    pillow_heif.set_orientation(meta)
+    return meta["xmp"]
 
 
 def _to_full_range(raw: np.ndarray, bit_depth: int) -> np.ndarray:
@@ -202,7 +213,7 @@ def encode_heif(
         "chroma": int(encoder.get("chroma") or 420),
         # the pixels are upright: an EXIF orientation would become the file's rotation
         "exif": _exif_upright(exif, []),
-        "xmp": encoder.get("xmp"),
+        "xmp": _xmp_upright(encoder["xmp"]) if encoder.get("xmp") else None,
     }
     if icc_profile:
         options["icc_profile"] = icc_profile

@@ -217,3 +217,25 @@ def test_without_the_extra_a_heic_of_any_name_is_refused_with_the_install_line(t
     assert error.startswith(f"{fake}: HEIF/HEIC (a phone's default format) needs the heic extra")
     assert 'pip install "n2n[heic]"' in error
     assert 'not here: HEIF/HEIC (pip install "n2n[heic]")' in formats
+
+
+@needs_heif
+def test_an_xmp_orientation_is_not_applied_again_when_written_back(tmp_path):
+    """An XMP tiff:Orientation repeats the file's rotation like the EXIF one: kept out
+    of the output's XMP (pillow-heif's encoder would rotate the output by it)."""
+    import pillow_heif
+
+    _, noisy = _noisy(7, 48, 64)
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+        b'02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+        b'tiff:Orientation="6" tiff:Make="Phone"/></rdf:RDF></x:xmpmeta>'
+    )
+    _encode(tmp_path / "x.heic", noisy, "RGB", quality=95, xmp=xmp)
+    loaded = read_file(tmp_path / "x.heic")
+    assert loaded.pixels.shape == (64, 48, 3)  # turned once, by libheif
+    write_file(tmp_path / "y.heic", loaded)
+    written = pillow_heif.open_heif(tmp_path / "y.heic")
+    assert written.size == (48, 64)  # stored upright, no rotation to apply
+    assert b"tiff:Make" in written.info["xmp"] and b"Orientation" not in written.info["xmp"]
+    assert psnr(read_file(tmp_path / "y.heic").pixels, loaded.pixels) > 35
