@@ -96,25 +96,25 @@ def read_heif(path: Path, max_pixels: int) -> Heif:
         raise ImageError(f"{path}: {MISSING}")
     import pillow_heif
 
-    heif = pillow_heif.open_heif(path, convert_hdr_to_8bit=False)  # decodes on first access
-    width, height = heif.size
+    image = pillow_heif.open_heif(path, convert_hdr_to_8bit=False)  # decodes on first access
+    width, height = image.size
     if width * height > max_pixels:
         raise ImageError(f"{path}: {width}×{height} pixels exceeds the limit of {max_pixels}")
-    info = heif.info
-    notes = _left_out(heif, info)
+    mode = image.mode.split(";")[0]  # "RGB;16" is RGB with 16-bit samples
+    if mode not in ("L", "I", "RGB", "RGBA"):
+        raise ImageError(f"{path}: HEIF pixel mode {image.mode} is not supported")
+    info = image.info
+    notes = _left_out(image, info)
     bit_depth = int(info.get("bit_depth") or 8)
     # a copy: with some pillow-heif releases the array is a view of memory that is
     # freed with the file object (seen with 1.0.0: garbage pixels once it is collected)
-    pixels = np.array(heif, copy=True)
+    pixels = np.array(image, copy=True)
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
     if pixels.dtype == np.uint16:
         pixels = _to_full_range(pixels, bit_depth)
     elif pixels.dtype != np.uint8:
         raise ImageError(f"{path}: HEIF pixel type {pixels.dtype} is not supported")
-    mode = heif.mode.split(";")[0]
-    if mode in ("BGR", "BGRA") or mode not in ("L", "I", "RGB", "RGBA"):
-        raise ImageError(f"{path}: HEIF pixel mode {heif.mode} is not supported")
     encoder: dict[str, Any] = {"bit_depth": bit_depth}
     for key in ("chroma", "nclx_profile", "xmp"):
         if info.get(key):
@@ -131,11 +131,12 @@ def read_heif(path: Path, max_pixels: int) -> Heif:
     )
 
 
-def _left_out(heif: Any, info: dict[str, Any]) -> list[str]:
+def _left_out(image: Any, info: dict[str, Any]) -> list[str]:
     """Notes on what a rewrite of this file will not keep."""
     notes = []
-    if len(heif) > 1:
-        notes.append(f"HEIF holds {len(heif)} images: only the primary one is denoised and written")
+    if len(image) > 1:
+        n = len(image)
+        notes.append(f"HEIF holds {n} images: only the primary one is denoised and written")
     if info.get("depth_images"):
         notes.append("HEIF depth map not written back")
     if info.get("aux"):
