@@ -151,11 +151,13 @@ def batch(
     cpus_per_worker: int | None,
     gpus_per_worker: float | None,
 ) -> None:
-    """Denoise every PNG, JPEG, TIFF, WebP and BMP in IN_DIR into OUT_DIR under the same names.
+    """Denoise every PNG, JPEG, TIFF, WebP, BMP, AVIF and HEIC in IN_DIR into OUT_DIR.
 
-    Each output keeps its input's format, bit depth (16-bit grey PNG/TIFF stay
-    16-bit), alpha and ICC profile; EXIF orientation is applied. Outputs are
-    written atomically and never inside IN_DIR.
+    Outputs have the same names. Each keeps its input's format, bit depth
+    (16-bit PNG/TIFF and 10-bit HEIC stay deep), alpha and ICC profile; EXIF
+    orientation is applied. AVIF needs Pillow's codec, HEIC the heic extra
+    (`n2n-infer doctor` lists what is read here); RAW, GIF and other image files
+    fail by name. Outputs are written atomically and never inside IN_DIR.
 
     Exit status: 0 when every file succeeded, 1 when any failed (the others are
     still written), 2 for unusable arguments (model, device, folders).
