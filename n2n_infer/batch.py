@@ -25,6 +25,7 @@ from n2n_infer.imageio import (
     SUFFIXES,
     UNSUPPORTED,
     as_rgb_u8,
+    check_writable,
     read_file,
     read_image,
     write_file,
@@ -347,6 +348,7 @@ def convert_file(
         OSError: ``dst`` cannot be written.
     """
     loaded = read_file(src)
+    check_writable(dst, loaded, src)  # a 16-bit PNG named .jpg: refused before denoising
     denoised = denoiser.denoise(loaded.pixels, tile=tile)
     if in_root is not None:
         check_destination(dst, in_root)

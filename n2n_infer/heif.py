@@ -54,6 +54,21 @@ TILE = 512
 #: x265 preset: "medium" encodes twice as fast as libheif's default ("slow"), for the
 #: same size and PSNR on photos (measured at quality 95, 3 megapixels).
 PRESET = "medium"
+#: What a HEIF carries beside its pixels that :func:`encode_heif` writes back as it was
+#: (``thumbnails``: the thumbnails' sizes; they are made again from the new pixels).
+KEPT = (
+    "chroma",
+    "nclx_profile",
+    "xmp",
+    "pixel_aspect_ratio",
+    "content_light_level",
+    "mastering_display_colour_volume",
+    "ambient_viewing_environment",
+    "nominal_diffuse_white_luminance",
+    "thumbnails",
+)
+#: How much of a file's start is searched for an nclx box beside an ICC profile.
+_HEAD_BYTES = 1 << 20
 #: ISO-BMFF brands of HEVC-coded images; ``mif1``/``msf1`` files are HEIF unless AVIF.
 _HEVC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
 _GENERIC_BRANDS = {b"mif1", b"msf1"}
@@ -104,7 +119,9 @@ def read_heif(path: Path, max_pixels: int) -> Heif:
     if mode not in ("L", "I", "RGB", "RGBA"):
         raise ImageError(f"{path}: HEIF pixel mode {image.mode} is not supported")
     info = image.info
-    notes = _left_out(image, info)
+    if mode == "RGBA" and not info.get("chroma"):
+        mode = "LA"  # monochrome with alpha: pillow-heif gives it as RGBA, written back as LA
+    notes = _left_out(path, image, info)
     bit_depth = int(info.get("bit_depth") or 8)
     # a copy: with some pillow-heif releases the array is a view of memory that is
     # freed with the file object (seen with 1.0.0: garbage pixels once it is collected)
@@ -116,7 +133,7 @@ def read_heif(path: Path, max_pixels: int) -> Heif:
     elif pixels.dtype != np.uint8:
         raise ImageError(f"{path}: HEIF pixel type {pixels.dtype} is not supported")
     encoder: dict[str, Any] = {"bit_depth": bit_depth}
-    for key in ("chroma", "nclx_profile", "xmp"):
+    for key in KEPT:
         if info.get(key):
             encoder[key] = info[key]
     if encoder.get("xmp"):  # an XMP tiff:Orientation repeats the file's own, too
@@ -131,9 +148,15 @@ def read_heif(path: Path, max_pixels: int) -> Heif:
     )
 
 
-def _left_out(image: Any, info: dict[str, Any]) -> list[str]:
+def _left_out(path: Path, image: Any, info: dict[str, Any]) -> list[str]:
     """Notes on what a rewrite of this file will not keep."""
     notes = []
+    if info.get("icc_profile"):  # pillow-heif gives one colour box: the ICC profile
+        with open(path, "rb") as f:
+            if b"colrnclx" in f.read(_HEAD_BYTES):
+                notes.append("HEIF nclx colour box beside the ICC profile not written back")
+    if info.get("metadata"):
+        notes.append("HEIF metadata other than EXIF and XMP (e.g. IPTC) not written back")
     if len(image) > 1:
         n = len(image)
         notes.append(f"HEIF holds {n} images: only the primary one is denoised and written")
@@ -189,11 +212,11 @@ def encode_heif(
     exif: bytes | None = None,
     encoder: dict[str, Any] | None = None,
 ) -> bytes:
-    """HEIF bytes of H×W, H×W×3 or H×W×4 uint8 or uint16 pixels, upright.
+    """HEIF bytes of H×W, H×W×2 (grey + alpha), H×W×3 or H×W×4 uint8 or uint16 pixels, upright.
 
     ``encoder`` (from :func:`read_heif`): ``bit_depth`` for uint16 pixels (10,
-    the default, or 12), ``chroma`` (420, 422 or 444; default 420),
-    ``nclx_profile``, ``xmp``.
+    the default, or 12), ``chroma`` (420, 422 or 444; default 420), and what
+    else :data:`KEPT` names.
 
     Raises:
         ImageError: pillow-heif is missing, or pixels of another type or shape.
@@ -204,9 +227,9 @@ def encode_heif(
 
     encoder = dict(encoder or {})
     channels = 1 if px.ndim == 2 else px.shape[2]
-    if px.dtype not in (np.uint8, np.uint16) or channels not in (1, 3, 4):
+    if px.dtype not in (np.uint8, np.uint16) or channels not in (1, 2, 3, 4):
         raise ImageError(f"HEIF: cannot write {px.dtype} pixels with {channels} channels")
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
     options: dict[str, Any] = {
         "quality": QUALITY,
         "enc_params": {"preset": PRESET},
@@ -218,8 +241,9 @@ def encode_heif(
     }
     if icc_profile:
         options["icc_profile"] = icc_profile
-    if encoder.get("nclx_profile"):
-        options["nclx_profile"] = encoder["nclx_profile"]
+    for key in KEPT:  # the rest of what the file carried
+        if key not in ("chroma", "xmp") and encoder.get(key):
+            options[key] = encoder[key]
     if px.dtype == np.uint16:
         bit_depth = 12 if int(encoder.get("bit_depth") or 10) >= 12 else 10
         px = _from_full_range(px, bit_depth)

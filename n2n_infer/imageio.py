@@ -24,10 +24,12 @@ naming the file.
 
 from __future__ import annotations
 
+import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError, features
@@ -80,6 +82,8 @@ _RAW = (
     "camera RAW is not read: develop it to a 16-bit TIFF first (e.g. darktable, "
     "RawTherapee or rawpy), then denoise the TIFF"
 )
+#: The suffix a file of each format should have (the first listed).
+_SUFFIX_OF = {fmt: suffix for suffix, fmt in reversed(SUFFIXES.items())}
 #: Image suffixes that are listed and refused by name (with what to do instead) rather
 #: than passed over: a folder job reports them as failed files.
 UNSUPPORTED = {
@@ -347,30 +351,61 @@ def write_file(path: str | Path, loaded: ImageFile, pixels: np.ndarray | None = 
     pixels as a float TIFF (tifffile, which keeps the ICC profile, not the EXIF).
 
     Raises:
-        ImageError: unknown suffix; uint16 colour for a format other than PNG and
-            TIFF; float pixels for a format other than TIFF.
+        ImageError: unknown suffix; uint16 colour for a format other than PNG,
+            TIFF and HEIF; float pixels for a format other than TIFF.
         OSError: the file cannot be written.
     """
     path = Path(path)
+    write_atomic(path, _writer(path, loaded, loaded.pixels if pixels is None else pixels))
+
+
+def check_writable(path: str | Path, loaded: ImageFile, source: str | Path | None = None) -> None:
+    """Refuse, before any denoising, to write ``loaded`` under a name whose format
+    cannot hold it: a file whose content is not the format its name says (a 16-bit
+    PNG or an image with alpha named ``.jpg``). Same-format writes always pass.
+
+    Raises:
+        ImageError: naming ``source`` (default ``path``), what its content is, and
+            the name to give it.
+    """
+    path = Path(path)
     fmt = _format_of(path)
-    px = loaded.pixels if pixels is None else pixels
+    if fmt == loaded.format:
+        return
+    probe = ImageFile(
+        np.ascontiguousarray(loaded.pixels[:2, :2]), loaded.format, loaded.mode, None, None,
+        [], loaded.encoder,
+    )  # fmt: skip
+    try:
+        _writer(path, probe, probe.pixels)(io.BytesIO())
+    except Exception:
+        shown = Path(source) if source is not None else path
+        depth = {"uint8": "8-bit", "uint16": "16-bit"}.get(str(probe.pixels.dtype), "float")
+        rename = shown.with_suffix(_SUFFIX_OF.get(loaded.format, ".png")).name
+        raise ImageError(
+            f"{shown}: its content is {loaded.format} ({depth} {loaded.mode}), which its "
+            f"name's format, {fmt}, cannot hold: rename it {rename}"
+        ) from None
+
+
+def _writer(path: Path, loaded: ImageFile, px: np.ndarray) -> Callable[[BinaryIO], object]:
+    """What writes ``px`` like ``loaded`` into an open file, in the format of ``path``'s suffix."""
+    fmt = _format_of(path)
     if fmt == "HEIF":
         data = _encode_heif(path, px, loaded)
-        write_atomic(path, lambda f: f.write(data))
-        return
+        return lambda f: f.write(data)
     if px.dtype.kind == "f" or (px.dtype == np.uint16 and px.ndim == 3):
         data = _encode_deep(path, fmt, px, loaded.icc_profile, loaded.exif)
-        write_atomic(path, lambda f: f.write(data))
-        return
+        return lambda f: f.write(data)
     im = Image.fromarray(px)
     if loaded.mode == "LA":
         im = im.convert("LA")
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = _format_options(fmt)
     if loaded.icc_profile:
         options["icc_profile"] = loaded.icc_profile
     if loaded.exif and fmt != "BMP":
         options["exif"] = loaded.exif
-    _save_atomic(path, fmt, im, options)
+    return lambda f: im.save(f, format=fmt, **options)
 
 
 def _encode_heif(path: Path, px: np.ndarray, loaded: ImageFile) -> bytes:
@@ -378,6 +413,9 @@ def _encode_heif(path: Path, px: np.ndarray, loaded: ImageFile) -> bytes:
     if px.dtype.kind == "f":
         raise ImageError(f"{path}: floating-point pixels can only be written as TIFF, not HEIF")
     encoder = loaded.encoder if loaded.format == "HEIF" else {}
+    if loaded.mode == "LA":  # grey + alpha, held as RGBA with R = G = B
+        grey = np.rint(px[..., :3].mean(axis=2)).astype(px.dtype)
+        px = np.stack([grey, px[..., 3]], axis=2)
     try:
         return heif.encode_heif(px, loaded.icc_profile, loaded.exif, encoder)
     except ImageError as exc:
@@ -405,8 +443,7 @@ def write_image(path: str | Path, img_hwc_u8: np.ndarray) -> None:
         ImageError: unknown suffix.
         OSError: the file cannot be written.
     """
-    path = Path(path)
-    _save_atomic(path, _format_of(path), Image.fromarray(img_hwc_u8), {})
+    write_file(path, ImageFile(img_hwc_u8, "", "RGB"))
 
 
 def _format_of(path: Path) -> str:
@@ -414,12 +451,6 @@ def _format_of(path: Path) -> str:
     if fmt is None:
         raise ImageError(f"{path}: cannot write format {path.suffix!r} (known: {sorted(SUFFIXES)})")
     return fmt
-
-
-def _save_atomic(path: Path, fmt: str, im: Any, options: dict[str, Any]) -> None:
-    """Save with Pillow through :func:`~n2n_infer.files.write_atomic`."""
-    options = {**_format_options(fmt), **options}
-    write_atomic(path, lambda f: im.save(f, format=fmt, **options))
 
 
 def _format_options(fmt: str) -> dict[str, Any]:

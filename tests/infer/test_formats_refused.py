@@ -70,3 +70,36 @@ def test_avif_is_denoised_into_avif_upright_with_its_profile(tmp_path):
         assert out.format == "AVIF" and out.size == (48, 64)  # stored upright
         assert out.info.get("icc_profile") == srgb
         assert out.getexif().get(0x0112, 1) == 1
+
+
+def test_content_that_its_name_cannot_hold_is_refused_before_denoising(tmp_path):
+    """A 16-bit PNG or a PNG with alpha named .jpg (JPEG holds neither) fails by name,
+    saying what to rename it, and is never denoised; an 8-bit RGB PNG named .jpg, which
+    JPEG can hold, is denoised and written as the JPEG its name says."""
+    from n2n_infer import png16
+    from n2n_infer.batch import convert_file
+
+    in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+    in_dir.mkdir()
+    out_dir.mkdir()
+    photo = _photo(4)
+    (in_dir / "deep.jpg").write_bytes(png16.encode_png16(photo.astype(np.uint16) * 257))
+    Image.fromarray(np.dstack([photo, photo[..., :1]])).save(in_dir / "alpha.jpg", format="PNG")
+    Image.fromarray(photo).save(in_dir / "rgb.jpg", format="PNG")
+
+    class NeverCalled:
+        def denoise(self, *args, **kwargs):
+            raise AssertionError("denoised before the output format was checked")
+
+    for name, what in (("deep", "PNG (16-bit RGB)"), ("alpha", "PNG (8-bit RGBA)")):
+        src = in_dir / f"{name}.jpg"
+        with pytest.raises(ImageError) as err:
+            convert_file(NeverCalled(), src, out_dir / src.name, src.name)
+        assert str(err.value) == (
+            f"{src}: its content is {what}, which its name's format, JPEG, cannot hold: "
+            f"rename it {name}.png"
+        )
+    result = _batch(in_dir, out_dir)
+    assert result.exit_code == 1 and "1 denoised, 0 skipped, 2 failed" in result.output
+    assert sorted(p.name for p in out_dir.iterdir()) == ["rgb.jpg"]
+    assert (out_dir / "rgb.jpg").read_bytes()[:3] == b"\xff\xd8\xff"

@@ -239,3 +239,52 @@ def test_an_xmp_orientation_is_not_applied_again_when_written_back(tmp_path):
     assert written.size == (48, 64)  # stored upright, no rotation to apply
     assert b"tiff:Make" in written.info["xmp"] and b"Orientation" not in written.info["xmp"]
     assert psnr(read_file(tmp_path / "y.heic").pixels, loaded.pixels) > 35
+
+
+@needs_heif
+def test_grey_with_alpha_stays_grey_with_alpha(tmp_path):
+    """pillow-heif gives a monochrome + alpha HEIF as RGBA: it is written back as grey
+    + alpha (no chroma), not as a colour 4:2:0 image."""
+    import pillow_heif
+
+    _, noisy = _noisy(8, 48, 64)
+    la = np.dstack([noisy[..., 0], np.full((48, 64), 200, np.uint8)])
+    _encode(tmp_path / "la.heic", la, "LA", quality=-1)
+    loaded = read_file(tmp_path / "la.heic")
+    assert loaded.mode == "LA" and loaded.pixels.shape == (48, 64, 4)
+    write_file(tmp_path / "out.heic", loaded)
+    written = pillow_heif.open_heif(tmp_path / "out.heic")
+    assert "chroma" not in written.info and written.mode == "RGBA"  # monochrome, with alpha
+    again = read_file(tmp_path / "out.heic")
+    assert again.mode == "LA" and psnr(again.pixels, loaded.pixels) > 35
+
+
+@needs_heif
+def test_aspect_ratio_hdr_metadata_and_thumbnails_are_written_back(tmp_path):
+    import pillow_heif
+
+    _, noisy = _noisy(9, 40, 56)
+    light = {"max_content_light_level": 1000, "max_pic_average_light_level": 400}
+    deep = (noisy.astype(np.uint16) * 257).astype(np.uint16)
+    _encode(
+        tmp_path / "hdr.heic", deep, "RGB;16", quality=90, bit_depth=10,
+        pixel_aspect_ratio=(4, 3), content_light_level=light, thumbnails=[32],
+    )  # fmt: skip
+    write_file(tmp_path / "out.heic", read_file(tmp_path / "hdr.heic"))
+    info = pillow_heif.open_heif(tmp_path / "out.heic", convert_hdr_to_8bit=False).info
+    assert info["pixel_aspect_ratio"] == (4, 3) and info["content_light_level"] == light
+    assert info["thumbnails"] == [32] and info["bit_depth"] == 10
+
+
+@needs_heif
+def test_an_nclx_box_beside_an_icc_profile_is_noted(tmp_path):
+    """pillow-heif reports (and writes) one colour box: the ICC profile wins, and the
+    nclx box that a file may carry beside it is said to be left out."""
+    _, noisy = _noisy(10, 32, 32)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    _encode(tmp_path / "icc.heic", noisy, "RGB", quality=90, icc_profile=srgb)
+    assert not any("nclx" in n for n in read_file(tmp_path / "icc.heic").notes)
+    with open(tmp_path / "icc.heic", "ab") as f:  # a colr/nclx box after the image data
+        f.write(b"\0\0\0\x13colrnclx\0\x09\0\x0d\0\x01\0")
+    notes = read_file(tmp_path / "icc.heic").notes
+    assert "HEIF nclx colour box beside the ICC profile not written back" in notes
