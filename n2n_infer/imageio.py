@@ -48,6 +48,7 @@ __all__ = [
     "UNSUPPORTED",
     "ImageFile",
     "as_rgb_u8",
+    "check_writable",
     "read_file",
     "read_image",
     "write_file",
