@@ -142,7 +142,7 @@ def read_heif(path: Path, max_pixels: int) -> Heif:
         pixels=np.ascontiguousarray(pixels),
         mode=mode,
         icc_profile=info.get("icc_profile") or None,
-        exif=_exif_upright(info.get("exif"), notes),
+        exif=info.get("exif") or None,  # its orientation repeats libheif's: dropped by the caller
         encoder=encoder,
         notes=notes,
     )
@@ -165,22 +165,6 @@ def _left_out(path: Path, image: Any, info: dict[str, Any]) -> list[str]:
     if info.get("aux"):
         notes.append("HEIF auxiliary images (e.g. an HDR gain map) not written back")
     return notes
-
-
-def _exif_upright(exif: bytes | None, notes: list[str]) -> bytes | None:
-    """EXIF bytes without the orientation (libheif has applied the file's own)."""
-    if not exif:
-        return None
-    from PIL import Image
-
-    try:
-        parsed = Image.Exif()
-        parsed.load(exif)
-        parsed.pop(0x0112, None)
-        return parsed.tobytes() if parsed else None
-    except Exception as exc:
-        notes.append(f"EXIF data unreadable ({type(exc).__name__}: {exc}): not kept")
-        return None
 
 
 def _xmp_upright(xmp: bytes) -> bytes:
@@ -214,7 +198,9 @@ def encode_heif(
 ) -> bytes:
     """HEIF bytes of H×W, H×W×2 (grey + alpha), H×W×3 or H×W×4 uint8 or uint16 pixels, upright.
 
-    ``encoder`` (from :func:`read_heif`): ``bit_depth`` for uint16 pixels (10,
+    ``exif`` should hold no orientation (:func:`n2n_infer.imageio.read_file` drops
+    it): the pixels are upright. ``encoder`` (from :func:`read_heif`): ``bit_depth``
+    for uint16 pixels (10,
     the default, or 12), ``chroma`` (420, 422 or 444; default 420), and what
     else :data:`KEPT` names.
 
@@ -235,8 +221,7 @@ def encode_heif(
         "enc_params": {"preset": PRESET},
         "tile_size": TILE,
         "chroma": int(encoder.get("chroma") or 420),
-        # the pixels are upright: an EXIF orientation would become the file's rotation
-        "exif": _exif_upright(exif, []),
+        "exif": exif,  # without an orientation: the encoder would make it the file's rotation
         "xmp": _xmp_upright(encoder["xmp"]) if encoder.get("xmp") else None,
     }
     if icc_profile:

@@ -242,7 +242,9 @@ def _read_heif(path: Path, max_pixels: int) -> ImageFile:
     """A HEIF/HEIC file's primary image, upright, at its own bit depth."""
     h = heif.read_heif(path, max_pixels)
     mode = "I;16" if h.mode == "I" or (h.mode == "L" and h.pixels.dtype == np.uint16) else h.mode
-    return ImageFile(h.pixels, "HEIF", mode, h.icc_profile, h.exif, h.notes, h.encoder)
+    # the EXIF orientation only repeats the rotation libheif has applied: dropped, not applied
+    exif, _ = _parse_exif(h.exif, h.notes) if h.exif else (None, None)
+    return ImageFile(h.pixels, "HEIF", mode, h.icc_profile, exif, h.notes, h.encoder)
 
 
 def _from_tiff(tif: tiff16.Tiff) -> ImageFile:
