@@ -251,7 +251,7 @@ def _check_values(hwc: np.ndarray, index: int) -> None:
         lo, hi = min(lo, float(band.min())), max(hi, float(band.max()))
     if lo < 0.0 or hi > 1.0:
         raise ImageError(
-            f"image {index}: float values must lie in [0, 1], found [{lo:.4g}, {hi:.4g}]"
+            f"image {index}: float values must lie in [0, 1], found [{lo:.9g}, {hi:.9g}]"
         )
 
 

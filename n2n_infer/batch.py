@@ -82,20 +82,29 @@ class BatchReport:
 
 def find_images(in_dir: Path, recursive: bool = False) -> list[Path]:
     """Image files in ``in_dir``, sorted: those the job reads (PNG, JPEG, TIFF, WebP,
-    BMP, AVIF: :data:`~n2n_infer.imageio.SUFFIXES`) and those it refuses by name
+    BMP, PPM/PGM, AVIF: :data:`~n2n_infer.imageio.SUFFIXES`) and those it refuses by name
     (HEIF, camera RAW, GIF, ...: :data:`~n2n_infer.imageio.UNSUPPORTED`), so that
     these are reported as failed files instead of passed over. Other files are left.
 
-    With ``recursive``, subfolders are searched too (hidden ones are not).
+    With ``recursive``, subfolders are searched too (hidden ones are not), symbolic
+    links to folders followed (each real folder once: a link back up the tree is
+    not followed again). A name with an image suffix that is not a folder is
+    listed even when it is not a readable file (a broken link, a FIFO), so that
+    the job reports it.
     """
-    pattern = "**/*" if recursive else "*"
-    found = []
-    for p in in_dir.glob(pattern):
-        rel = p.relative_to(in_dir)
-        if any(part.startswith(".") for part in rel.parts):
+    found, seen = [], set()
+    for folder, dirs, files in os.walk(in_dir, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen or not recursive:
+            dirs[:] = []
+        if real in seen:
             continue
-        if p.is_file() and (p.suffix.lower() in SUFFIXES or p.suffix.lower() in UNSUPPORTED):
-            found.append(p)
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            suffix = os.path.splitext(name)[1].lower()
+            if not name.startswith(".") and (suffix in SUFFIXES or suffix in UNSUPPORTED):
+                found.append(Path(folder) / name)
     return sorted(found, key=lambda p: p.relative_to(in_dir).as_posix())
 
 
@@ -110,6 +119,8 @@ def check_folders(in_dir: Path, out_dir: Path, recursive: bool = False) -> None:
     Raises:
         N2NError: with a message naming the folders.
     """
+    if in_dir.exists() and not in_dir.is_dir():
+        raise N2NError(f"{in_dir}: is a file, not a folder: give the folder that holds the images")
     if not in_dir.is_dir():
         raise N2NError(f"{in_dir}: input folder not found")
     src, dst = in_dir.resolve(), out_dir.resolve()
@@ -224,6 +235,17 @@ class FileJob:
         """The name the report uses: the path relative to the input folder, with ``/``."""
         return self.rel.as_posix()
 
+    @property
+    def has_reference(self) -> bool:
+        """Whether a reference image is there to read (a broken link counts: it fails)."""
+        return self.ref is not None and (self.ref.exists() or self.ref.is_symlink())
+
+    def noted(self, result: FileResult) -> FileResult:
+        """``result``, with a note when a reference folder was given but has no image here."""
+        if result.status == "ok" and self.ref is not None and not self.has_reference:
+            result.notes.append(f"no reference image {self.ref}: PSNR not measured")
+        return result
+
 
 def plan_jobs(
     in_dir: Path, out_dir: Path, reference_dir: Path | None = None, recursive: bool = False
@@ -313,8 +335,9 @@ def existing_output(
     return FileResult(name, "error", f"{dst} exists (use --overwrite or --skip-existing)")
 
 
-def check_destination(dst: Path, in_root: Path) -> None:
-    """Create ``dst``'s folder and refuse a ``dst`` whose real location is in ``in_root``.
+def check_destination(dst: Path, in_root: Path, src: Path | None = None) -> None:
+    """Create ``dst``'s folder and refuse a ``dst`` whose real location is in ``in_root``
+    or in the real folder of ``src`` (an input reached through a linked folder).
 
     Raises:
         N2NError: ``dst`` leads into the (resolved) input folder ``in_root``.
@@ -322,8 +345,10 @@ def check_destination(dst: Path, in_root: Path) -> None:
     """
     dst.parent.mkdir(parents=True, exist_ok=True)
     real = dst.parent.resolve() / dst.name
-    if real == in_root or in_root in real.parents:
-        raise N2NError(f"refused to write {dst}: it leads into the input folder (as {real})")
+    roots = [in_root] if src is None else [in_root, src.resolve().parent]
+    for root in roots:
+        if real == root or root in real.parents:
+            raise N2NError(f"refused to write {dst}: it leads into an input folder (as {real})")
 
 
 def convert_file(
@@ -339,7 +364,8 @@ def convert_file(
 
     With ``in_root``, ``dst`` is checked with :func:`check_destination` just
     before it is written. With a ``ref`` file, the result has the PSNR of the
-    input and of the output against it. The result is ``"ok"``, for ``name``.
+    input and of the output against it; ``ref`` is read and checked before
+    anything is denoised or written. The result is ``"ok"``, for ``name``.
 
     Raises:
         ImageError: ``src`` cannot be read or ``dst``'s format cannot hold the
@@ -349,13 +375,15 @@ def convert_file(
     """
     loaded = read_file(src)
     check_writable(dst, loaded, src)  # a 16-bit PNG named .jpg: refused before denoising
+    clean = None if ref is None else _reference(ref, loaded.pixels)  # fails before any output
     denoised = denoiser.denoise(loaded.pixels, tile=tile)
     if in_root is not None:
-        check_destination(dst, in_root)
+        check_destination(dst, in_root, src)
     write_file(dst, loaded, denoised)
-    result = FileResult(name, "ok", size_hw=loaded.pixels.shape[:2], notes=loaded.notes)
-    if ref is not None and ref.is_file():
-        result.psnr_noisy, result.psnr_denoised = _psnr_pair(loaded.pixels, denoised, ref)
+    result = FileResult(name, "ok", size_hw=loaded.pixels.shape[:2], notes=list(loaded.notes))
+    if clean is not None:
+        result.psnr_noisy = psnr(as_rgb_u8(loaded.pixels), clean)
+        result.psnr_denoised = psnr(as_rgb_u8(denoised), clean)
     return result
 
 
@@ -365,7 +393,9 @@ def _denoise_file(
     existing = existing_output(job.name, job.dst, overwrite, skip_existing)
     if existing is not None:
         return existing
-    return convert_file(denoiser, job.src, job.dst, job.name, job.ref, tile, job.in_root)
+    ref = job.ref if job.has_reference else None
+    result = convert_file(denoiser, job.src, job.dst, job.name, ref, tile, job.in_root)
+    return job.noted(result)
 
 
 def _message(exc: Exception, src: Path) -> str:
@@ -379,15 +409,22 @@ def _message(exc: Exception, src: Path) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _psnr_pair(noisy: np.ndarray, denoised: np.ndarray, ref: Path) -> tuple[float, float]:
-    """PSNR (as 8-bit RGB) of the noisy input and of its denoised result against ``ref``."""
-    clean = read_image(ref)
-    noisy, denoised = as_rgb_u8(noisy), as_rgb_u8(denoised)
-    if clean.shape != noisy.shape:
+def _reference(ref: Path, noisy: np.ndarray) -> np.ndarray:
+    """The clean image ``ref`` as 8-bit RGB, checked against the input's size.
+
+    Raises:
+        ImageError: ``ref`` cannot be read or has another size; names ``ref``.
+    """
+    try:
+        clean = read_image(ref)
+    except ImageError as exc:
+        raise ImageError(f"reference {exc}; nothing written") from None
+    if clean.shape[:2] != noisy.shape[:2]:
         raise ImageError(
-            f"{ref}: size {clean.shape[:2]} differs from the input's {noisy.shape[:2]}"
+            f"reference {ref}: size {clean.shape[:2]} differs from the input's "
+            f"{noisy.shape[:2]}; nothing written"
         )
-    return psnr(noisy, clean), psnr(denoised, clean)
+    return clean
 
 
 def write_report(path: Path, report: BatchReport, **context: Any) -> None:

@@ -47,12 +47,19 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     show_default=True,
     help="auto, cpu, cuda, cuda:N, openvino or openvino:bf16.",
 )
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--batch-size",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images (or tiles) of one size sent to the model at once; more uses more memory.",
+)
 @click.option(
     "--tile",
     type=click.IntRange(min=0),
     default=None,
-    help="Denoise in N×N tiles (a multiple of the model's stride); 0 never tiles "
+    help="Denoise in N×N tiles (a multiple of the model's stride, above twice its tile "
+    "overlap: `n2n-infer info` shows both); 0 never tiles "
     "[default: 512-pixel tiles (larger for deep models) above 2.1 megapixels].",
 )
 @click.option(
@@ -151,13 +158,15 @@ def batch(
     cpus_per_worker: int | None,
     gpus_per_worker: float | None,
 ) -> None:
-    """Denoise every PNG, JPEG, TIFF, WebP, BMP, AVIF and HEIC in IN_DIR into OUT_DIR.
+    """Denoise every PNG, JPEG, TIFF, WebP, BMP, PPM/PGM, AVIF and HEIC in IN_DIR
+    into OUT_DIR.
 
     Outputs have the same names. Each keeps its input's format, bit depth
-    (16-bit PNG/TIFF and 10-bit HEIC stay deep), alpha and ICC profile; EXIF
-    orientation is applied. AVIF needs Pillow's codec, HEIC the heic extra
-    (`n2n-infer doctor` lists what is read here); RAW, GIF and other image files
-    fail by name. Outputs are written atomically and never inside IN_DIR.
+    (16-bit PNG/TIFF/PGM and 10-bit HEIC stay deep), alpha, ICC profile and
+    resolution; EXIF orientation is applied. AVIF needs Pillow's codec, HEIC the
+    heic extra (`n2n-infer doctor` lists what is read here); RAW, GIF,
+    animations, multi-page TIFFs and other image files fail by name. Outputs are
+    written atomically and never inside IN_DIR.
 
     Exit status: 0 when every file succeeded, 1 when any failed (the others are
     still written), 2 for unusable arguments (model, device, folders).

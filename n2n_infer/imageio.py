@@ -18,13 +18,19 @@ batch job reports them rather than passing them over. Pixel modes
 that cannot be kept faithfully (CMYK, 32-bit integers, ...) are refused.
 EXIF orientation is applied on reading; the ICC profile and the remaining EXIF
 data are kept and written back (TIFFs written by tifffile keep their ICC
-profile, not their other tags). Any decoder failure becomes :class:`ImageError`
-naming the file.
+profile and resolution, not their other tags), and so are the resolution (dpi),
+a PNG's colour and text chunks (:data:`n2n_infer.png16.KEPT_CHUNKS`), a JPEG's
+chroma subsampling and progressive coding and a WebP's losslessness. A file of
+several images (an animation, a multi-page TIFF) is refused, since all but one
+would be lost; what else is not kept (a palette, an MPO's second image, a
+TIFF's thumbnail) is named in the notes. Any decoder failure becomes
+:class:`ImageError` naming the file.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +38,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError, features
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError, features
 
 from n2n_infer import heif, png16, tiff16
 from n2n_infer.arrays import MAX_PIXELS  # one limit for files and arrays
@@ -76,6 +82,11 @@ SUFFIXES = {
     ".tiff": "TIFF",
     ".webp": "WEBP",
     ".bmp": "BMP",
+    ".jfif": "JPEG",
+    ".jpe": "JPEG",
+    ".ppm": "PPM",
+    ".pgm": "PPM",
+    ".pnm": "PPM",
     **({".avif": "AVIF"} if HAS_AVIF else {}),
     **(dict.fromkeys(heif.SUFFIXES, "HEIF") if HAS_HEIF else {}),
 }
@@ -99,15 +110,27 @@ UNSUPPORTED = {
     ".jp2": "JPEG 2000 is not read: convert it to PNG or 16-bit TIFF first",
     ".exr": "OpenEXR (HDR) is not read: convert it to a float TIFF with values in [0, 1]",
     ".psd": "Photoshop documents are not read: export a PNG or 16-bit TIFF first",
+    ".apng": "APNG (an animated PNG) is not read: split it into single PNGs first",
+    **dict.fromkeys(
+        (".j2k", ".j2c", ".jpc", ".jpf", ".jpx"),
+        "JPEG 2000 is not read: convert it to PNG or 16-bit TIFF first",
+    ),
+    ".pbm": "PBM (1-bit) is not read: convert it to PNG first",
+    ".tga": "TGA is not read: convert it to PNG first",
+    ".ico": "icons are not read: convert them to PNG first",
+    ".pcx": "PCX is not read: convert it to PNG first",
+    ".qoi": "QOI is not read: convert it to PNG first",
 }
 #: The formats read, in words (for errors).
 KNOWN_FORMATS = (
     f"a PNG, JPEG, TIFF, WebP, BMP{', AVIF' if HAS_AVIF else ''}{', HEIF' if HAS_HEIF else ''} "
-    "or PPM"
+    "or PPM/PGM"
 )
-#: Formats Pillow reads (PPM is read, for training folders, but not written by the batch
-#: job; HEIF is read by :mod:`n2n_infer.heif`).
-READ_FORMATS = (*sorted(set(SUFFIXES.values()) - {"HEIF"}), "PPM")
+#: Formats Pillow reads (HEIF is read by :mod:`n2n_infer.heif`; Pillow's JPEG reader
+#: also opens an MPO, a JPEG holding further images such as a phone's HDR gain map).
+READ_FORMATS = tuple(sorted(set(SUFFIXES.values()) - {"HEIF"}))
+#: Formats written as another: an MPO's first image is written as a JPEG.
+_FAMILY = {"MPO": "JPEG"}
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
 ORIENTATION_TAG = 0x0112
@@ -129,6 +152,7 @@ PILLOW_MODES = {
     "YCbCr": ("RGB", "RGB"),
     "1": ("L", "L"),
     "P": ("RGB", "RGB"),  # "RGBA" when the palette has transparency
+    "I": ("I", "I;16"),  # a 16-bit PGM (maxval above 255) only
 }
 #: libpng's channel count -> mode written back (uint8; uint16 grey is "I;16").
 PNG_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
@@ -176,12 +200,19 @@ def read_file(path: str | Path, max_pixels: int | None = None) -> ImageFile:
     path = Path(path)
     max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     try:
-        with warnings.catch_warnings():  # our limit is max_pixels, not Pillow's
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return _read(path, max_pixels)
+        # a decoder's warnings become the file's notes, not lines on stderr (a filter
+        # that turns them into errors still does: the file then fails, by name)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels is ours
+            loaded = _read(path, max_pixels)
+        for text in dict.fromkeys(str(w.message) for w in caught):
+            loaded.notes.append(f"decoder warning: {text}")
+        return loaded
     except ImageError:
         raise
     except FileNotFoundError:
+        if path.is_symlink():
+            raise ImageError(f"{path}: broken symbolic link (to {os.readlink(path)})") from None
         raise ImageError(f"{path}: file not found") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not {KNOWN_FORMATS} image") from None
@@ -193,13 +224,15 @@ def read_file(path: str | Path, max_pixels: int | None = None) -> ImageFile:
         raise ImageError(f"{path}: cannot read, corrupt or truncated image ({exc})") from None
     except Exception as exc:  # any decoder's failure on hostile bytes
         raise ImageError(
-            f"{path}: corrupt image, the decoder failed ({type(exc).__name__}: {exc})"
+            f"{path}: corrupt or truncated image, the decoder failed ({type(exc).__name__}: {exc})"
         ) from None
 
 
 def _read(path: Path, max_pixels: int) -> ImageFile:
     if path.suffix.lower() in UNSUPPORTED:
         raise ImageError(f"{path}: {UNSUPPORTED[path.suffix.lower()]}")
+    if path.exists() and not path.is_file():
+        raise ImageError(f"{path}: not a regular file (a folder, FIFO or device)")
     with open(path, "rb") as f:
         head = f.read(64)
     if not head:
@@ -210,12 +243,14 @@ def _read(path: Path, max_pixels: int) -> ImageFile:
         return _read_png(path, max_pixels)
     if head[:4] in TIFF_MAGICS:
         tif = tiff16.read_tiff(path, max_pixels)
-        if tif is not None:
+        if tif.pixels is not None:
             return _from_tiff(tif)
         try:
-            return _read_pillow(path, max_pixels)
+            loaded = _read_pillow(path, max_pixels)
         except UnidentifiedImageError:
             raise ImageError(f"{path}: a TIFF layout that Pillow cannot decode") from None
+        loaded.notes.extend(tif.notes)
+        return loaded
     return _read_pillow(path, max_pixels)
 
 
@@ -223,8 +258,15 @@ def _read_png(path: Path, max_pixels: int) -> ImageFile:
     """Any PNG, through libpng; 16-bit grey+alpha is widened to 16-bit RGBA (with a note)."""
     png = png16.decode_png(path, path.read_bytes(), max_pixels)
     notes: list[str] = []
+    if png.colour_type == 3:
+        notes.append(_PALETTE_NOTE)
+    elif png.bit_depth < 8:
+        notes.append(f"{png.bit_depth}-bit grey written back as 8-bit grey")
     exif, orientation = _parse_exif(png.exif, notes) if png.exif else (None, None)
     px = _orient(png.pixels, orientation, notes)
+    encoder: dict[str, Any] = {"png_chunks": png.chunks} if png.chunks else {}
+    if png.chunks and _turned(orientation):
+        encoder["png_chunks"] = tuple(png16.transposed(c) for c in png.chunks)
     channels = 1 if px.ndim == 2 else px.shape[2]
     mode = PNG_MODES[channels]
     if channels == 2 and px.dtype == np.uint16:
@@ -235,7 +277,7 @@ def _read_png(path: Path, max_pixels: int) -> ImageFile:
         px = px[..., [0, 0, 0, 1]]  # read as RGBA, written as LA
     elif channels == 1 and px.dtype == np.uint16:
         mode = "I;16"
-    return ImageFile(np.ascontiguousarray(px), "PNG", mode, png.icc_profile, exif, notes)
+    return ImageFile(np.ascontiguousarray(px), "PNG", mode, png.icc_profile, exif, notes, encoder)
 
 
 def _read_heif(path: Path, max_pixels: int) -> ImageFile:
@@ -248,38 +290,130 @@ def _read_heif(path: Path, max_pixels: int) -> ImageFile:
 
 
 def _from_tiff(tif: tiff16.Tiff) -> ImageFile:
-    notes: list[str] = []
+    notes = list(tif.notes)
+    assert tif.pixels is not None
     px = np.ascontiguousarray(_orient(tif.pixels, tif.orientation, notes))
-    mode = "F" if px.dtype.kind == "f" else "RGBA" if px.shape[2] == 4 else "RGB"
-    return ImageFile(px, "TIFF", mode, tif.icc_profile, None, notes)
+    if px.dtype.kind == "f":
+        mode = "F"
+    elif px.ndim == 2:
+        mode = "I;16"
+    elif px.shape[2] == 2:  # 16-bit grey+alpha: widened, as a PNG's
+        px = np.ascontiguousarray(px[..., [0, 0, 0, 1]])
+        mode = "RGBA"
+        notes.append("16-bit grey+alpha TIFF: written back as 16-bit RGBA")
+    else:
+        mode = "RGBA" if px.shape[2] == 4 else "RGB"
+    encoder: dict[str, Any] = {}
+    if tif.resolution is not None:
+        x, y, unit = tif.resolution
+        encoder["tiff_resolution"] = (y, x, unit) if _turned(tif.orientation) else (x, y, unit)
+    return ImageFile(px, "TIFF", mode, tif.icc_profile, None, notes, encoder)
+
+
+_PALETTE_NOTE = (
+    "palette image written back in full colour: the denoised colours are not in its palette"
+)
 
 
 def _read_pillow(path: Path, max_pixels: int) -> ImageFile:
     """JPEG, WebP, AVIF, BMP, PPM and 8-bit or grey TIFF, through Pillow."""
-    with Image.open(path, formats=READ_FORMATS) as im:
+    # from an open file, not the path: from a path Pillow maps an uncompressed file
+    # into memory, and (Pillow 13) lays a grey TIFF that it turns upright (orientation
+    # 5-8) out in its stored shape, scrambled
+    with open(path, "rb") as fh, Image.open(fh, formats=READ_FORMATS) as im:
         if im.width * im.height > max_pixels:
             raise ImageError(
                 f"{path}: {im.width}×{im.height} pixels exceeds the limit of {max_pixels}"
             )
-        if im.mode not in PILLOW_MODES:
+        frames = getattr(im, "n_frames", 1)
+        notes: list[str] = []
+        if frames > 1 and im.format == "MPO":
+            notes.append(
+                f"the {frames - 1} further image(s) of this MPO JPEG (a stereo view, a depth "
+                "or HDR gain map) not kept"
+            )
+        elif frames > 1 and im.format != "TIFF":  # a TIFF's pages: see tiff16.read_tiff
+            raise ImageError(
+                f"{path}: an animation or image sequence ({frames} frames): only single "
+                "images are denoised, and the other frames would be lost; split it into "
+                "single images first"
+            )
+        if im.mode not in PILLOW_MODES or (im.mode == "I" and im.format != "PPM"):
             raise ImageError(
                 f"{path}: pixel mode {im.mode} is not supported (expected grey, grey+alpha, "
                 "RGB, RGBA, palette or 16-bit grey; CMYK, 32-bit integer and other modes "
                 "cannot be written back faithfully)"
             )
+        turned_by_pillow = im.format == "TIFF" and _turned(im.getexif().get(ORIENTATION_TAG))
         im.load()
         fmt, icc, mode = im.format or "", im.info.get("icc_profile"), im.mode
-        notes: list[str] = []
         # Pillow's "EXIF" of a TIFF is its image IFD (strips, colour map...): not kept
         exif, orientation = _parse_exif(im, notes, keep=fmt != "TIFF")
+        encoder = _pillow_encoder(im, fh, _turned(orientation) or turned_by_pillow)
         read_as, write_as = PILLOW_MODES[mode]
         if mode == "P" and "transparency" in im.info:
             read_as = write_as = "RGBA"
+        if mode == "P":
+            notes.append(_PALETTE_NOTE)
+        elif mode == "1":
+            notes.append("1-bit image written back as 8-bit grey")
         pixels = np.asarray(im if read_as == mode else im.convert(read_as))
-    if read_as.startswith("I;16"):
+    if mode == "I":  # a 16-bit PGM: 0..maxval, maxval at most 65535
+        if pixels.size and not 0 <= int(pixels.min()) <= int(pixels.max()) <= 65535:
+            raise ImageError(f"{path}: 16-bit PGM with values outside 0-65535")
+        pixels = pixels.astype(np.uint16)
+    elif read_as.startswith("I;16"):
         pixels = pixels.astype(np.uint16)
     px = np.ascontiguousarray(_orient(pixels, orientation, notes))
-    return ImageFile(px, fmt, write_as, icc or None, exif, notes)
+    return ImageFile(px, fmt, write_as, icc or None, exif, notes, encoder)
+
+
+def _turned(orientation: object) -> bool:
+    """Whether an EXIF orientation swaps rows and columns (5-8)."""
+    if isinstance(orientation, tuple) and len(orientation) == 1:
+        orientation = orientation[0]
+    if isinstance(orientation, bool) or not isinstance(orientation, int):
+        return False
+    return 5 <= orientation <= 8
+
+
+def _pillow_encoder(im: Image.Image, fh: BinaryIO, turned: bool) -> dict[str, Any]:
+    """The save options that write a Pillow-read image back alike: resolution, a JPEG's
+    chroma subsampling and progressive coding, a WebP's losslessness."""
+    enc: dict[str, Any] = {}
+    if im.format in ("JPEG", "MPO"):
+        sampling = JpegImagePlugin.get_sampling(im)
+        if sampling >= 0:
+            enc["subsampling"] = sampling
+        if im.info.get("progressive") or im.info.get("progression"):
+            enc["progressive"] = True
+    if im.format == "TIFF":
+        tags = getattr(im, "tag_v2", {})
+        x, y, unit = tags.get(282), tags.get(283), tags.get(296, 2)
+        if x and y and unit in tiff16.RESOLUTION_UNITS:
+            x, y = (y, x) if turned else (x, y)
+            enc.update(x_resolution=float(x), y_resolution=float(y), resolution_unit=int(unit))
+    elif "dpi" in im.info and im.format in ("JPEG", "MPO", "BMP"):
+        dpi = tuple(float(v) for v in im.info["dpi"])
+        if len(dpi) == 2 and all(0 < v < 1e6 for v in dpi):
+            enc["dpi"] = dpi[::-1] if turned else dpi
+    if im.format == "WEBP" and _webp_lossless(fh):
+        enc["lossless"] = True
+    return enc
+
+
+def _webp_lossless(fh: BinaryIO) -> bool:
+    """Whether a WebP file's image is lossless (a VP8L chunk before any VP8 chunk)."""
+    fh.seek(12)
+    for _ in range(64):  # VP8X, ICCP, ANIM... come before the image chunk
+        head = fh.read(8)
+        if len(head) < 8:
+            return False
+        kind, size = head[:4], int.from_bytes(head[4:], "little")
+        if kind in (b"VP8L", b"VP8 "):
+            return kind == b"VP8L"
+        fh.seek(size + (size & 1), io.SEEK_CUR)
+    return False
 
 
 def _parse_exif(source: Any, notes: list[str], keep: bool = True) -> tuple[bytes | None, object]:
@@ -398,16 +532,26 @@ def _writer(path: Path, loaded: ImageFile, px: np.ndarray) -> Callable[[BinaryIO
         data = _encode_heif(path, px, loaded)
         return lambda f: f.write(data)
     if px.dtype.kind == "f" or (px.dtype == np.uint16 and px.ndim == 3):
-        data = _encode_deep(path, fmt, px, loaded.icc_profile, loaded.exif)
+        same = _FAMILY.get(loaded.format, loaded.format) == fmt
+        encoder = loaded.encoder if same else {}
+        data = _encode_deep(path, fmt, px, loaded.icc_profile, loaded.exif, encoder)
         return lambda f: f.write(data)
     im = Image.fromarray(px)
     if loaded.mode == "LA":
         im = im.convert("LA")
     options: dict[str, Any] = _format_options(fmt)
+    if _FAMILY.get(loaded.format, loaded.format) == fmt:  # what keeps it alike
+        options.update(_saved_alike(loaded.encoder, fmt))
     if loaded.icc_profile:
         options["icc_profile"] = loaded.icc_profile
     if loaded.exif and fmt != "BMP":
         options["exif"] = loaded.exif
+    chunks = loaded.encoder.get("png_chunks") if fmt == "PNG" == loaded.format else None
+    if chunks:  # Pillow writes only some of them: added to its file after IHDR
+        buf = io.BytesIO()
+        im.save(buf, format=fmt, **options)
+        data = png16.with_chunks(buf.getvalue(), chunks)
+        return lambda f: f.write(data)
     return lambda f: im.save(f, format=fmt, **options)
 
 
@@ -426,13 +570,18 @@ def _encode_heif(path: Path, px: np.ndarray, loaded: ImageFile) -> bytes:
 
 
 def _encode_deep(
-    path: Path, fmt: str, px: np.ndarray, icc: bytes | None, exif: bytes | None
+    path: Path,
+    fmt: str,
+    px: np.ndarray,
+    icc: bytes | None,
+    exif: bytes | None,
+    encoder: dict[str, Any],
 ) -> bytes:
     """16-bit colour (PNG or TIFF) or float (TIFF) pixels to a file's bytes."""
     if fmt == "TIFF":
-        return tiff16.encode_tiff(px, icc)
+        return tiff16.encode_tiff(px, icc, encoder.get("tiff_resolution"))
     if fmt == "PNG" and px.dtype == np.uint16:
-        return png16.encode_png16(px, icc, exif)
+        return png16.encode_png16(px, icc, exif, encoder.get("png_chunks", ()))
     kind = "floating-point pixels can only be written as TIFF"
     if px.dtype == np.uint16:
         kind = "16-bit colour can only be written as PNG or TIFF"
@@ -454,6 +603,24 @@ def _format_of(path: Path) -> str:
     if fmt is None:
         raise ImageError(f"{path}: cannot write format {path.suffix!r} (known: {sorted(SUFFIXES)})")
     return fmt
+
+
+#: The keys of :attr:`ImageFile.encoder` that each format's Pillow writer takes as they are.
+_SAVE_KEYS = {
+    "JPEG": ("subsampling", "progressive", "dpi"),
+    "TIFF": ("x_resolution", "y_resolution", "resolution_unit"),
+    "WEBP": ("lossless",),
+    "BMP": ("dpi",),
+}
+
+
+def _saved_alike(encoder: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """Pillow save options from a same-format file's :attr:`ImageFile.encoder`."""
+    options = {k: encoder[k] for k in _SAVE_KEYS.get(fmt, ()) if k in encoder}
+    if fmt == "TIFF" and "tiff_resolution" in encoder:  # a 16-bit grey TIFF, read by tifffile
+        x, y, unit = encoder["tiff_resolution"]
+        options.update(x_resolution=x, y_resolution=y, resolution_unit=unit)
+    return options
 
 
 def _format_options(fmt: str) -> dict[str, Any]:

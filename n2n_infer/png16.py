@@ -6,12 +6,14 @@ it refuses image data that holds fewer rows than the header declares. This
 module keeps the plumbing around it:
 
 * the chunk walk (CRCs checked, IEND required) that finds IHDR, the ICC profile
-  (iCCP) and the EXIF data (eXIf);
+  (iCCP), the EXIF data (eXIf), the chunks kept as they are
+  (:data:`KEPT_CHUNKS`: colour space, resolution, text) and an animation
+  (acTL, refused: all frames but one would be lost);
 * the size checks made before decoding: the pixel limit, and whether the IDAT
   chunks can hold the declared image at all (Deflate inflates at most
   :data:`DEFLATE_MAX_RATIO` times), so a tiny file declaring 10000×9999 pixels is
   refused without allocating them;
-* on writing 16-bit colour, the iCCP and eXIf chunks inserted after IHDR.
+* on writing 16-bit colour, the iCCP, eXIf and kept chunks inserted after IHDR.
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ import numpy as np
 
 from n2n_infer.errors import ImageError
 
-__all__ = ["SIGNATURE", "Png", "decode_png", "encode_png16"]
+__all__ = [
+    "KEPT_CHUNKS",
+    "SIGNATURE",
+    "Png",
+    "decode_png",
+    "encode_png16",
+    "transposed",
+    "with_chunks",
+]
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: PNG colour type -> channels.
@@ -38,6 +48,14 @@ MAX_ICC_BYTES = 16 << 20
 DEFLATE_MAX_RATIO = 1032
 ZLIB_LEVEL = 6
 EXIF_HEADER = b"Exif\x00\x00"
+#: Chunks copied from a PNG to its denoised version, as they are: they describe the
+#: colour space (gamma, primaries, sRGB intent, cICP and HDR mastering / light level),
+#: the pixels' physical size and text, none of which denoising changes. Bounded by
+#: the file's size; never inflated here.
+KEPT_CHUNKS = (
+    b"gAMA", b"cHRM", b"sRGB", b"cICP", b"mDCV", b"mDCv", b"cLLI", b"cLLi", b"pHYs",
+    b"tEXt", b"zTXt", b"iTXt",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -51,12 +69,16 @@ class Png:
         colour_type: the IHDR colour type (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA).
         icc_profile: the inflated ICC profile (iCCP chunk), if any.
         exif: the eXIf chunk's TIFF-structured bytes (no ``Exif\\0\\0`` header), if any.
+        bit_depth: the IHDR bit depth (1, 2, 4, 8 or 16).
+        chunks: (type, body) of the :data:`KEPT_CHUNKS` present, in file order.
     """
 
     pixels: np.ndarray
     colour_type: int
     icc_profile: bytes | None = None
     exif: bytes | None = None
+    bit_depth: int = 8
+    chunks: tuple[tuple[bytes, bytes], ...] = ()
 
 
 def decode_png(path: Path, data: bytes, max_pixels: int) -> Png:
@@ -76,6 +98,13 @@ def decode_png(path: Path, data: bytes, max_pixels: int) -> Png:
         raise ImageError(f"{path}: invalid PNG header (size {w}×{h}, colour type {colour})")
     if w * h > max_pixels:
         raise ImageError(f"{path}: {w}×{h} pixels exceeds the limit of {max_pixels}")
+    actl = next((body for kind, body in chunks if kind == b"acTL"), None)
+    frames = struct.unpack(">I", actl[:4])[0] if actl is not None and len(actl) >= 4 else 1
+    if frames > 1:
+        raise ImageError(
+            f"{path}: an animated PNG ({frames} frames): only single images are denoised, "
+            "and the other frames would be lost; split it into single PNGs first"
+        )
     raw = h * (1 + math.ceil(w * CHANNELS[colour] * depth / 8))  # filtered rows
     idat = sum(len(body) for kind, body in chunks if kind == b"IDAT")
     if raw > DEFLATE_MAX_RATIO * idat + 1024:
@@ -91,7 +120,16 @@ def decode_png(path: Path, data: bytes, max_pixels: int) -> Png:
         raise ImageError(f"{path}: libpng decoded {pixels.shape}, the header says {w}×{h}")
     icc = next((_icc(path, body) for kind, body in chunks if kind == b"iCCP"), None)
     exif = next((body for kind, body in chunks if kind == b"eXIf"), None)
-    return Png(pixels, colour, icc, exif or None)
+    kept = tuple((kind, body) for kind, body in chunks if kind in KEPT_CHUNKS)
+    return Png(pixels, colour, icc, exif or None, depth, kept)
+
+
+def transposed(chunk: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+    """A kept chunk for the image turned by a quarter (its pHYs x and y swapped)."""
+    kind, body = chunk
+    if kind == b"pHYs" and len(body) == 9:
+        return kind, body[4:8] + body[:4] + body[8:]
+    return chunk
 
 
 def _chunks(path: Path, data: bytes) -> list[tuple[bytes, bytes]]:
@@ -132,12 +170,16 @@ def _icc(path: Path, body: bytes) -> bytes:
 
 
 def encode_png16(
-    pixels: np.ndarray, icc_profile: bytes | None = None, exif: bytes | None = None
+    pixels: np.ndarray,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    chunks: tuple[tuple[bytes, bytes], ...] = (),
 ) -> bytes:
     """Encode uint16 H×W×3 (RGB) or H×W×4 (RGBA) pixels as a 16-bit PNG file's bytes.
 
     libpng filters and deflates (zlib level :data:`ZLIB_LEVEL`); the iCCP and eXIf
-    chunks are inserted after IHDR. ``exif`` may start with the ``Exif\\0\\0``
+    chunks, and ``chunks`` ((type, body) pairs, e.g. :attr:`Png.chunks`), are
+    inserted after IHDR. ``exif`` may start with the ``Exif\\0\\0``
     header of JPEG-style EXIF; it is dropped.
 
     Raises:
@@ -152,11 +194,16 @@ def encode_png16(
     data = bytes(imagecodecs.png_encode(np.ascontiguousarray(pixels), level=ZLIB_LEVEL))
     extra = []
     if icc_profile:
-        extra.append(_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile, ZLIB_LEVEL)))
+        extra.append((b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile, ZLIB_LEVEL)))
     if exif:
-        extra.append(_chunk(b"eXIf", exif.removeprefix(EXIF_HEADER)))
+        extra.append((b"eXIf", exif.removeprefix(EXIF_HEADER)))
+    return with_chunks(data, (*extra, *chunks))
+
+
+def with_chunks(data: bytes, chunks: tuple[tuple[bytes, bytes], ...]) -> bytes:
+    """A PNG file's bytes with ``chunks`` ((type, body) pairs) inserted after IHDR."""
     ihdr_end = len(SIGNATURE) + 8 + 13 + 4
-    return data[:ihdr_end] + b"".join(extra) + data[ihdr_end:]
+    return data[:ihdr_end] + b"".join(_chunk(k, b) for k, b in chunks) + data[ihdr_end:]
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:

@@ -88,7 +88,7 @@ def _read_files(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     data, refs, has_refs, errors = [], [], [], []
     for src, ref in zip(batch["src"], batch["ref"], strict=True):
         content, error = _read_bytes(Path(src), "")
-        has_ref = bool(ref) and Path(ref).is_file()
+        has_ref = bool(ref) and (Path(ref).exists() or Path(ref).is_symlink())
         ref_content, ref_error = (
             _read_bytes(Path(ref), f"reference {ref}: ") if has_ref else (b"", "")
         )
@@ -289,9 +289,9 @@ def _finish(job: FileJob, row: dict[str, Any], ray_job: _RayJob) -> FileResult:
         existing = existing_output(job.name, job.dst, ray_job.overwrite, ray_job.skip_existing)
         if existing is not None:  # appeared while the workers ran
             return existing
-        check_destination(job.dst, job.in_root)
+        check_destination(job.dst, job.in_root, job.src)
         write_atomic(job.dst, lambda f: f.write(data))
-        return result
+        return job.noted(result)
 
     worker_seconds = result.seconds
     finished = run_guarded(job.name, job.dst, write)

@@ -11,10 +11,14 @@ checks the layout before a single strip or tile is decompressed:
   file's size can hold at the compression's best ratio (a tiny file declaring a
   huge image is refused).
 
-16-bit RGB/RGBA images (which Pillow decodes to 8 bits) and floating-point grey
-or RGB images (which Pillow reads as mode ``F`` and cannot convert) are then
-decoded by tifffile; for every other TIFF :func:`read_tiff` returns ``None`` and
-Pillow decodes it. Decompression is tifffile's and imagecodecs' (zlib, LZW,
+A file of several full-resolution pages (an image stack or a multi-page scan)
+is refused: only its first page would be denoised and the others lost; pages
+that are reduced-resolution copies of the first (thumbnails) are dropped with a
+note. 16-bit RGB/RGBA images (which Pillow decodes to 8 bits), 16-bit grey
+stored white-is-zero or with alpha (which Pillow keeps inverted or cannot
+decode) and floating-point grey or RGB images (which Pillow reads as mode ``F``
+and cannot convert) are then decoded by tifffile; every other TIFF is decoded
+by Pillow. Decompression is tifffile's and imagecodecs' (zlib, LZW,
 PackBits, ...), never ours. :func:`encode_tiff` writes 16-bit colour and float
 images with tifffile: Deflate with a predictor, the ICC profile kept.
 """
@@ -22,7 +26,11 @@ images with tifffile: Deflate with a predictor, the ICC profile kept.
 from __future__ import annotations
 
 import io
+import logging
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +43,14 @@ from n2n_infer.errors import ImageError
 __all__ = ["STRIP_BYTES", "Tiff", "encode_tiff", "read_tiff"]
 
 ZLIB_LEVEL = 6
+#: Pages after the first that are looked at to tell thumbnails from further images.
+MAX_PAGES_CHECKED = 64
+#: ResolutionUnit values (1 none, 2 inch, 3 centimetre).
+RESOLUTION_UNITS = (1, 2, 3)
 #: Uncompressed bytes per strip written (whole rows; at least one row per strip).
 STRIP_BYTES = 64 << 10
 ORIENTATION, ICC_PROFILE = 274, 34675
+X_RESOLUTION, Y_RESOLUTION, RESOLUTION_UNIT = 282, 283, 296
 #: Strips or tiles may decode to this many times the image's bytes, plus TILE_SLACK
 #: (edge tiles are padded: a 1-row image in 16-row tiles decodes 16 rows).
 MAX_DECODED_RATIO = 4
@@ -55,32 +68,80 @@ class Tiff:
     """A TIFF decoded by tifffile.
 
     Attributes:
-        pixels: uint16 H×W×3 / H×W×4 (16-bit RGB/RGBA, unassociated alpha), or
-            float32/float64 H×W, H×W×3 (floating-point grey or RGB, values as
-            stored); as stored: the orientation is not applied.
+        pixels: uint16 H×W×3 / H×W×4 (16-bit RGB/RGBA, unassociated alpha), uint16
+            H×W / H×W×2 (16-bit grey / grey+alpha, black is 0), or float32/float64
+            H×W, H×W×3 (floating-point grey or RGB, values as stored); as stored:
+            the orientation is not applied. None: the file passed the checks and
+            Pillow decodes it.
         icc_profile: the ICC profile (tag 34675), if any.
         orientation: the Orientation tag as stored (may be missing or invalid: None).
+        resolution: (x, y, unit) from the XResolution, YResolution and
+            ResolutionUnit tags (unit 1 none, 2 inch, 3 cm), if the file has them.
+        notes: what is not kept (thumbnail pages).
     """
 
-    pixels: np.ndarray
+    pixels: np.ndarray | None
     icc_profile: bytes | None = None
     orientation: object = None
+    resolution: tuple[float, float, int] | None = None
+    notes: tuple[str, ...] = ()
 
 
-def read_tiff(path: Path, max_pixels: int) -> Tiff | None:
+class _Collected(logging.Filter):
+    """Turns what tifffile logs while this thread reads a file into that file's notes
+    (instead of lines on stderr); other records pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        bucket = getattr(self._local, "bucket", None)
+        if bucket is None:
+            return True
+        bucket.append(record.getMessage())
+        return False
+
+    @contextmanager
+    def collect(self) -> Iterator[list[str]]:
+        self._local.bucket = bucket = []
+        try:
+            yield bucket
+        finally:
+            self._local.bucket = None
+
+
+_TIFFFILE_LOG = _Collected()
+logging.getLogger("tifffile").addFilter(_TIFFFILE_LOG)
+
+
+def read_tiff(path: Path, max_pixels: int) -> Tiff:
     """Check the layout of the first image of a TIFF file; decode it if Pillow cannot.
 
     Returns:
-        a :class:`Tiff` for a 16-bit RGB/RGBA or floating-point image, or None when
-        the file passed the checks and Pillow should decode it.
+        a :class:`Tiff`, with pixels for a 16-bit RGB/RGBA, 16-bit grey with alpha
+        or stored white-is-zero, or floating-point image; without (None) when the
+        file passed the checks and Pillow should decode it.
 
     Raises:
         ImageError: more than ``max_pixels`` pixels, missing or out-of-file strips
             or tiles, strips or tiles that decode to far more bytes than the image
-            holds or than the file can hold, unsupported samples; names the file.
+            holds or than the file can hold, unsupported samples, more than one
+            full-resolution page; names the file.
         Exception: tifffile's own errors on a malformed file (the caller turns
             them into :class:`ImageError`).
     """
+    with _TIFFFILE_LOG.collect() as logged:
+        tif = _read_tiff(path, max_pixels)
+    # an invalid Orientation is noted where it is read (imageio._orient), not twice
+    logged = [m for m in dict.fromkeys(logged) if f"TiffTag {ORIENTATION} @" not in m]
+    if not logged:
+        return tif
+    notes = (*tif.notes, *(f"tifffile: {m}" for m in logged))
+    return Tiff(tif.pixels, tif.icc_profile, tif.orientation, tif.resolution, notes)
+
+
+def _read_tiff(path: Path, max_pixels: int) -> Tiff:
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         if page.imagewidth * page.imagelength * max(page.imagedepth, 1) > max_pixels:
@@ -89,20 +150,69 @@ def read_tiff(path: Path, max_pixels: int) -> Tiff | None:
                 f"of {max_pixels}"
             )
         check_layout(path, page, tif.filehandle.size)
+        notes = _other_pages(path, tif)
+        resolution = _resolution(page)
         kind = _kind(path, page)
         if kind is None:
-            return None
+            return Tiff(None, resolution=resolution, notes=notes)
         pixels = page.asarray(maxworkers=1)
         if page.axes.startswith("S"):  # planar: samples first
             pixels = np.moveaxis(pixels, 0, -1)
         icc = page.tags.valueof(ICC_PROFILE)
         orientation = page.tags.valueof(ORIENTATION)
+        white_is_zero = int(page.photometric) == 0
+        associated = tuple(page.extrasamples or ()) == (1,)
     if kind == "float":
         _check_float(path, pixels)
-    elif pixels.shape[2] == 4 and tuple(page.extrasamples or ()) == (1,):
-        pixels = _unpremultiply(pixels)
+    else:
+        if kind == "grey16" and pixels.ndim == 3 and pixels.shape[2] == 1:
+            pixels = pixels[..., 0]
+        if white_is_zero:  # 0 is white: stored the other way round from what is written
+            pixels = pixels.copy()
+            grey = pixels if pixels.ndim == 2 else pixels[..., 0]
+            np.subtract(65535, grey, out=grey)
+        if associated and pixels.ndim == 3 and pixels.shape[2] in (2, 4):
+            pixels = _unpremultiply(pixels)
     icc = bytes(icc) if isinstance(icc, (bytes, bytearray, np.ndarray)) else None
-    return Tiff(np.ascontiguousarray(pixels), icc, orientation)
+    return Tiff(np.ascontiguousarray(pixels), icc, orientation, resolution, notes)
+
+
+def _other_pages(path: Path, tif: Any) -> tuple[str, ...]:
+    """Notes for thumbnail pages; refuses a file with a second full-resolution page.
+
+    Raises:
+        ImageError: the file holds further full-resolution pages (a stack or a
+            multi-page document), which would be lost.
+    """
+    count = len(tif.pages)
+    if count <= 1:
+        return ()
+    for i in range(1, min(count, MAX_PAGES_CHECKED + 1)):
+        if not int(tif.pages[i].subfiletype) & 1:  # not a reduced-resolution copy
+            raise ImageError(
+                f"{path}: multi-page TIFF ({count} pages; an image stack or a multi-page "
+                "document): only single images are denoised, and the other pages would be "
+                "lost; split it into one file per page first (e.g. with tifffile)"
+            )
+    if count > MAX_PAGES_CHECKED + 1:
+        raise ImageError(
+            f"{path}: TIFF with {count} pages: only single images (with a thumbnail) are "
+            "denoised; split it into one file per page first"
+        )
+    return (f"{count - 1} reduced-resolution page(s) (thumbnails) not kept",)
+
+
+def _resolution(page: Any) -> tuple[float, float, int] | None:
+    """(x, y, unit) of a page's resolution tags, or None when absent or invalid."""
+    try:
+        values = [page.tags.valueof(tag) for tag in (X_RESOLUTION, Y_RESOLUTION)]
+        xy = [v[0] / v[1] if isinstance(v, tuple) else float(v) for v in values]
+        unit = int(page.tags.valueof(RESOLUTION_UNIT, 2))
+    except (TypeError, ValueError, ZeroDivisionError, IndexError):
+        return None
+    if unit not in RESOLUTION_UNITS or not all(math.isfinite(v) and v > 0 for v in xy):
+        return None
+    return xy[0], xy[1], unit
 
 
 def check_layout(path: Path, page: Any, file_size: int) -> None:
@@ -182,7 +292,7 @@ def _segment_bytes(page: Any) -> list[int]:
 
 
 def _kind(path: Path, page: Any) -> str | None:
-    """ "colour16", "float", or None (Pillow decodes it); refuses what neither keeps."""
+    """ "colour16", "grey16", "float", or None (Pillow decodes it); refuses what neither keeps."""
     fmt, bits, samples = int(page.sampleformat), page.bitspersample, page.samplesperpixel
     photometric, predictor = int(page.photometric), int(page.predictor)
     if predictor not in ((1, 2, 3) if fmt == 3 else (1, 2)):
@@ -203,6 +313,8 @@ def _kind(path: Path, page: Any) -> str | None:
         )
     if bits == 16 and photometric == 2 and samples in (3, 4):
         return "colour16"
+    if bits == 16 and photometric in (0, 1) and (photometric == 0 or samples == 2):
+        return "grey16"  # Pillow keeps white-is-zero inverted and cannot decode grey+alpha
     return None
 
 
@@ -212,26 +324,32 @@ def _check_float(path: Path, pixels: np.ndarray) -> None:
     lo, hi = float(np.min(pixels)), float(np.max(pixels))  # NaN propagates
     if not (lo >= 0.0 and hi <= 1.0):
         raise ImageError(
-            f"{path}: floating-point TIFF with values in [{lo:.4g}, {hi:.4g}]: only values "
+            f"{path}: floating-point TIFF with values in [{lo:.9g}, {hi:.9g}]: only values "
             "in [0, 1] (finite) can be denoised"
         )
 
 
 def _unpremultiply(px: np.ndarray) -> np.ndarray:
-    """Associated (premultiplied) 16-bit alpha to unassociated, rounding; alpha 0 gives 0."""
-    alpha = px[..., 3:].astype(np.uint64)
-    colour = (px[..., :3].astype(np.uint64) * 65535 + alpha // 2) // np.maximum(alpha, 1)
+    """Associated (premultiplied) 16-bit alpha (the last channel) to unassociated,
+    rounding; alpha 0 gives 0."""
+    alpha = px[..., -1:].astype(np.uint64)
+    colour = (px[..., :-1].astype(np.uint64) * 65535 + alpha // 2) // np.maximum(alpha, 1)
     colour = np.where(alpha == 0, 0, np.minimum(colour, 65535))
     return np.concatenate([colour, alpha], axis=2).astype(np.uint16)
 
 
-def encode_tiff(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
+def encode_tiff(
+    pixels: np.ndarray,
+    icc_profile: bytes | None = None,
+    resolution: tuple[float, float, int] | None = None,
+) -> bytes:
     """Encode 16-bit colour or floating-point pixels as a TIFF file's bytes (tifffile).
 
     ``pixels``: uint16 H×W×3 / H×W×4 (RGB / RGBA, unassociated alpha), or float32 /
     float64 H×W / H×W×3 (grey / RGB). Little-endian, chunky, Deflate (zlib level
     :data:`ZLIB_LEVEL`) with horizontal (integers) or floating-point predictor,
-    strips of about :data:`STRIP_BYTES`, the ICC profile when one is given.
+    strips of about :data:`STRIP_BYTES`, the ICC profile and the ``resolution``
+    (x, y, unit as in :class:`Tiff`) when given.
 
     Raises:
         ImageError: any other dtype or shape, or an empty image.
@@ -258,6 +376,8 @@ def encode_tiff(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
         predictor=True,
         rowsperstrip=max(1, STRIP_BYTES // row_bytes),
         iccprofile=icc_profile or None,
+        resolution=resolution[:2] if resolution else None,
+        resolutionunit=resolution[2] if resolution else None,
         metadata=None,
         software=False,
     )

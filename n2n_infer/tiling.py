@@ -48,8 +48,10 @@ class TileSpec:
             if value < stride or value % stride:
                 raise ValueError(f"{name} {value} must be a positive multiple of stride {stride}")
         if self.size <= 2 * self.overlap:
+            smallest = (2 * self.overlap // stride + 1) * stride
             raise ValueError(
-                f"tile size {self.size} must exceed twice the overlap ({self.overlap})"
+                f"tile size {self.size} must exceed twice the tile overlap of "
+                f"{self.overlap} pixels: use {smallest} or more"
             )
 
 

@@ -62,7 +62,7 @@ def test_deep_models_get_tiles_wide_enough_for_their_overlap(tmp_path):
     img = np.random.default_rng(0).integers(0, 256, (1040, 96, 3), dtype=np.uint8)
     tiled = d.denoise(img, tile=True).astype(int)
     assert np.abs(tiled - d.denoise(img, tile=False).astype(int)).max() <= 1
-    with pytest.raises(ValueError, match="must exceed twice the overlap"):
+    with pytest.raises(ValueError, match="must exceed twice the tile overlap"):
         Denoiser(d.path, device="cpu", tile_size=512)
 
 

@@ -228,5 +228,5 @@ def test_any_decoder_exception_is_an_image_error_naming_its_type(tmp_path, monke
 def test_formats_outside_the_list_are_refused(tmp_path):
     path = tmp_path / "a.img"  # a GIF by its bytes (a .gif is refused by its suffix first)
     Image.fromarray(_photo(10)).save(path, format="GIF")
-    with pytest.raises(ImageError, match=r"not a PNG, JPEG, TIFF, WebP, BMP.* or PPM image"):
+    with pytest.raises(ImageError, match=r"not a PNG, JPEG, TIFF, WebP, BMP.* or PPM/PGM image"):
         imageio.read_file(path)

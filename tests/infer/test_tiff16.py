@@ -310,7 +310,7 @@ def test_a_last_strip_holding_whole_strip_rows_is_refused_clearly():
     padded = np.concatenate([px, np.full((2, 12, 3), 7, np.uint16)])  # 3 strips of 4 rows
     strips = [zlib.compress(padded[y : y + 4].astype("<u2").tobytes()) for y in (0, 4, 8)]
     data = tiff_bytes(px, compression=8, rows_per_strip=4, segments=strips)
-    with pytest.raises(ImageError, match=r"t\.tif: corrupt image, the decoder failed"):
+    with pytest.raises(ImageError, match=r"t\.tif: corrupt or truncated image, the decoder failed"):
         _decode(data)
 
 

@@ -69,7 +69,7 @@ def test_tiles_cover_and_weights_sum_to_one(length, size, overlap):
 def test_tile_geometry_is_checked():
     with pytest.raises(ValueError, match="multiple of stride 4"):
         TileSpec(150, 64).check(4)
-    with pytest.raises(ValueError, match="exceed twice the overlap"):
+    with pytest.raises(ValueError, match="exceed twice the tile overlap"):
         TileSpec(128, 64).check(4)
     with pytest.raises(ValueError, match="tile overlap 6"):
         Denoiser(device="cpu", tile_overlap=6)
