@@ -99,24 +99,41 @@ def onnx(
 
     With --val-data or --images, parity is checked right after the export, its
     figures are stored in the model's metadata and card, and a model that fails
-    parity is deleted (exit status 1).
+    parity is not written (exit status 1). The model is made and checked beside
+    OUT and only then put in its place: an existing OUT is replaced by a checked
+    model or not at all.
     """
+    import tempfile
+
     from n2n_export.card import write_model_card
     from n2n_export.exporter import export_onnx, update_metadata
     from n2n_infer.metadata import KEY_PSNR
 
+    inputs = [p.resolve() for p in (checkpoint, val_data, calibration) if p is not None]
+    if out.resolve() in inputs:
+        click.echo(f"error: OUT {out} is one of the input files: choose another name", err=True)
+        sys.exit(2)
     try:
+        cases = _cases(val_data, images, noise, seed) if (val_data or images) else None
         calib = _calibration(checkpoint, calibration, seed) if precision == "int8" else None
-        export_onnx(
-            checkpoint, out, name=name, precision=precision, calibration=calib, reproduce=reproduce
-        )
-        if val_data or images:
-            report = _check(checkpoint, out, val_data, images, noise, seed)
-            if not report.passed:
-                out.unlink()
-                click.echo(f"error: {out} failed parity and was removed", err=True)
-                sys.exit(1)
-            update_metadata(out, {KEY_PSNR: json.dumps(_headline(checkpoint, report))})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".n2n-export-") as tmp:
+            made = Path(tmp) / out.name
+            export_onnx(
+                checkpoint,
+                made,
+                name=name or out.stem,
+                precision=precision,
+                calibration=calib,
+                reproduce=reproduce,
+            )
+            if cases is not None:
+                report = _check_cases(checkpoint, made, cases)
+                if not report.passed:
+                    click.echo(f"error: the export failed parity; {out} was not written", err=True)
+                    sys.exit(1)
+                update_metadata(made, {KEY_PSNR: json.dumps(_headline(checkpoint, report))})
+            made.replace(out)
         if card:
             write_model_card(out)
     except _input_errors() as exc:
@@ -166,9 +183,13 @@ def parity(
 def _check(
     checkpoint: Path, model: Path, val_data: Path | None, images: Path | None, noise: str, seed: int
 ) -> ParityReport:
+    return _check_cases(checkpoint, model, _cases(val_data, images, noise, seed))
+
+
+def _check_cases(checkpoint: Path, model: Path, cases: list[ParityCase]) -> ParityReport:
     from n2n_export.parity import check_parity
 
-    result = check_parity(checkpoint, model, _cases(val_data, images, noise, seed))
+    result = check_parity(checkpoint, model, cases)
     _print_report(result)
     return result
 

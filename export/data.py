@@ -55,8 +55,10 @@ def load_clean_images(folder: str | Path) -> list[np.ndarray]:
     """The PNG/JPEG images of ``folder`` as uint8 H×W×3 arrays (sorted by name).
 
     Raises:
-        ValueError: the folder holds no image.
+        ValueError: the folder is missing or holds no image.
     """
+    if not Path(folder).is_dir():
+        raise ValueError(f"{folder}: folder not found (or not a folder)")
     images = [read_image(p) for p in find_images(Path(folder))]
     if not images:
         raise ValueError(f"{folder}: no PNG or JPEG images found")

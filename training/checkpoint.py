@@ -93,11 +93,25 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a safe n2n checkpoint ({first})") from exc
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4)
+        except OSError as err:
+            raise CheckpointError(f"{path}: cannot read the checkpoint ({err})") from exc
+        if not head.startswith((b"PK\x03\x04", b"\x80")):  # neither torch's zip nor a pickle
+            raise CheckpointError(f"{path}: not a torch checkpoint file") from exc
+        if first.startswith("Weights only load failed"):
+            raise CheckpointError(
+                f"{path}: holds pickled Python objects (which could run code), not only "
+                "weights: refused; an n2n checkpoint holds tensors and plain values"
+            ) from exc
+        raise CheckpointError(f"{path}: not a torch checkpoint file ({first})") from exc
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an n2n checkpoint (no 'format': {FORMAT!r})")
     version = raw.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{path}: invalid checkpoint format version {version!r}")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {version!r} is newer than this code "
             f"understands ({FORMAT_VERSION}); upgrade n2n"
@@ -108,12 +122,47 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: checkpoint has no valid 'config'") from exc
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from exc
-    ckpt = Checkpoint(config, raw.get("state_dict", {}), raw.get("summary", {}))
+    state, summary = raw.get("state_dict"), raw.get("summary", {})
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(f"{path}: its 'state_dict' is not a mapping of names to tensors")
+    if not isinstance(summary, dict):
+        raise CheckpointError(f"{path}: its 'summary' is not a mapping")
+    _check_shapes(path, config, state)  # before any real model is built from the config
+    ckpt = Checkpoint(config, state, summary)
     try:
         ckpt.build_model()
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match the config: {exc}") from exc
     return ckpt
+
+
+def _check_shapes(path: Path, config: UNetConfig, state: dict[str, torch.Tensor]) -> None:
+    """Refuse weights whose names or shapes are not the config's model's, comparing with
+    a model built on the meta device (no memory): a small file whose config asks for a
+    huge network is refused without allocating it.
+
+    Raises:
+        CheckpointError: names missing or unexpected, or shapes that differ.
+    """
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in UNet(config).state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got == expected:
+        return
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    shapes = [k for k in sorted(set(got) & set(expected)) if got[k] != expected[k]]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if extra:
+        parts.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} of another shape (e.g. {k}: {got[k]}, expected {expected[k]})")
+    raise CheckpointError(f"{path}: weights do not match the config: {'; '.join(parts)}")
 
 
 def find_checkpoint(name_or_path: str | Path) -> tuple[Path, str]:

@@ -126,7 +126,7 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 @click.option(
     "--preset", default=None, help="Model shape preset [default: study, or --init's shape]."
 )
-@click.option("--features", default=None, help="Features per level (2-5 levels), e.g. 16,32,64.")
+@click.option("--features", default=None, help="Features per level (2-6 levels), e.g. 16,32,64.")
 @click.option("--convs-per-level", type=click.Choice(["1", "2"]), default=None)
 @click.option("--batch-norm/--no-batch-norm", default=None)
 @click.option("--dropout", type=float, default=None, help="Dropout probability.")
@@ -167,7 +167,14 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 @click.option("--dihedral/--no-dihedral", default=False, help="Random flips/rotations.")
 @click.option("--blur-prob", default=0.0, show_default=True, help="Blur one side of a pair.")
 @click.option("--study", is_flag=True, help="The study's final augmentation: swap, dihedral, blur.")
-@click.option("--patch-size", default=64, show_default=True)
+@click.option(
+    "--patch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Side of the training crops; a multiple of the model's stride (2 to the number "
+    "of levels less one).",
+)
 @click.option(
     "--pyramid",
     default=0,
@@ -182,7 +189,13 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
     help="For --photos: the share of patches made grey, with one noise draw in R, G and B "
     "(as a grey file read as RGB).",
 )
-@click.option("--steps-per-epoch", default=100, show_default=True, help="For --photos.")
+@click.option(
+    "--steps-per-epoch",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="For --photos and your own images (--pairs, --bursts, --singles): batches per epoch.",
+)
 @click.option(
     "--limit-pairs",
     type=click.IntRange(min=0),
@@ -192,8 +205,14 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 )
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32")
 @click.option("--channels-last", is_flag=True, help="NHWC memory format.")
-@click.option("--threads", type=int, default=None, help="torch intra-op threads.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Start again in an OUT that holds a run (its best.pt, last.pt, metrics and "
+    "snapshots are replaced); without it such an OUT is refused.",
+)
 @click.option(
     "--init",
     default=None,
@@ -263,7 +282,13 @@ def fit(out_dir: Path, **opts: object) -> None:
     default=None,
     help="Where psnr_box.png, samples.png and eval.json go [default: eval-DATA beside CHECKPOINT].",
 )
-@click.option("--samples", default=6, show_default=True, help="Rows in samples.png.")
+@click.option(
+    "--samples",
+    type=click.IntRange(min=0),
+    default=6,
+    show_default=True,
+    help="Rows in samples.png (0: no samples.png).",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 def eval_cmd(

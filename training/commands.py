@@ -248,6 +248,11 @@ def check_fit_sources(opts: dict[str, Any]) -> None:
             "cannot be drawn again for grey patches"
         )
     mode = own_source(opts)
+    if mode == "pairs" and Path(opts["pairs"][0]).resolve() == Path(opts["pairs"][1]).resolve():
+        raise click.UsageError(
+            "--pairs names one folder twice: each image would be its own target (the network "
+            "would learn to copy its input); give the folders of the two captures"
+        )
     if mode not in (None, "pairs") and opts.get("target") == "clean":
         raise click.UsageError(
             f"--{mode} holds noisy images only: --target clean needs --photos, or --pairs "
@@ -305,6 +310,34 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any], argv: list[str] | None 
     return status
 
 
+#: What a run leaves in its folder that a new run would replace.
+RUN_FILES = ("best.pt", "last.pt")
+
+
+def check_run_folder(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run in a folder that holds one, unless ``overwrite``;
+    with ``overwrite``, remove the old run's snapshots (``n2n-train average`` would
+    mix them with the new run's).
+
+    Raises:
+        ConfigError: ``out_dir`` holds a run, without ``resume`` or ``overwrite``;
+            both flags at once.
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in OUT, --overwrite replaces it: not both")
+    held = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if resume or not held:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"{out_dir} already holds a run ({', '.join(held)}): --resume continues it, "
+            "--overwrite starts again (replacing its checkpoints, metrics and snapshots), "
+            "or choose another --out"
+        )
+    for snap in sorted((out_dir / "snapshots").glob("epoch-*.pt")):
+        snap.unlink(missing_ok=True)  # every rank checks; any may remove it first
+
+
 def _launch_fit(nproc: int, threads: int | None, argv: list[str] | None) -> int:
     """Start ``nproc`` processes running ``n2n-train ARGV``; their status."""
     from n2n_train import distributed
@@ -345,12 +378,16 @@ def _fit_rank(out_dir: Path, opts: dict[str, Any], dist: Dist) -> int:
         if nproc > 1 and nproc != dist.world:
             raise DistributedError(f"--nproc {nproc}, but this run has {dist.world} processes")
         device = rank_device(opts["device"], dist)
+        check_run_folder(out_dir, bool(opts["resume"]), bool(opts.get("overwrite")))
         init, opts = _load_init(opts)
         ucfg = init.config if init is not None and not shape_given(opts) else model_config(opts)
         cfg = train_config(opts, course=opts["course"] is not None)
+        if opts["course"] is None and cfg.patch_size % ucfg.stride:
+            raise ConfigError(
+                f"--patch-size {cfg.patch_size} must be a multiple of the model's stride "
+                f"{ucfg.stride}"
+            )
         data, info = load_data(opts, cfg)
-        if dist.is_main:
-            write_local_paths(out_dir, opts)
     except (CheckpointError, ConfigError, DataError, DistributedError, ValueError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)  # other ranks: shown only if rank 0 is silent
         return 2
@@ -367,6 +404,7 @@ def _fit_rank(out_dir: Path, opts: dict[str, Any], dist: Dist) -> int:
             data_info=info,
             progress=not opts["no_progress"],
             resume=opts["resume"],
+            on_start=lambda: write_local_paths(out_dir, opts),  # once a resume is accepted
             init=init,
             snapshot_every=opts.get("snapshot_every") or 0,
             init_name=opts.get("init_name") or "",
@@ -399,6 +437,11 @@ def run_eval_command(
         ckpt = load_checkpoint(checkpoint)
         if data.is_dir():
             spec = noise or ckpt.summary.get("noise") or ""
+            if spec.startswith("own noise") or spec == "course":
+                raise DataError(
+                    f"{checkpoint} was trained on {spec!r}, which cannot be drawn on clean "
+                    f"images: give --noise (e.g. gaussian:25) to evaluate it on {data}"
+                )
             noisy, clean = photo_pairs(data, spec, ckpt.config.stride, seed)
         else:
             noisy, clean = (to_float(t) for t in load_course_pairs(data))
@@ -434,7 +477,8 @@ def _write_eval_outputs(
     groups = {"noisy": result.noisy_psnr, "denoised": result.denoised_psnr}
     plot_psnr_box(groups, out_dir / "psnr_box.png")
     k = min(samples, len(noisy))
-    plot_samples(noisy[:k], denoised[:k], clean[:k], out_dir / "samples.png")
+    if k > 0:
+        plot_samples(noisy[:k], denoised[:k], clean[:k], out_dir / "samples.png")
     facts = {
         "checkpoint": str(checkpoint),
         "data": str(data),
@@ -499,6 +543,12 @@ def run_validation_data(
     cfg = TrainConfig.from_dict(raw, source="summary")
     data_info = summary.get("data") or {}
     source = data_info.get("source")
+    if source in _OWN_OPTIONS:
+        raise DataError(
+            f"the checkpoint was trained on your own images (--{source}), whose validation "
+            "split this command does not rebuild: compare the checkpoints with n2n-train eval "
+            "on a folder of clean images and --noise, or average with --no-validate"
+        )
     if source not in ("photos", "course") or not (data_info.get("name") or data_info.get("path")):
         raise DataError("the checkpoint's summary does not say which data it was trained on")
     data, _ = load_data(_data_locations(data_info, run_dirs), cfg)

@@ -8,6 +8,7 @@ metadata, and read back with :func:`UNetConfig.from_dict` /
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -185,6 +186,10 @@ class TrainConfig(_Versioned):
         _check_choice("precision", self.precision, ("fp32", "bf16"))
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if self.steps_per_epoch < 0:
+            raise ValueError(f"steps_per_epoch must be positive, got {self.steps_per_epoch}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.patch_size < 1:

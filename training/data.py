@@ -23,18 +23,16 @@ import torch.nn.functional as F
 from n2n_infer.arrays import INT_SCALE, ImageArray, levels_of
 from n2n_infer.errors import ImageError
 from n2n_infer.grey import is_grey
-from n2n_infer.imageio import read_file, read_image
+from n2n_infer.imageio import SUFFIXES, read_file, read_image
 from n2n_train.distributed import SINGLE, Dist
 from n2n_train.noise import NoiseModel
 
 log = logging.getLogger(__name__)
 
-#: Image files of training folders. AVIF and HEIF are listed even where they cannot be
-#: read (no codec, no ``heic`` extra), so that such a file stops the run by name.
-IMAGE_SUFFIXES = (
-    *(".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".avif"),
-    *(".heic", ".heif", ".hif"),
-)
+#: Image files of training folders: every suffix the runtime reads
+#: (:data:`n2n_infer.imageio.SUFFIXES`). AVIF and HEIF are listed even where they cannot
+#: be read (no codec, no ``heic`` extra), so that such a file stops the run by name.
+IMAGE_SUFFIXES = tuple(dict.fromkeys((*SUFFIXES, ".avif", ".heic", ".heif", ".hif")))
 #: Refuse photos above this many pixels (decompression bombs).
 MAX_PIXELS = 64_000_000
 
@@ -133,7 +131,11 @@ def load_photo_folder(folder: str | Path) -> list[torch.Tensor]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: photo folder not found")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")  # ._x.png
+    )
     if not files:
         raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     return [read_rgb(p) for p in files]
@@ -188,7 +190,10 @@ def read_frame(path: Path) -> tuple[torch.Tensor, Levels | None]:
     levels = levels_of(px)
     if is_grey(ImageArray(px, px)):
         px = px[:, :, :1]
-    return torch.from_numpy(np.ascontiguousarray(px.transpose(2, 0, 1))), levels
+    chw = np.ascontiguousarray(px.transpose(2, 0, 1))
+    if not chw.flags.writeable:  # a grey image's view of the reader's read-only array
+        chw = chw.copy()
+    return torch.from_numpy(chw), levels
 
 
 @dataclass

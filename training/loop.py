@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,6 +166,7 @@ def fit(
     data_info: dict[str, Any] | None = None,
     progress: bool = True,
     resume: bool = False,
+    on_start: Callable[[], None] | None = None,
     init: Checkpoint | None = None,
     snapshot_every: int = 0,
     init_name: str = "",
@@ -177,7 +178,9 @@ def fit(
     Writes ``out_dir/best.pt`` (whenever the validation loss improves),
     ``out_dir/last.pt`` (with the state needed to resume), ``metrics.jsonl``
     and ``loss.png``. With ``resume``, continues from ``out_dir/last.pt``
-    (``cfg`` may raise ``epochs``; anything else must match). With ``init``
+    (``cfg`` may raise ``epochs``; anything else, the data included, must
+    match). ``on_start`` is called (on rank 0) once the run is set up and any
+    resume accepted, before the first epoch. With ``init``
     (fine-tuning; ``cfg.init`` is its file's sha256), a fresh run starts from
     those weights instead of random ones, with a new optimizer and schedule;
     its summary records where it started (``init_name``: a bundled model's
@@ -242,6 +245,8 @@ def fit(
             metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     elif dist.is_main:
         metrics_path.write_text("")
+    if on_start is not None and dist.is_main:
+        on_start()
     trainer = _Trainer(wrap(model, dist), model, opt, gen, order, device, dist, check_sync)
     budget = _Budget(60.0 * cfg.minutes)
     for epoch in range(start, cfg.epochs + 1):
@@ -371,7 +376,7 @@ def _restore(
     loaded, error = None, None
     if dist.is_main:
         try:
-            loaded = _read_resume(path, model, cfg, dist)
+            loaded = _read_resume(path, model, cfg, dist, summary)
         except CheckpointError as exc:
             error = str(exc)
     error = dist.broadcast(error)
@@ -391,15 +396,26 @@ def _restore(
 
 
 def _read_resume(
-    path: Path, model: nn.Module, cfg: TrainConfig, dist: Dist
+    path: Path, model: nn.Module, cfg: TrainConfig, dist: Dist, summary: dict[str, Any]
 ) -> tuple[Checkpoint, dict[str, Any]]:
     """``path``'s checkpoint and training state, checked against this run.
 
     Raises:
-        CheckpointError: unreadable, or another training config, model or
-            number of processes.
+        CheckpointError: unreadable, or another training config, model, training
+            data (as the summaries record it: source, names, checksums, counts)
+            or number of processes.
     """
     ckpt, state = load_resume_state(path)
+    saved = {k: v for k, v in dict(ckpt.summary.get("data") or {}).items() if k != "init"}
+    now = {k: v for k, v in summary["data"].items() if k != "init"}
+    if saved and saved != now:
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        shown = {k: saved.get(k) for k in diff}
+        raise CheckpointError(
+            f"{path}: cannot resume: it was trained on other data ({shown}; now "
+            f"{ {k: now.get(k) for k in diff} }): resume with the same data, or start a "
+            "new run (--init to start from its weights)"
+        )
     # read through from_dict, so that a run saved by an older TrainConfig version
     # (without the fields added since, which take their defaults) still resumes
     try:

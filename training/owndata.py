@@ -35,6 +35,7 @@ clean loss would, shifted by the targets' noise variance.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,14 +93,23 @@ class Scene:
 
 
 def _images(folder: Path, recursive: bool) -> dict[str, Path]:
-    """Image files under ``folder`` by their relative POSIX path (hidden files skipped)."""
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    out = {}
-    for p in found:
-        rel = p.relative_to(folder)
-        hidden = any(part.startswith(".") for part in rel.parts)
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not hidden:
-            out[rel.as_posix()] = p
+    """Image files under ``folder`` by their relative POSIX path (hidden files and
+    folders skipped; linked subfolders followed, each real folder once, as the
+    runtime's batch job does)."""
+    out, seen = {}, set()
+    for here, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen or not recursive:
+            dirs[:] = []
+        if real in seen:
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            p = Path(here) / name
+            if name.startswith(".") or p.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            out[p.relative_to(folder).as_posix()] = p
     return dict(sorted(out.items()))
 
 
@@ -129,6 +139,19 @@ def _scene(name: str, paths: Sequence[Path], min_side: int, problems: list[str])
         listed = ", ".join(f"{p} {f.shape[2]}×{f.shape[1]}" for p, f in pairs)
         problems.append(f"different sizes in scene {name!r}: {listed}")
         return None
+    # a pair's target is scaled by its input's levels: a dim capture (its own levels)
+    # and a full-range one would be scaled alike, wrongly; 8 and 16 bits mix freely
+    if len({lv is None for lv in levels}) > 1:
+        pairs = zip(paths, frames, levels, strict=True)
+        listed = ", ".join(
+            f"{p} {_depth(f)}{' (dim: own levels)' if lv is not None else ''}" for p, f, lv in pairs
+        )
+        problems.append(
+            f"different pixel ranges in scene {name!r}: {listed}; a dim capture (no value "
+            "above 16383, scaled by its own range) cannot pair with a full-range one: "
+            "convert them to one range"
+        )
+        return None
     h, w = sizes.pop()
     if min(h, w) < min_side:
         problems.append(
@@ -139,6 +162,10 @@ def _scene(name: str, paths: Sequence[Path], min_side: int, problems: list[str])
     if len({int(f.shape[0]) for f in frames}) > 1:  # grey and colour frames: all colour
         frames = [f.expand(3, -1, -1).contiguous() for f in frames]
     return Scene(name, tuple(frames), levels)
+
+
+def _depth(frame: torch.Tensor) -> str:
+    return {torch.uint8: "8-bit", torch.uint16: "16-bit"}.get(frame.dtype, "float")
 
 
 def _raise_problems(where: str, problems: list[str]) -> None:

@@ -7,11 +7,14 @@ module is cheap. Images are float N×3×H×W in [0, 1].
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def _pyplot() -> ModuleType:
@@ -24,8 +27,21 @@ def _pyplot() -> ModuleType:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """The rows of a ``metrics.jsonl`` file."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The rows of a ``metrics.jsonl`` file; a line that is not a JSON object (torn by a
+    full disk or a kill mid-write) is skipped with a warning."""
+    rows = []
+    for n, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+            rows.append(row)
+        else:
+            log.warning("%s: line %d is not a metrics row (torn write?): skipped", path, n)
+    return rows
 
 
 def plot_loss_curves(rows: Sequence[dict], out: str | Path, title: str = "") -> Path:

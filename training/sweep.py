@@ -75,7 +75,10 @@ ROW_KEYS = ("name", "label", "study_psnr", "note")
 #: Top-level keys of a spec.
 SPEC_KEYS = ("title", "note", "base", "runs")
 #: ``fit`` options that the sweep sets itself and a spec may not.
-RESERVED = ("out_dir", "resume", "no_progress", "threads")
+RESERVED = ("out_dir", "resume", "overwrite", "no_progress", "threads")
+#: The options a run was started with (written before ``fit`` runs, compared before
+#: a stopped or unscored run is resumed or scored).
+STARTED = "sweep_started.json"
 #: ``fit`` options that are files: resolved against the spec's folder, left out of the marker.
 PATH_OPTIONS = ("photos", "course", "course_val", "init", "bursts", "singles")
 
@@ -211,6 +214,10 @@ def _options(
                 f"{path}: {where}: unknown key {key!r}; expected fit options "
                 f"({', '.join(sorted(set(params) - set(RESERVED)))}) or {list(ROW_KEYS)}"
             )
+        if params[name].is_flag and not isinstance(value, bool):
+            raise SweepError(
+                f"{path}: {where}: {key!r} is a flag: expected true or false, got {value!r}"
+            )
         bundled = name == "init" and isinstance(value, str) and _bare_name(value, root)
         if name in PATH_OPTIONS and isinstance(value, str) and not bundled:
             value = str((root / Path(value).expanduser()).resolve())
@@ -243,13 +250,22 @@ def fit_args(options: dict[str, Any]) -> list[str]:
 
 
 def _check_with_fit(options: dict[str, Any], path: Path, where: str) -> None:
-    """Parse the options as ``fit`` would (types, choices), without running it."""
+    """Parse and check the options as ``fit`` would (types, choices, the model and
+    training configs' ranges), without running it or reading its data."""
     from n2n_train.cli import fit
+    from n2n_train.commands import model_config, shape_given, train_config
+    from n2n_train.config import ConfigError
 
     try:
-        fit.make_context("fit", [*fit_args(options), "--out", "x"], resilient_parsing=False)
+        ctx = fit.make_context("fit", [*fit_args(options), "--out", "x"], resilient_parsing=False)
+        params = ctx.params
+        if not params.get("init") or shape_given(params):
+            model_config(params)
+        train_config(params, course=params.get("course") is not None)
     except click.ClickException as exc:
         raise SweepError(f"{path}: {where}: {exc.format_message()}") from exc
+    except (ConfigError, ValueError) as exc:
+        raise SweepError(f"{path}: {where}: {exc}") from exc
 
 
 def marker_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -287,6 +303,7 @@ def run_state(run: RunSpec, run_dir: Path) -> str:
     last = run_dir / "last.pt"
     if not last.is_file():
         return "new"
+    _check_started(run, run_dir)
     from n2n_train.checkpoint import CheckpointError, load_checkpoint
 
     try:
@@ -298,6 +315,30 @@ def run_state(run: RunSpec, run_dir: Path) -> str:
     return "score" if trained >= epochs else "resume"
 
 
+def _check_started(run: RunSpec, run_dir: Path) -> None:
+    """Refuse to resume or score a run that was started with other options.
+
+    Raises:
+        SweepError: its ``sweep_started.json`` records other options (other than
+            more epochs), or is unreadable.
+    """
+    started = run_dir / STARTED
+    if not started.is_file():  # a run started before this record existed
+        return
+    try:
+        recorded = dict(json.loads(started.read_text()).get("options") or {})
+    except (OSError, ValueError, AttributeError) as exc:
+        raise SweepError(f"{started}: unreadable ({exc}); delete the run's folder") from exc
+    wanted = marker_options(run.options)
+    if {k: v for k, v in recorded.items() if k != "epochs"} != {
+        k: v for k, v in wanted.items() if k != "epochs"
+    }:
+        raise SweepError(
+            f"{started}: run {run.name!r} was started with other options ({recorded}); the "
+            f"spec now gives {wanted}: rename the run or delete its folder"
+        )
+
+
 def train_run(run: RunSpec, run_dir: Path, resume: bool, threads: int) -> int:
     """Run ``fit`` for ``run`` in a child process, its output appended to ``fit.log``.
 
@@ -306,8 +347,12 @@ def train_run(run: RunSpec, run_dir: Path, resume: bool, threads: int) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "n2n_train.cli", "fit", *fit_args(run.options)]
     cmd += ["--out", str(run_dir), "--no-progress", "--threads", str(threads)]
-    if resume:
-        cmd.append("--resume")
+    # a new run starts afresh: what a run killed before its first last.pt left is replaced
+    cmd.append("--resume" if resume else "--overwrite")
+    if not resume:
+        write_text_atomic(
+            run_dir / STARTED, json.dumps({"options": marker_options(run.options)}, indent=2)
+        )
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with (run_dir / "fit.log").open("a") as logf:
         logf.write(f"$ {' '.join(cmd)}\n")

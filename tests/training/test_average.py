@@ -144,7 +144,7 @@ def test_average_command_refuses_bad_arguments(snapshot_run, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     result = CliRunner().invoke(main, ["average", str(tmp_path / "o.pt"), str(inside), str(bad)])
-    assert result.exit_code == 2 and "bad.pt: not a safe n2n checkpoint" in result.output
+    assert result.exit_code == 2 and "bad.pt: not a torch checkpoint file" in result.output
     assert not (tmp_path / "o.pt").exists()
 
 
