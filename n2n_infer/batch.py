@@ -20,7 +20,7 @@ import numpy as np
 
 from n2n_infer.denoiser import Denoiser
 from n2n_infer.errors import ImageError, N2NError
-from n2n_infer.files import is_temp_name, temp_name, write_text_atomic
+from n2n_infer.files import is_temp_name, temp_name, visible_files, write_text_atomic
 from n2n_infer.imageio import (
     SUFFIXES,
     UNSUPPORTED,
@@ -92,19 +92,8 @@ def find_images(in_dir: Path, recursive: bool = False) -> list[Path]:
     listed even when it is not a readable file (a broken link, a FIFO), so that
     the job reports it.
     """
-    found, seen = [], set()
-    for folder, dirs, files in os.walk(in_dir, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in seen or not recursive:
-            dirs[:] = []
-        if real in seen:
-            continue
-        seen.add(real)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            suffix = os.path.splitext(name)[1].lower()
-            if not name.startswith(".") and (suffix in SUFFIXES or suffix in UNSUPPORTED):
-                found.append(Path(folder) / name)
+    wanted = (*SUFFIXES, *UNSUPPORTED)
+    found = [p for p in visible_files(in_dir, recursive) if p.suffix.lower() in wanted]
     return sorted(found, key=lambda p: p.relative_to(in_dir).as_posix())
 
 

@@ -1,4 +1,5 @@
-"""Files written and identified safely: atomic writes, their temporary names, sha256.
+"""Files written, found and identified safely: atomic writes, their temporary names,
+folder walks, sha256.
 
 The one home of these facts for the whole project: ``training``, ``export``,
 ``bench`` and ``scripts`` import them from here (this module needs only the
@@ -17,11 +18,18 @@ import hashlib
 import os
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["TEMP_PREFIX", "TEMP_SUFFIX", "is_temp_name", "sha256_file", "write_atomic"]
+__all__ = [
+    "TEMP_PREFIX",
+    "TEMP_SUFFIX",
+    "is_temp_name",
+    "sha256_file",
+    "visible_files",
+    "write_atomic",
+]
 
 TEMP_PREFIX = ".n2n-"
 TEMP_SUFFIX = ".part"
@@ -81,3 +89,25 @@ def sha256_file(path: str | Path) -> str:
         while block := f.read(_BLOCK):
             digest.update(block)
     return digest.hexdigest()
+
+
+def visible_files(root: str | Path, recursive: bool = False) -> Iterator[Path]:
+    """The names of the files in ``root`` (and, with ``recursive``, its subfolders),
+    hidden files and folders (``.x``) skipped, in the walk's order.
+
+    Symbolic links to folders are followed, each real folder once (a link back up
+    the tree is not followed again). Names are yielded as listed: a broken link or
+    a FIFO is yielded too, so that callers can report it.
+    """
+    seen: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen or not recursive:
+            dirs[:] = []
+        if real in seen:
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not name.startswith("."):
+                yield Path(folder) / name

@@ -74,8 +74,10 @@ class OpenVINOSession:
             text = str(exc).strip()
             first = text.splitlines()[0] if text else type(exc).__name__
             raise ModelLoadError(f"{path}: OpenVINO cannot compile this model: {first}") from exc
-        got = str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
-        if precision == "bf16" and "bf16" not in got:
+        # OpenVINO answers with an element type whose text differs across versions and
+        # CPUs ("bf16", "<Type: 'bfloat16'>"): compare its name, not its spelling
+        got = str(self._compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
+        if precision == "bf16" and "bf16" not in got and "bfloat16" not in got:
             caps = ", ".join(cpu_capabilities())
             raise ProviderError(
                 f"device 'openvino:bf16': this CPU has no native bf16 (OpenVINO reports {caps}) "

@@ -35,13 +35,13 @@ clean loss would, shifted by the targets' noise variance.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from n2n_infer.files import visible_files
 from n2n_train.data import (
     IMAGE_SUFFIXES,
     DataError,
@@ -96,20 +96,11 @@ def _images(folder: Path, recursive: bool) -> dict[str, Path]:
     """Image files under ``folder`` by their relative POSIX path (hidden files and
     folders skipped; linked subfolders followed, each real folder once, as the
     runtime's batch job does)."""
-    out, seen = {}, set()
-    for here, dirs, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(here)
-        if real in seen or not recursive:
-            dirs[:] = []
-        if real in seen:
-            continue
-        seen.add(real)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            p = Path(here) / name
-            if name.startswith(".") or p.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            out[p.relative_to(folder).as_posix()] = p
+    out = {
+        p.relative_to(folder).as_posix(): p
+        for p in visible_files(folder, recursive)
+        if p.suffix.lower() in IMAGE_SUFFIXES
+    }
     return dict(sorted(out.items()))
 
 

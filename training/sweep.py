@@ -277,33 +277,22 @@ def run_state(run: RunSpec, run_dir: Path) -> str:
     """``done``, ``score`` (trained, not yet scored), ``resume`` or ``new``.
 
     Raises:
-        SweepError: the folder's marker records other options (other than more
-            epochs), or its ``last.pt`` is unreadable.
+        SweepError: the folder's marker (or, for a run not yet scored, its
+            ``sweep_started.json``) records other options (other than more
+            epochs), or is unreadable; or its ``last.pt`` is unreadable.
     """
     marker = run_dir / MARKER
     epochs = int(run.options.get("epochs", 15))
     if marker.is_file():
-        try:
-            facts = json.loads(marker.read_text())
-        except (OSError, ValueError) as exc:
-            raise SweepError(
-                f"{marker}: unreadable ({exc}); delete it to score the run again"
-            ) from exc
-        recorded = dict(facts.get("options") or {})
-        wanted = marker_options(run.options)
-        if {k: v for k, v in recorded.items() if k != "epochs"} != {
-            k: v for k, v in wanted.items() if k != "epochs"
-        }:
-            raise SweepError(
-                f"{marker}: run {run.name!r} was made with other options ({recorded}); the spec "
-                f"now gives {wanted}: rename the run or delete its folder"
-            )
+        recorded = _recorded_options(run, marker, "made", "delete it to score the run again")
         if int(recorded.get("epochs", 15)) >= epochs:
             return "done"
     last = run_dir / "last.pt"
     if not last.is_file():
         return "new"
-    _check_started(run, run_dir)
+    started = run_dir / STARTED
+    if started.is_file():  # absent for a run started before this record existed
+        _recorded_options(run, started, "started", "delete the run's folder")
     from n2n_train.checkpoint import CheckpointError, load_checkpoint
 
     try:
@@ -315,28 +304,29 @@ def run_state(run: RunSpec, run_dir: Path) -> str:
     return "score" if trained >= epochs else "resume"
 
 
-def _check_started(run: RunSpec, run_dir: Path) -> None:
-    """Refuse to resume or score a run that was started with other options.
+def _recorded_options(run: RunSpec, record: Path, verb: str, fix: str) -> dict[str, Any]:
+    """The options ``record`` (a run's marker or start record) holds, if they are the
+    spec's (more epochs allowed).
 
     Raises:
-        SweepError: its ``sweep_started.json`` records other options (other than
-            more epochs), or is unreadable.
+        SweepError: ``record`` is unreadable (the message says ``fix``), or holds
+            other options.
     """
-    started = run_dir / STARTED
-    if not started.is_file():  # a run started before this record existed
-        return
     try:
-        recorded = dict(json.loads(started.read_text()).get("options") or {})
-    except (OSError, ValueError, AttributeError) as exc:
-        raise SweepError(f"{started}: unreadable ({exc}); delete the run's folder") from exc
+        recorded = dict(json.loads(record.read_text()).get("options") or {})
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise SweepError(f"{record}: unreadable ({exc}); {fix}") from exc
     wanted = marker_options(run.options)
-    if {k: v for k, v in recorded.items() if k != "epochs"} != {
-        k: v for k, v in wanted.items() if k != "epochs"
-    }:
+
+    def fixed(opts: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in opts.items() if k != "epochs"}
+
+    if fixed(recorded) != fixed(wanted):
         raise SweepError(
-            f"{started}: run {run.name!r} was started with other options ({recorded}); the "
+            f"{record}: run {run.name!r} was {verb} with other options ({recorded}); the "
             f"spec now gives {wanted}: rename the run or delete its folder"
         )
+    return recorded
 
 
 def train_run(run: RunSpec, run_dir: Path, resume: bool, threads: int) -> int:
