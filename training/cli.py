@@ -362,12 +362,25 @@ def average(
     "(repeatable; paths relative to the working folder).",
 )
 @click.option(
+    "--only",
+    multiple=True,
+    metavar="NAME",
+    help="Bring only this run to done (repeatable); the tables still list every run, "
+    "those not chosen as they stand in OUT.",
+)
+@click.option(
     "--collect",
     is_flag=True,
     help="Train nothing: write sweep.json/sweep.md from the runs already done.",
 )
 def sweep(
-    spec: Path, out: Path, jobs: int, threads: int, sets: tuple[str, ...], collect: bool
+    spec: Path,
+    out: Path,
+    jobs: int,
+    threads: int,
+    sets: tuple[str, ...],
+    only: tuple[str, ...],
+    collect: bool,
 ) -> None:
     """Run the runs of the sweep SPEC (TOML) in OUT/<run>/, resumably; write OUT/sweep.md.
 
@@ -376,14 +389,22 @@ def sweep(
     skips finished runs and resumes stopped ones. Exit 1: a run failed (see
     OUT/<run>/fit.log); exit 2: an unusable spec or run folder.
     """
-    from n2n_train.sweep import SweepError, collect_results, load_spec, parse_set, run_sweep
+    from n2n_train.sweep import (
+        SweepError,
+        collect_results,
+        load_spec,
+        parse_set,
+        run_sweep,
+        select_runs,
+    )
 
     try:
         parsed = load_spec(spec, parse_set(sets))
         if collect:
+            select_runs(parsed, only)  # a misspelt name is an error here too
             doc = collect_results(parsed, out)
         else:
-            doc = run_sweep(parsed, out, jobs=jobs, threads=threads)
+            doc = run_sweep(parsed, out, jobs=jobs, threads=threads, only=only)
     except SweepError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

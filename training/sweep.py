@@ -52,6 +52,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -452,31 +453,57 @@ class Sweep:
         return facts
 
 
-def run_sweep(spec: SweepSpec, out: Path, jobs: int = 1, threads: int = 1) -> dict[str, Any]:
-    """Bring every run of ``spec`` to done in ``out``, ``jobs`` at once; returns sweep.json.
+def run_sweep(
+    spec: SweepSpec, out: Path, jobs: int = 1, threads: int = 1, only: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Bring every run of ``spec`` (or the runs named in ``only``) to done in ``out``,
+    ``jobs`` at once; returns sweep.json, whose other rows are those already done in
+    ``out`` (or "not run").
 
     Raises:
-        SweepError: a run's folder is inconsistent with the spec (checked for all
-            runs before any starts), or a finished run cannot be scored.
+        SweepError: a name in ``only`` is not a run of the spec; a run's folder is
+            inconsistent with the spec (checked for all chosen runs before any
+            starts), or a finished run cannot be scored.
     """
+    chosen = select_runs(spec, only)
     out.mkdir(parents=True, exist_ok=True)
-    for run in spec.runs:  # refuse a stale folder before spending hours on the others
+    for run in chosen:  # refuse a stale folder before spending hours on the others
         run_state(run, out / run.name)
     sweep = Sweep(spec, out, threads)
+    names = {run.name for run in chosen}
+    sweep.results.update(
+        (run.name, _collected(out / run.name)) for run in spec.runs if run.name not in names
+    )
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        list(pool.map(sweep.run_one, spec.runs))
+        list(pool.map(sweep.run_one, chosen))
     return write_tables(spec, out, sweep.results)
+
+
+def select_runs(spec: SweepSpec, only: Sequence[str] = ()) -> list[RunSpec]:
+    """The runs of ``spec`` named in ``only`` (in the spec's order), or all of them.
+
+    Raises:
+        SweepError: a name that is not a run of the spec.
+    """
+    names = [run.name for run in spec.runs]
+    unknown = [name for name in only if name not in names]
+    if unknown:
+        raise SweepError(
+            f"{spec.path}: no run named {', '.join(map(repr, unknown))}; its runs: "
+            f"{', '.join(names)}"
+        )
+    return [run for run in spec.runs if not only or run.name in only]
+
+
+def _collected(run_dir: Path) -> dict[str, Any]:
+    """A run's row facts from its marker, training nothing: done, or not run."""
+    scores = read_marker(run_dir)
+    return {"status": "done", **scores} if scores is not None else {"status": "not run"}
 
 
 def collect_results(spec: SweepSpec, out: Path) -> dict[str, Any]:
     """Write the tables from the runs already done in ``out``, training nothing."""
-    results = {}
-    for run in spec.runs:
-        scores = read_marker(out / run.name)
-        results[run.name] = (
-            {"status": "done", **scores} if scores is not None else {"status": "not run"}
-        )
-    return write_tables(spec, out, results)
+    return write_tables(spec, out, {run.name: _collected(out / run.name) for run in spec.runs})
 
 
 def write_tables(spec: SweepSpec, out: Path, results: dict[str, dict[str, Any]]) -> dict[str, Any]:

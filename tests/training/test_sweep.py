@@ -276,3 +276,21 @@ def test_seed_spread_groups_runs_that_differ_only_by_their_seed(tmp_path):
     assert result.exit_code == 0 and "| lr 0.001 | 0,1 | 20.50 |" in result.output
     result = CliRunner().invoke(main, ["sweep-spread", str(tmp_path / "t.json")])
     assert result.exit_code == 1 and "no runs that differ only by their seed" in result.output
+
+
+def test_only_trains_the_runs_named_and_tables_every_run(spec_dir: Path):
+    out = spec_dir / "out"
+    bad = _sweep(str(spec_dir / "spec.toml"), str(out), "--only", "c")
+    assert bad.exit_code == 2 and "no run named 'c'; its runs: a, b" in bad.output
+    assert not (out / "a").exists() and not (out / "b").exists()
+    result = _sweep(str(spec_dir / "spec.toml"), str(out), "--only", "b")
+    assert result.exit_code == 0, result.output
+    assert not (out / "a").exists() and (out / "b" / MARKER).is_file()
+    rows = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
+    assert rows["a"]["status"] == "not run" and rows["b"]["status"] == "done"
+    result = _sweep(str(spec_dir / "spec.toml"), str(out), "--only", "a")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
+    assert rows["a"]["state_before"] == "new" and rows["b"]["status"] == "done"
+    assert "state_before" not in rows["b"]  # read from its marker, not brought to done again
+    assert len(_fit_calls(out / "b")) == 1  # b was not trained again
