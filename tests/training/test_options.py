@@ -148,9 +148,10 @@ def _rows(path):
     ]
 
 
-def test_resume_continues_exactly(tmp_path, photo_tensors):
-    changes = {"epochs": 3, "swap": True, "dihedral": True, "blur_prob": 0.3, "dropout": None}
-    changes.pop("dropout")
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adagrad"])
+def test_resume_continues_exactly(tmp_path, photo_tensors, optimizer):
+    changes = {"epochs": 3, "swap": True, "dihedral": True, "blur_prob": 0.3}
+    changes["optimizer"] = optimizer  # each optimizer's state (moments, sums) must resume
     straight, _ = _fit(tmp_path / "a", photo_tensors, UNetConfig(dropout=0.1), **changes)
     _fit(tmp_path / "b", photo_tensors, UNetConfig(dropout=0.1), **(changes | {"epochs": 1}))
     torch.manual_seed(123)  # resuming must not depend on the caller's RNG state
