@@ -250,6 +250,7 @@ def _read(path: Path, max_pixels: int) -> ImageFile:
         except UnidentifiedImageError:
             raise ImageError(f"{path}: a TIFF layout that Pillow cannot decode") from None
         loaded.notes.extend(tif.notes)
+        loaded.encoder.update(_tiff_encoder(tif))  # read once, by tifffile
         return loaded
     return _read_pillow(path, max_pixels)
 
@@ -303,11 +304,15 @@ def _from_tiff(tif: tiff16.Tiff) -> ImageFile:
         notes.append("16-bit grey+alpha TIFF: written back as 16-bit RGBA")
     else:
         mode = "RGBA" if px.shape[2] == 4 else "RGB"
-    encoder: dict[str, Any] = {}
-    if tif.resolution is not None:
-        x, y, unit = tif.resolution
-        encoder["tiff_resolution"] = (y, x, unit) if _turned(tif.orientation) else (x, y, unit)
-    return ImageFile(px, "TIFF", mode, tif.icc_profile, None, notes, encoder)
+    return ImageFile(px, "TIFF", mode, tif.icc_profile, None, notes, _tiff_encoder(tif))
+
+
+def _tiff_encoder(tif: tiff16.Tiff) -> dict[str, Any]:
+    """A TIFF's resolution as tifffile read it, (x, y, unit) of the upright image."""
+    if tif.resolution is None:
+        return {}
+    x, y, unit = tif.resolution
+    return {"tiff_resolution": (y, x, unit) if _turned(tif.orientation) else (x, y, unit)}
 
 
 _PALETTE_NOTE = (
@@ -344,12 +349,11 @@ def _read_pillow(path: Path, max_pixels: int) -> ImageFile:
                 "RGB, RGBA, palette or 16-bit grey; CMYK, 32-bit integer and other modes "
                 "cannot be written back faithfully)"
             )
-        turned_by_pillow = im.format == "TIFF" and _turned(im.getexif().get(ORIENTATION_TAG))
         im.load()
         fmt, icc, mode = im.format or "", im.info.get("icc_profile"), im.mode
         # Pillow's "EXIF" of a TIFF is its image IFD (strips, colour map...): not kept
         exif, orientation = _parse_exif(im, notes, keep=fmt != "TIFF")
-        encoder = _pillow_encoder(im, fh, _turned(orientation) or turned_by_pillow)
+        encoder = _pillow_encoder(im, fh, _turned(orientation))
         read_as, write_as = PILLOW_MODES[mode]
         if mode == "P" and "transparency" in im.info:
             read_as = write_as = "RGBA"
@@ -378,8 +382,9 @@ def _turned(orientation: object) -> bool:
 
 
 def _pillow_encoder(im: Image.Image, fh: BinaryIO, turned: bool) -> dict[str, Any]:
-    """The save options that write a Pillow-read image back alike: resolution, a JPEG's
-    chroma subsampling and progressive coding, a WebP's losslessness."""
+    """The save options that write a Pillow-read image back alike: dpi, a JPEG's chroma
+    subsampling and progressive coding, a WebP's losslessness (a TIFF's resolution:
+    :func:`_tiff_encoder`)."""
     enc: dict[str, Any] = {}
     if im.format in ("JPEG", "MPO"):
         sampling = JpegImagePlugin.get_sampling(im)
@@ -387,13 +392,7 @@ def _pillow_encoder(im: Image.Image, fh: BinaryIO, turned: bool) -> dict[str, An
             enc["subsampling"] = sampling
         if im.info.get("progressive") or im.info.get("progression"):
             enc["progressive"] = True
-    if im.format == "TIFF":
-        tags = getattr(im, "tag_v2", {})
-        x, y, unit = tags.get(282), tags.get(283), tags.get(296, 2)
-        if x and y and unit in tiff16.RESOLUTION_UNITS:
-            x, y = (y, x) if turned else (x, y)
-            enc.update(x_resolution=float(x), y_resolution=float(y), resolution_unit=int(unit))
-    elif "dpi" in im.info and im.format in ("JPEG", "MPO", "BMP"):
+    if "dpi" in im.info and im.format in ("JPEG", "MPO", "BMP"):
         dpi = tuple(float(v) for v in im.info["dpi"])
         if len(dpi) == 2 and all(0 < v < 1e6 for v in dpi):
             enc["dpi"] = dpi[::-1] if turned else dpi
@@ -531,22 +530,21 @@ def _writer(path: Path, loaded: ImageFile, px: np.ndarray) -> Callable[[BinaryIO
     if fmt == "HEIF":
         data = _encode_heif(path, px, loaded)
         return lambda f: f.write(data)
+    # what keeps it alike applies to a file of the same format only
+    encoder = loaded.encoder if _FAMILY.get(loaded.format, loaded.format) == fmt else {}
     if px.dtype.kind == "f" or (px.dtype == np.uint16 and px.ndim == 3):
-        same = _FAMILY.get(loaded.format, loaded.format) == fmt
-        encoder = loaded.encoder if same else {}
         data = _encode_deep(path, fmt, px, loaded.icc_profile, loaded.exif, encoder)
         return lambda f: f.write(data)
     im = Image.fromarray(px)
     if loaded.mode == "LA":
         im = im.convert("LA")
     options: dict[str, Any] = _format_options(fmt)
-    if _FAMILY.get(loaded.format, loaded.format) == fmt:  # what keeps it alike
-        options.update(_saved_alike(loaded.encoder, fmt))
+    options.update(_saved_alike(encoder, fmt))
     if loaded.icc_profile:
         options["icc_profile"] = loaded.icc_profile
     if loaded.exif and fmt != "BMP":
         options["exif"] = loaded.exif
-    chunks = loaded.encoder.get("png_chunks") if fmt == "PNG" == loaded.format else None
+    chunks = encoder.get("png_chunks") if fmt == "PNG" else None
     if chunks:  # Pillow writes only some of them: added to its file after IHDR
         buf = io.BytesIO()
         im.save(buf, format=fmt, **options)
@@ -608,7 +606,6 @@ def _format_of(path: Path) -> str:
 #: The keys of :attr:`ImageFile.encoder` that each format's Pillow writer takes as they are.
 _SAVE_KEYS = {
     "JPEG": ("subsampling", "progressive", "dpi"),
-    "TIFF": ("x_resolution", "y_resolution", "resolution_unit"),
     "WEBP": ("lossless",),
     "BMP": ("dpi",),
 }
@@ -617,7 +614,7 @@ _SAVE_KEYS = {
 def _saved_alike(encoder: dict[str, Any], fmt: str) -> dict[str, Any]:
     """Pillow save options from a same-format file's :attr:`ImageFile.encoder`."""
     options = {k: encoder[k] for k in _SAVE_KEYS.get(fmt, ()) if k in encoder}
-    if fmt == "TIFF" and "tiff_resolution" in encoder:  # a 16-bit grey TIFF, read by tifffile
+    if fmt == "TIFF" and "tiff_resolution" in encoder:
         x, y, unit = encoder["tiff_resolution"]
         options.update(x_resolution=x, y_resolution=y, resolution_unit=unit)
     return options

@@ -88,7 +88,7 @@ def _read_files(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     data, refs, has_refs, errors = [], [], [], []
     for src, ref in zip(batch["src"], batch["ref"], strict=True):
         content, error = _read_bytes(Path(src), "")
-        has_ref = bool(ref) and (Path(ref).exists() or Path(ref).is_symlink())
+        has_ref = bool(ref)  # "" when the job has no reference image (FileJob.has_reference)
         ref_content, ref_error = (
             _read_bytes(Path(ref), f"reference {ref}: ") if has_ref else (b"", "")
         )
@@ -244,7 +244,10 @@ def _stream(ray_job: _RayJob, todo: list[FileJob]) -> Iterator[dict[str, Any]]:
     connect()
     ray.data.DataContext.get_current().enable_progress_bars = False
     here = ray.get_runtime_context().get_node_id()
-    items = [{"name": j.name, "src": str(j.src), "ref": str(j.ref or "")} for j in todo]
+    items = [
+        {"name": j.name, "src": str(j.src), "ref": str(j.ref) if j.has_reference else ""}
+        for j in todo
+    ]
     blocks = -(-len(items) // FILES_PER_BATCH)
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.map_batches(

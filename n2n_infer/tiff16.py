@@ -152,14 +152,14 @@ def _read_tiff(path: Path, max_pixels: int) -> Tiff:
         check_layout(path, page, tif.filehandle.size)
         notes = _other_pages(path, tif)
         resolution = _resolution(page)
+        orientation = page.tags.valueof(ORIENTATION)
         kind = _kind(path, page)
         if kind is None:
-            return Tiff(None, resolution=resolution, notes=notes)
+            return Tiff(None, orientation=orientation, resolution=resolution, notes=notes)
         pixels = page.asarray(maxworkers=1)
         if page.axes.startswith("S"):  # planar: samples first
             pixels = np.moveaxis(pixels, 0, -1)
         icc = page.tags.valueof(ICC_PROFILE)
-        orientation = page.tags.valueof(ORIENTATION)
         white_is_zero = int(page.photometric) == 0
         associated = tuple(page.extrasamples or ()) == (1,)
     if kind == "float":

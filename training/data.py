@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from n2n_infer.arrays import INT_SCALE, ImageArray, levels_of
 from n2n_infer.errors import ImageError
+from n2n_infer.files import visible_files
 from n2n_infer.grey import is_grey
 from n2n_infer.imageio import SUFFIXES, read_file, read_image
 from n2n_train.distributed import SINGLE, Dist
@@ -131,11 +132,7 @@ def load_photo_folder(folder: str | Path) -> list[torch.Tensor]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: photo folder not found")
-    files = sorted(
-        p
-        for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")  # ._x.png
-    )
+    files = sorted(p for p in visible_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     return [read_rgb(p) for p in files]

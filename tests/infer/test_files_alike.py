@@ -252,6 +252,15 @@ def test_resolution_is_turned_with_the_image(tmp_path):
     assert imageio.read_file(path).encoder["dpi"] == (100.0, 300.0)
 
 
+def test_an_8_bit_tiffs_resolution_is_turned_with_the_image(tmp_path, photo):
+    """Pillow decodes it; tifffile, which checked its layout, read its resolution."""
+    path = tmp_path / "a.tif"
+    Image.fromarray(_photo(15)).save(path, dpi=(300, 100), tiffinfo={ORIENTATION: 6})
+    assert imageio.read_file(path).encoder["tiff_resolution"] == (100.0, 300.0, 2)
+    with Image.open(_denoised(photo, path, tmp_path)) as im:
+        assert np.allclose(im.info["dpi"], (100, 300), atol=0.05)
+
+
 @pytest.mark.parametrize("deep", [False, True])
 def test_png_colour_space_resolution_and_text_chunks_are_kept(tmp_path, photo, deep):
     path = tmp_path / "a.png"
