@@ -5,7 +5,9 @@
 Engines: torch eager on the checkpoint, onnxruntime fp32 through ``Denoiser``
 (the product's path), onnxruntime int8 (static QDQ quantization calibrated as
 the shipped variants are), and OpenVINO fp32, bf16 and int8 on the same ONNX
-files when ``openvino`` is installed (bf16 only where the CPU reports it). Each
+files when ``openvino`` is installed (bf16 only where the CPU reports it), and
+``auto``: what ``Denoiser()`` runs, its engine probe measured afresh (the
+table's preamble says what it chose and why). Each
 runs with 1 and 2 threads on a batch of 8 images of 256×256 and on one
 1920×1080 image; timings are interleaved across engines (median of
 ``--repeats``), so the ratios to onnxruntime fp32 come from one run on one
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import sys
@@ -32,6 +35,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 WORKLOADS = {"8×256×256": (8, 256, 256), "1×1080×1920": (1, 1080, 1920)}
 Engine = Callable[[np.ndarray], np.ndarray]
+#: threads -> what ``Denoiser()`` (device "auto") chose, and how long loading and probing took.
+AUTO_CHOICES: dict[int, dict] = {}
 
 
 def conv_flops_per_pixel(config: dict) -> float:
@@ -94,6 +99,17 @@ def engines(threads: int, paths: dict[str, Path], checkpoint: Path) -> dict[str,
     for precision in ("fp32", "int8"):
         d = Denoiser(paths[precision], device="cpu", batch_size=64, session_config=cfg)
         out[f"onnxruntime {precision}"] = d.denoise_nchw
+    # what Denoiser() runs: device "auto", its engine probe measured now (a fresh cache)
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["N2N_CACHE"] = cache
+        t0 = time.perf_counter()
+        auto = Denoiser(paths["fp32"], batch_size=64, session_config=cfg)
+        AUTO_CHOICES[threads] = {
+            "engine": auto.providers[0],
+            "choice": auto.engine_choice.summary() if auto.engine_choice else "",
+            "load_and_probe_s": time.perf_counter() - t0,
+        }
+    out["auto"] = auto.denoise_nchw
     caps = openvino_caps()
     if caps is not None:
         import openvino as ov
@@ -221,6 +237,7 @@ def run(args: argparse.Namespace) -> dict:
         "psnr": quality,
         "flops_per_pixel": fpp,
         "matmul_gflops": peaks,
+        "auto": AUTO_CHOICES,
         "rows": rows,
     }
 
@@ -238,7 +255,24 @@ def machine() -> str:
                 break
     wanted = ("avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16")
     features = ", ".join(f for f in wanted if f in flags) or "no AVX-512, no VNNI"
-    return f"{cpu_and_cores()}; {features}"
+    return f"{cpu_and_cores()}{cpu_family()}; {features}"
+
+
+def cpu_family() -> str:
+    """`` (family F, model M)`` from /proc/cpuinfo (what tells CPU generations apart when the
+    hypervisor shortens the model name), or nothing."""
+    facts: dict[str, str] = {}
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("cpu family", "model") and key.strip() not in facts:
+                facts[key.strip()] = value.strip()
+            if not line.strip():
+                break
+    if len(facts) < 2:
+        return ""
+    return f" (family {facts['cpu family']}, model {facts['model']})"
 
 
 def markdown(result: dict) -> str:
@@ -261,6 +295,12 @@ def markdown(result: dict) -> str:
         "| PSNR cost dB |",
         "| ---: | --- | --- | ---: | ---: | ---: | ---: |",
     ]
+    for threads, auto in result.get("auto", {}).items():
+        lines.insert(
+            -3,
+            f"`auto` with {threads} thread(s) chose {auto['engine']} (loading and probing "
+            f"{auto['load_and_probe_s']:.1f} s): {auto['choice']}.\n",
+        )
     for r in result["rows"]:
         lines.append(
             f"| {r['threads']} | {r['workload']} | {r['engine']} | {r['mp_per_s']:.3f} "

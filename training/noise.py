@@ -28,7 +28,7 @@ Zero-mean kinds can be mixed with ``+``: ``gaussian:0-50+correlated:0-50``
 draws, for each image, one of the listed noises with equal probability (a
 blind model for several kinds of noise).
 
-``pixelated:SIGMA[,BLOCK]`` is the seed-like noise of DESIGN.md: zero-mean
+``pixelated:SIGMA[,BLOCK]`` is the seed-like noise (docs/design.md, "Data"): zero-mean
 Gaussian noise drawn on a grid ``BLOCK`` times coarser than the image and
 upsampled by nearest neighbour (80 % of the variance), plus per-pixel Gaussian
 noise (20 %); ``SIGMA`` is the total standard deviation on the 0–255 scale.

@@ -1,4 +1,4 @@
-"""The seed-like stand-in for the course data (DESIGN.md, "Data").
+"""The seed-like stand-in for the course data (docs/design.md, "Data").
 
 ``train_data.pkl``: 50,000 pairs of 32×32 patches cut from n2n_train photos at
 several scales (each patch turned by one of the 8 flips/rotations, so photos
