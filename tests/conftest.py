@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# device "auto" would time every installed CPU engine and may pick OpenVINO (test_probe.py tests
+# that); the rest of the suite pins onnxruntime's numbers, in this process and its children
+os.environ["N2N_ENGINE_PROBE"] = "0"
 
 
 def synthetic_photo(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
