@@ -80,7 +80,7 @@ def workloads() -> dict[str, dict[str, Any]]:
 def run_one(args: list[Any], procs: int, threads: int, out: Path) -> dict[str, Any]:
     """Run one ``fit``; its wall time, training rate and last validation PSNR."""
     cmd = [sys.executable, "-m", "n2n_train.cli", "fit", *map(str, args), "--out", str(out)]
-    cmd += ["--threads", str(threads), "--no-progress"]
+    cmd += ["--threads", str(threads), "--no-progress", "--json"]
     if procs > 1:
         cmd += ["--nproc", str(procs)]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))

@@ -160,10 +160,26 @@ def _figures(psnr: dict[str, Any], train: dict[str, Any]) -> list[str]:
 def _figures_rows(psnr: dict[str, Any]) -> list[str]:
     if "psnr_torch" not in psnr:
         return []
+    note = reference_note(psnr)
     return [
         f"| {psnr.get('eval_set', '?')} | "
-        f"{psnr['psnr_noisy']:.2f} | {psnr['psnr_torch']:.4f} | {psnr['psnr_onnx']:.4f} |"
+        f"{psnr['psnr_noisy']:.2f} | {psnr['psnr_torch']:.4f} | {psnr['psnr_onnx']:.4f} |",
+        *(["", f"Note: {note[0].upper()}{note[1:]}."] if note else []),
     ]
+
+
+def reference_note(psnr: dict[str, Any]) -> str:
+    """What the parity figures measure when their reference images are noisy (``reference``
+    ``"noisy images"``: --images for a model trained on your own noisy data), else ""."""
+    if psnr.get("reference") != "noisy images":
+        return ""
+    return (
+        "the parity PSNR figures are measured against your --images, which are noisy "
+        "captures, not clean images (the input is them plus --noise): PSNR against a noisy "
+        "reference is capped by the reference's own noise however well the model denoises, "
+        "so these figures show that torch and onnxruntime agree, not what the model gains; "
+        "only clean references could measure that (the validation losses rank models)"
+    )
 
 
 def _loss_lines(train: dict[str, Any]) -> list[str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,13 +45,15 @@ def _data_options(f: Any) -> Any:
         click.option(
             "--images",
             type=click.Path(path_type=Path, file_okay=False),
-            help="Folder of clean images, noised with --noise, cropped to each case.",
+            help="Folder of images, noised with --noise, cropped to each case; PSNR is "
+            "measured against them as given [default without --val-data: built-in clean "
+            "test patterns].",
         ),
         click.option(
             "--noise",
             default="gaussian:25",
             show_default=True,
-            help="Noise applied to --images (clipped and rounded like an 8-bit file).",
+            help="Noise applied to the images (clipped and rounded like an 8-bit file).",
         ),
         click.option("--seed", default=0, show_default=True, help="Seed of crops and noise."),
     ]
@@ -81,6 +85,14 @@ def _data_options(f: Any) -> Any:
     help="Write a Markdown model card OUT.md from the metadata.",
 )
 @click.option("--reproduce", default="", help="Command that rebuilds the model, for the card.")
+@click.option(
+    "--parity/--no-parity",
+    default=True,
+    show_default=True,
+    help="Check torch vs onnxruntime parity before writing OUT (without --images or "
+    "--val-data: on built-in test patterns; int8: on the --calibration images); --no-parity "
+    "writes an unchecked model, with a warning.",
+)
 @_data_options
 def onnx(
     checkpoint: Path,
@@ -90,6 +102,7 @@ def onnx(
     calibration: Path | None,
     card: bool,
     reproduce: str,
+    parity: bool,
     val_data: Path | None,
     images: Path | None,
     noise: str,
@@ -97,11 +110,14 @@ def onnx(
 ) -> None:
     """Write CHECKPOINT as one self-contained ONNX file OUT.
 
-    With --val-data or --images, parity is checked right after the export, its
-    figures are stored in the model's metadata and card, and a model that fails
-    parity is not written (exit status 1). The model is made and checked beside
-    OUT and only then put in its place: an existing OUT is replaced by a checked
-    model or not at all.
+    Parity is checked right after the export, on --val-data and --images, or
+    without them on built-in clean test patterns (the same on every install;
+    int8: on the --calibration images);
+    its figures are stored in the model's metadata and card, and a model that
+    fails parity is not written (exit status 1). The model is made and checked
+    beside OUT and only then put in its place: an existing OUT is replaced by a
+    checked model or not at all. An OUT (or its card OUT.md) that exists and is
+    not a regular file (a folder, a named pipe, a device) is refused (exit 2).
     """
     import tempfile
 
@@ -113,8 +129,21 @@ def onnx(
     if out.resolve() in inputs:
         click.echo(f"error: OUT {out} is one of the input files: choose another name", err=True)
         sys.exit(2)
+    for target in (out, out.with_suffix(".md")) if card else (out,):
+        problem = _not_a_regular_file(target)
+        if problem:
+            click.echo(f"error: {target}: {problem}", err=True)
+            sys.exit(2)
+    if not parity and (val_data or images):
+        raise click.UsageError("--no-parity skips the check that --val-data and --images feed")
+    checked = images
+    if precision == "int8" and not (val_data or images):
+        # int8's thresholds were measured on photos; the patterns' flat areas and saturated
+        # edges cost int8 more (docs/export.md), so int8 is checked on its calibration photos
+        checked = calibration
     try:
-        cases = _cases(val_data, images, noise, seed) if (val_data or images) else None
+        reference = _reference(checkpoint, val_data, images)  # calibration images: clean
+        cases = _cases(val_data, checked, noise, seed, reference) if parity else None
         calib = _calibration(checkpoint, calibration, seed) if precision == "int8" else None
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".n2n-export-") as tmp:
@@ -132,7 +161,9 @@ def onnx(
                 if not report.passed:
                     click.echo(f"error: the export failed parity; {out} was not written", err=True)
                     sys.exit(1)
-                update_metadata(made, {KEY_PSNR: json.dumps(_headline(checkpoint, report))})
+                headline = _headline(checkpoint, report, reference)
+                update_metadata(made, {KEY_PSNR: json.dumps(headline)})
+                _echo_reference_note(headline)
             made.replace(out)
         if card:
             write_model_card(out)
@@ -140,6 +171,40 @@ def onnx(
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, {precision})")
+    if not parity:
+        click.echo(
+            f"warning: --no-parity: {out} was not checked against torch; check it with "
+            f"`n2n-export parity {checkpoint} {out}` before you use it",
+            err=True,
+        )
+
+
+#: What os.stat's file types are called in messages.
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_a_regular_file(path: Path) -> str:
+    """Why ``path`` cannot be replaced by a written file, or "" when it can: it is missing,
+    a regular file, or a symlink to one (a dangling symlink is replaced itself)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        return f"cannot be checked ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return ""
+    kind = next((word for test, word in _FILE_KINDS if test(mode)), "not a regular file")
+    return (
+        f"exists and is {kind}, not a regular file: refused (n2n-export writes a file "
+        "and puts it in place of a regular file only); choose another name"
+    )
 
 
 @main.command()
@@ -163,27 +228,22 @@ def parity(
     """Run torch (CHECKPOINT) and onnxruntime (MODEL, CPU) on the same noisy images.
 
     Cases: batch 1 and batch > 1 at 32×32, 256×256, 480×320 and 33×47 (padded
-    by the runtime), the images at their own sizes, and the course-format data
+    by the runtime), the images at their own sizes (--images, or built-in clean
+    test patterns without --images and --val-data), and the course-format data
     when given. Exit status 1 when a case fails (fp32: |ΔPSNR| > 0.01 dB or a
     largest absolute difference > 1e-4) or the metadata does not describe
     CHECKPOINT; 2 for unusable inputs.
     """
-    if not (val_data or images):
-        raise click.UsageError("give --val-data or --images")
     try:
-        result = _check(checkpoint, model, val_data, images, noise, seed)
+        reference = _reference(checkpoint, val_data, images)
+        result = _check_cases(checkpoint, model, _cases(val_data, images, noise, seed, reference))
     except _input_errors() as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    _echo_reference_note({"reference": reference})
     if report:
         report.write_text(result.to_json())
     sys.exit(0 if result.passed else 1)
-
-
-def _check(
-    checkpoint: Path, model: Path, val_data: Path | None, images: Path | None, noise: str, seed: int
-) -> ParityReport:
-    return _check_cases(checkpoint, model, _cases(val_data, images, noise, seed))
 
 
 def _check_cases(checkpoint: Path, model: Path, cases: list[ParityCase]) -> ParityReport:
@@ -194,34 +254,76 @@ def _check_cases(checkpoint: Path, model: Path, cases: list[ParityCase]) -> Pari
     return result
 
 
-def _cases(val_data: Path | None, images: Path | None, noise: str, seed: int) -> list[ParityCase]:
-    from n2n_export.data import ParityCase, course_pairs, load_clean_images, parity_cases
+def _reference(checkpoint: Path, val_data: Path | None, images: Path | None) -> str:
+    """What the last parity case's PSNR is measured against (it is the one stored):
+    ``"clean"`` (the course data's clean images, the built-in patterns), ``"given images"``
+    (--images as they are: clean only if they are), or ``"noisy images"`` (--images for a
+    model trained on the user's own noisy data, which the documented recipe exports with
+    its noisy captures as --images).
+
+    Raises:
+        CheckpointError: as :func:`n2n_train.checkpoint.load_checkpoint`.
+    """
+    from n2n_export.card import OWN_DATA
+    from n2n_train.checkpoint import load_checkpoint
+
+    if images is None or val_data is not None:
+        return "clean"
+    data = load_checkpoint(checkpoint).summary.get("data") or {}
+    return "noisy images" if data.get("source") in OWN_DATA else "given images"
+
+
+def _cases(
+    val_data: Path | None, images: Path | None, noise: str, seed: int, reference: str
+) -> list[ParityCase]:
+    """The parity cases of --images and --val-data; without either, of the built-in patterns."""
+    from n2n_export.data import (
+        PATTERNS_NAME,
+        ParityCase,
+        builtin_patterns,
+        course_pairs,
+        load_clean_images,
+        parity_cases,
+    )
 
     cases = []
-    if images:
-        label = f"{images.name} + {noise}"
+    if images or not val_data:
+        label = f"{images.name if images else PATTERNS_NAME} + {noise}"
+        if images and reference == "noisy images":
+            label += f", PSNR vs noisy {images.name}"
+        clean = load_clean_images(images) if images else builtin_patterns(seed)
         cases += [
-            ParityCase(f"{c.name} ({label})", c.pairs)
-            for c in parity_cases(load_clean_images(images), noise, seed)
+            ParityCase(f"{c.name} ({label})", c.pairs) for c in parity_cases(clean, noise, seed)
         ]
     if val_data:
         cases.append(ParityCase(f"course {val_data.name}", course_pairs(val_data)))
     return cases
 
 
-def _headline(checkpoint: Path, report: ParityReport) -> dict[str, Any]:
-    """The figures stored in the metadata: the last case (course data, or full-size images)."""
+def _headline(checkpoint: Path, report: ParityReport, reference: str) -> dict[str, Any]:
+    """The figures stored in the metadata: the last case (course data, or full-size images),
+    and what their PSNR is measured against (see :func:`_reference`)."""
     from n2n_train.checkpoint import load_checkpoint
 
     case = report.cases[-1]
     return {
         "val_psnr_torch": load_checkpoint(checkpoint).summary.get("val_psnr"),
         "eval_set": case.name,
+        "reference": reference,
         "images": case.images,
         "psnr_noisy": case.psnr_noisy,
         "psnr_torch": case.psnr_torch,
         "psnr_onnx": case.psnr_onnx,
     }
+
+
+def _echo_reference_note(headline: dict[str, Any]) -> None:
+    """Say what the stored PSNR figures measure when their reference is not clean."""
+    from n2n_export.card import reference_note
+
+    note = reference_note(headline)
+    if note:
+        click.echo(f"note: {note}")
 
 
 def _print_report(r: ParityReport) -> None:

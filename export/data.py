@@ -41,6 +41,48 @@ class ParityCase:
     pairs: list[Pair]
 
 
+#: The built-in test patterns' sizes (H, W): one covers the largest case; 97×131 is no
+#: multiple of any stride, so the own-size case goes through the runtime's padding.
+PATTERN_SHAPES: tuple[tuple[int, int], ...] = ((320, 480), (256, 256), (97, 131))
+
+#: How reports name the built-in test patterns.
+PATTERNS_NAME = "built-in test patterns"
+
+
+def builtin_patterns(seed: int = 0) -> list[np.ndarray]:
+    """Clean synthetic uint8 H×W×3 images (see :data:`PATTERN_SHAPES`), the same on every
+    install: what parity runs on when no images are given.
+
+    Each is a smooth colour gradient with discs and rectangles (hard edges), a band of
+    stripes from coarse to fine, and a patch of smoothed random texture: flat areas, edges
+    and detail, so that a model's whole graph is exercised. They are not photos: their PSNR
+    figures say that torch and onnxruntime agree, not how well the model denoises photos.
+    """
+    rng = np.random.default_rng(seed)
+    images = []
+    for h, w in PATTERN_SHAPES:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+        y, x = yy / h, xx / w
+        img = rng.uniform(0.15, 0.45, 3) + 0.4 * np.stack([x, y, 1 - (x + y) / 2], axis=-1)
+        for _ in range(6):  # discs
+            cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(4, min(h, w) / 5)
+            img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(0, 1, 3)
+        for _ in range(4):  # rectangles
+            y0, x0 = int(rng.integers(0, h - 4)), int(rng.integers(0, w - 4))
+            img[y0 : y0 + int(rng.integers(3, h // 4)), x0 : x0 + int(rng.integers(3, w // 4))] = (
+                rng.uniform(0, 1, 3)
+            )
+        band = slice(h // 3, h // 3 + max(h // 8, 4))  # stripes, period 32 down to 2 pixels
+        period = 32.0 * (2.0 / 32.0) ** x[band]
+        img[band] = 0.5 + 0.35 * np.sign(np.sin(2 * np.pi * xx[band] / period))[..., None]
+        th, tw = h // 4, w // 4  # smoothed random texture in the bottom-right corner
+        texture = rng.uniform(0, 1, (th + 4, tw + 4, 3))
+        texture = sum(texture[i : i + th, j : j + tw] for i in range(5) for j in range(5)) / 25
+        img[h - th :, w - tw :] = 0.5 + 2.5 * (texture - 0.5)
+        images.append(np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8))
+    return images
+
+
 def course_pairs(path: str | Path) -> list[Pair]:
     """(noisy, clean) pairs from a course-format ``val_data.pkl``."""
     noisy, clean = load_course_pairs(path)

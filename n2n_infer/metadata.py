@@ -239,7 +239,10 @@ def _psnr(psnr: dict[str, Any]) -> str:
         return ""
     where = psnr.get("eval_set")
     text = f"{noisy:.2f} dB noisy -> {out:.2f} dB denoised"
-    return text + (f" on {_cut(str(where))}" if where else "")
+    text += f" on {_cut(str(where))}" if where else ""
+    if psnr.get("reference") == "noisy images":
+        text += " (vs noisy references: parity, not quality)"
+    return text
 
 
 def _cut(text: str, limit: int = 80) -> str:

@@ -8,16 +8,20 @@ A checkpoint is a dict of JSON types and tensors only::
      "resume": {...optional: optimizer, scheduler and RNG states, epoch...}}
 
 Nothing in it is a pickled object, so a checkpoint from a stranger cannot run
-code when it is loaded.
+code when it is loaded. Nor can it make the loader allocate much more than the
+file holds: every file is read by :func:`load_torch_file`, which checks the
+record sizes in the zip archive's directory before torch reads a byte of them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -29,6 +33,29 @@ log = logging.getLogger(__name__)
 
 FORMAT = "n2n-checkpoint"
 FORMAT_VERSION = 1
+
+
+#: What :func:`load_torch_file` lets a file expand to in memory, checked in the zip archive's
+#: directory before anything is loaded (torch reads each record whole into memory, whatever
+#: the pickle declares). torch.save stores its records uncompressed, so each record's size is
+#: its bytes in the file; n2n never writes a compressed record. Bounds:
+#: - all records together: MAX_LOADED_BYTES. The shipped photo.pt holds 1.9 MB; a UNet with
+#:   features 64…1024 and 2 convs per level is 126 MB of float32 weights, and a last.pt holds
+#:   three times that with Adam's two moments; 2 GiB leaves room for networks larger still;
+#: - a compressed record (someone re-zipped the file): it may expand MAX_COMPRESSION_RATIO
+#:   times. Real weights deflate by about 1.1×; zeros by about 1000×, which is the bomb:
+#:   a 1.2 MB file holding a 1 GB tensor. Records under COMPRESSION_SLACK bytes (a zero bias,
+#:   the archive's small text records) are exempt, and all records together may expand
+#:   MAX_COMPRESSION_RATIO times the file's size plus COMPRESSION_SLACK, so many small records
+#:   cannot add up to a bomb either;
+#: - the records' stored bytes together fit in the file: records that overlap in the file
+#:   (another way to make a small file load large) are refused.
+MAX_LOADED_BYTES = 2 * 1024**3
+MAX_COMPRESSION_RATIO = 20
+COMPRESSION_SLACK = 1024**2
+
+#: The first bytes of torch.save's zip format (torch >= 1.6); older torch wrote a bare pickle.
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 class CheckpointError(ValueError):
@@ -77,35 +104,147 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+def load_torch_file(path: str | Path, limit: int = MAX_LOADED_BYTES) -> Any:
+    """``torch.load(path, weights_only=True)`` of a zip-format torch file, after checking
+    what its records would take in memory (see :data:`MAX_LOADED_BYTES`).
+
+    The file is opened once: the archive that was checked is the one torch reads.
 
     Raises:
-        CheckpointError: the file is missing, not a torch file, contains
-            pickled objects (refused by ``weights_only=True``), is not an n2n
-            checkpoint, has a newer format version, or its weights do not fit
-            its config. The message names the file.
+        CheckpointError: the file is missing or unreadable; is not in torch's zip format
+            (a legacy torch file or a bare pickle, whose sizes cannot be checked before
+            loading); its records would take more than ``limit`` bytes, are compressed more
+            than :data:`MAX_COMPRESSION_RATIO` times, or overlap; or it holds pickled
+            Python objects. The message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if not head.startswith(ZIP_MAGIC):
+                raise CheckpointError(_not_zip(path, head))
+            f.seek(0)
+            check_archive(path, f, limit)
+            f.seek(0)
+            return _torch_load(path, f)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({exc})") from exc
+
+
+def check_archive(path: str | Path, f: IO[bytes], limit: int = MAX_LOADED_BYTES) -> None:
+    """Refuse a torch zip archive ``f`` (read from ``path``) that would expand in memory
+    beyond the bounds of :data:`MAX_LOADED_BYTES`, reading only its directory.
+
+    Raises:
+        CheckpointError: not a readable zip archive, or a bound is exceeded.
+    """
+    size = os.fstat(f.fileno()).st_size
+    try:
+        with zipfile.ZipFile(f) as archive:
+            records = archive.infolist()
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        ValueError,
+        EOFError,
+        NotImplementedError,
+    ) as exc:
+        raise CheckpointError(f"{path}: not a readable zip archive ({exc}); truncated?") from exc
+    stored = sum(r.compress_size for r in records)
+    if stored > size:
+        raise CheckpointError(
+            f"{path}: its zip directory lists {stored} bytes of records in a file of {size} "
+            "bytes (records that overlap): refused"
+        )
+    for r in records:
+        if r.compress_type == zipfile.ZIP_STORED and r.file_size != r.compress_size:
+            raise CheckpointError(
+                f"{path}: record {r.filename!r} is stored uncompressed but lists "
+                f"{r.file_size} bytes for {r.compress_size} in the file: refused"
+            )
+        ratio = r.file_size / max(r.compress_size, 1)
+        if r.file_size > COMPRESSION_SLACK and ratio > MAX_COMPRESSION_RATIO:
+            raise CheckpointError(
+                f"{path}: record {r.filename!r} expands from {_size(r.compress_size)} to "
+                f"{_size(r.file_size)} ({ratio:.0f}×) when loaded; expected records stored "
+                f"as torch.save writes them (uncompressed) or compressed at most "
+                f"{MAX_COMPRESSION_RATIO}×: refused"
+            )
+    total = sum(r.file_size for r in records)
+    if total > limit:
+        raise CheckpointError(
+            f"{path}: its records hold {_size(total)} once loaded, more than the "
+            f"{_size(limit)} a checkpoint or data file may take: refused"
+        )
+    if total > MAX_COMPRESSION_RATIO * size + COMPRESSION_SLACK:
+        raise CheckpointError(
+            f"{path}: its records expand from a {_size(size)} file to {_size(total)} when "
+            f"loaded, more than {MAX_COMPRESSION_RATIO}× (torch.save stores them "
+            "uncompressed): refused"
+        )
+
+
+#: What torch.load raises for a corrupt file (a damaged pickle can fail in any of these).
+_LOAD_ERRORS = (
+    pickle.UnpicklingError,
+    RuntimeError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    OverflowError,
+)
+
+
+def _torch_load(path: Path, f: IO[bytes]) -> Any:
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except _LOAD_ERRORS as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        try:
-            with open(path, "rb") as f:
-                head = f.read(4)
-        except OSError as err:
-            raise CheckpointError(f"{path}: cannot read the checkpoint ({err})") from exc
-        if not head.startswith((b"PK\x03\x04", b"\x80")):  # neither torch's zip nor a pickle
-            raise CheckpointError(f"{path}: not a torch checkpoint file") from exc
         if first.startswith("Weights only load failed"):
             raise CheckpointError(
                 f"{path}: holds pickled Python objects (which could run code), not only "
                 "weights: refused; an n2n checkpoint holds tensors and plain values"
             ) from exc
         raise CheckpointError(f"{path}: not a torch checkpoint file ({first})") from exc
+
+
+def _not_zip(path: Path, head: bytes) -> str:
+    if head.startswith(b"\x80"):  # a pickle: torch's legacy format (before 1.6), or bare
+        return (
+            f"{path}: a legacy (non-zip) torch file or a bare pickle, expected torch's zip "
+            "format (torch.save since torch 1.6): refused, since its sizes cannot be checked "
+            "before loading; load it where you trust it and save it again with torch.save"
+        )
+    return f"{path}: not a torch checkpoint file (expected a zip archive, found {head!r}...)"
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: the file is missing, not a zip-format torch file, would
+            expand in memory beyond the bounds of :func:`load_torch_file`, contains
+            pickled objects (refused by ``weights_only=True``), is not an n2n
+            checkpoint, has a newer format version, or its weights do not fit
+            its config. The message names the file.
+    """
+    return _from_raw(Path(path), load_torch_file(path))
+
+
+def _from_raw(path: Path, raw: Any) -> Checkpoint:
+    """The :class:`Checkpoint` in ``raw`` (what :func:`load_torch_file` read from ``path``)."""
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an n2n checkpoint (no 'format': {FORMAT!r})")
     version = raw.get("format_version")
@@ -170,8 +309,8 @@ def find_checkpoint(name_or_path: str | Path) -> tuple[Path, str]:
 
     A bare name without a suffix (``"photo"``) that is not an existing file is a
     shipped model: its checkpoint ``<name>.pt`` beside ``<name>.onnx`` in the
-    runtime's models folder (:func:`n2n_infer.registry.models_dir`); its name
-    is kept. A path keeps its file name.
+    runtime's models folder (:func:`n2n_infer.registry.models_dir`), which the
+    wheel installs too; its name is kept. A path keeps its file name.
 
     Raises:
         CheckpointError: no such file, or no bundled checkpoint of that name
@@ -190,8 +329,7 @@ def find_checkpoint(name_or_path: str | Path) -> tuple[Path, str]:
         names = sorted(p.stem for p in folder.glob("*.pt"))
         raise CheckpointError(
             f"{name_or_path!r}: neither a checkpoint file nor a bundled model with a checkpoint "
-            f"(bundled checkpoints in {folder.name}/: {', '.join(names) or 'none'}; the .pt "
-            "files ship with a clone of the repository, not with the wheel)"
+            f"(bundled checkpoints in {folder}: {', '.join(names) or 'none'})"
         )
     return bundled, path.name
 
@@ -203,8 +341,8 @@ def load_resume_state(path: str | Path) -> tuple[Checkpoint, dict[str, Any]]:
         CheckpointError: as :func:`load_checkpoint`, or the file holds no
             training state (only ``last.pt`` of a run does).
     """
-    ckpt = load_checkpoint(path)
-    raw = torch.load(Path(path), map_location="cpu", weights_only=True)
+    raw = load_torch_file(path)
+    ckpt = _from_raw(Path(path), raw)
     state = raw.get("resume")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: no training state to resume from (use the run's last.pt)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,34 @@ class ExtraGroup(click.Group):
             )
             sys.exit(2)
         return super().main(*args, **kwargs)
+
+
+#: ``sweep --jobs`` at most: one run per logical CPU (at least 2); more only run slower.
+MAX_JOBS = max(2, os.cpu_count() or 1)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses NaN and infinities, with optional bounds.
+
+    Every float option of ``n2n-train`` takes this type: a range check such as
+    ``x >= 0`` is false for NaN, so a plain ``float`` or ``click.FloatRange``
+    lets ``nan`` through (``--regulariser nan`` would switch the regulariser off
+    silently, ``--minutes nan`` void the budget).
+    """
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The value as a float; fails (exit 2, naming the option) unless finite and in range."""
+        number = click.types.FloatParamType.convert(self, value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"expected a finite number, got {value!r}", param, ctx)
+        return super().convert(number, param, ctx)
+
+    def _describe_range(self) -> str:
+        if self.min is None and self.max is None:
+            return ""
+        return super()._describe_range()
 
 
 @click.group(
@@ -129,7 +159,12 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 @click.option("--features", default=None, help="Features per level (2-6 levels), e.g. 16,32,64.")
 @click.option("--convs-per-level", type=click.Choice(["1", "2"]), default=None)
 @click.option("--batch-norm/--no-batch-norm", default=None)
-@click.option("--dropout", type=float, default=None, help="Dropout probability.")
+@click.option(
+    "--dropout",
+    type=FiniteFloat(0.0, 1.0, max_open=True),
+    default=None,
+    help="Dropout probability.",
+)
 @click.option("--pooling", type=click.Choice(["avg", "max"]), default=None)
 @click.option(
     "--upsampling", type=click.Choice(["nearest", "bilinear", "transposed"]), default=None
@@ -153,7 +188,12 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 @click.option(
     "--optimizer", type=click.Choice(["sgd", "adam", "adagrad"]), default="sgd", show_default=True
 )
-@click.option("--lr", type=float, default=None, help="[default: 0.01 sgd/adagrad, 0.001 adam]")
+@click.option(
+    "--lr",
+    type=FiniteFloat(min=0.0, min_open=True),
+    default=None,
+    help="[default: 0.01 sgd/adagrad, 0.001 adam]",
+)
 @click.option("--schedule", type=click.Choice(["none", "cosine", "step"]), default="none")
 @click.option("--loss", type=click.Choice(["mse", "l1", "l0"]), default="mse", show_default=True)
 @click.option(
@@ -165,7 +205,13 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 )
 @click.option("--swap/--no-swap", default=False, help="Swap input and target in half the pairs.")
 @click.option("--dihedral/--no-dihedral", default=False, help="Random flips/rotations.")
-@click.option("--blur-prob", default=0.0, show_default=True, help="Blur one side of a pair.")
+@click.option(
+    "--blur-prob",
+    type=FiniteFloat(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Blur one side of a pair.",
+)
 @click.option("--study", is_flag=True, help="The study's final augmentation: swap, dihedral, blur.")
 @click.option(
     "--patch-size",
@@ -183,7 +229,7 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 )
 @click.option(
     "--grey-fraction",
-    type=click.FloatRange(0.0, 1.0),
+    type=FiniteFloat(0.0, 1.0),
     default=0.0,
     show_default=True,
     help="For --photos: the share of patches made grey, with one noise draw in R, G and B "
@@ -222,14 +268,14 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 )
 @click.option(
     "--minutes",
-    type=click.FloatRange(min=0.0),
+    type=FiniteFloat(min=0.0),
     default=0.0,
     show_default=True,
     help="Time budget: stop when spent (keeping the best checkpoint); 0 = none.",
 )
 @click.option(
     "--regulariser",
-    type=click.FloatRange(min=0.0),
+    type=FiniteFloat(min=0.0),
     default=2.0,
     show_default=True,
     help="For --singles: the Neighbor2Neighbor regulariser's final weight.",
@@ -244,14 +290,27 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 )
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="No progress bar (it counts the steps of all epochs, or under --minutes the time "
+    "budget, with the time left).",
+)
+@click.option(
+    "--json",
+    "json_out",
+    is_flag=True,
+    help="End with the run's summary as JSON instead of one line (best epoch, loss, the "
+    "export command).",
+)
 @click.option(
     "--nproc",
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
     help="Train with N processes on this machine (DistributedDataParallel: gloo on the CPU, "
-    "NCCL on GPUs, one thread each unless --threads); --batch-size is the global batch. "
+    "NCCL on GPUs, one thread each unless --threads); --batch-size is the global batch; "
+    "at most one per GPU with cuda, one per logical CPU (at least 2) on the CPU. "
     "Several machines: torchrun ... -m n2n_train.cli fit (docs/scaling.md).",
 )
 @click.option(
@@ -341,10 +400,10 @@ def average(
 @click.argument("out", type=click.Path(path_type=Path, file_okay=False))
 @click.option(
     "--jobs",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_JOBS),
     default=1,
     show_default=True,
-    help="Runs trained at once (separate processes).",
+    help="Runs trained at once (separate processes); at most one per logical CPU (at least 2).",
 )
 @click.option(
     "--threads",
@@ -386,8 +445,10 @@ def sweep(
 
     SPEC: a [base] table of fit options and [[runs]] tables (name, label,
     study_psnr, overrides); see studies/round1.toml and docs/study.md. A rerun
-    skips finished runs and resumes stopped ones. Exit 1: a run failed (see
-    OUT/<run>/fit.log); exit 2: an unusable spec or run folder.
+    skips finished runs and resumes stopped ones. Every run is checked before
+    any trains (its options, data, the scoring pairs course_val); a line per run
+    goes to stderr as it starts and ends. Exit 1: a run failed (see
+    OUT/<run>/fit.log); exit 2: an unusable spec, data or run folder.
     """
     from n2n_train.sweep import (
         SweepError,
@@ -404,7 +465,7 @@ def sweep(
             select_runs(parsed, only)  # a misspelt name is an error here too
             doc = collect_results(parsed, out)
         else:
-            doc = run_sweep(parsed, out, jobs=jobs, threads=threads, only=only)
+            doc = run_sweep(parsed, out, jobs=jobs, threads=threads, only=only, report=_said)
     except SweepError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -413,6 +474,11 @@ def sweep(
     if failed:
         click.echo(f"error: runs failed: {', '.join(failed)} (see their fit.log)", err=True)
         sys.exit(1)
+
+
+def _said(line: str) -> None:
+    """A sweep's progress line, on stderr (the tables go to stdout)."""
+    click.echo(f"sweep: {line}", err=True)
 
 
 @main.command("sweep-plot")
@@ -482,7 +548,13 @@ def sweep_spread(sweeps: tuple[Path, ...]) -> None:
 )
 @click.option("--n-train", default=50_000, show_default=True, help="Training pairs.")
 @click.option("--n-val", default=1_000, show_default=True, help="Validation pairs.")
-@click.option("--target-psnr", default=20.7, show_default=True, help="Noisy validation PSNR, dB.")
+@click.option(
+    "--target-psnr",
+    type=FiniteFloat(min=0.0, min_open=True),
+    default=20.7,
+    show_default=True,
+    help="Noisy validation PSNR, dB.",
+)
 @click.option("--seed", default=0, show_default=True)
 def make_seedlike_cmd(
     out_dir: Path,

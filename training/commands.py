@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,14 @@ import torch
 from n2n_infer.files import sha256_file, write_text_atomic
 from n2n_train.checkpoint import Checkpoint, CheckpointError, find_checkpoint, load_checkpoint
 from n2n_train.config import PRESETS, ConfigError, TrainConfig, UNetConfig
-from n2n_train.data import CoursePairs, DataError, PhotoPairs, load_course_pairs, load_photo_folder
+from n2n_train.data import (
+    CoursePairs,
+    DataError,
+    PhotoPairs,
+    check_out_apart,
+    load_course_pairs,
+    load_photo_folder,
+)
 from n2n_train.distributed import Dist
 from n2n_train.evaluate import EvalResult
 from n2n_train.noise import parse_noise
@@ -265,6 +273,29 @@ def check_fit_sources(opts: dict[str, Any]) -> None:
         )
 
 
+def data_folders(opts: dict[str, Any]) -> list[tuple[str, Path]]:
+    """The own-data folders the ``fit`` options name, as ``(option, folder)`` pairs."""
+    out = []
+    for k in _OWN_OPTIONS:
+        if opts.get(k):
+            folders = opts[k] if isinstance(opts[k], (list, tuple)) else [opts[k]]
+            out += [(f"--{k}", Path(f)) for f in folders]
+    return out
+
+
+def check_out_of_data(out_dir: Path, opts: dict[str, Any]) -> None:
+    """Refuse a run folder that is, lies in or holds a data folder of the ``fit`` options:
+    the own-data folders (their linked subfolders too: they are read recursively) and
+    ``--photos`` (:func:`training.data.check_out_apart`).
+
+    Raises:
+        DataError: one line naming ``--out`` and the data folder.
+    """
+    check_out_apart(out_dir, data_folders(opts))
+    if opts.get("photos"):
+        check_out_apart(out_dir, [("--photos", Path(opts["photos"]))], links=False)
+
+
 def _load_init(opts: dict[str, Any]) -> tuple[Checkpoint | None, dict[str, Any]]:
     """The ``--init`` checkpoint (a path or a bundled name) and the options it adds.
 
@@ -293,8 +324,18 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any], argv: list[str] | None 
 
     check_fit_sources(opts)
     check_device(opts["device"])
+    try:
+        check_out_of_data(out_dir, opts)
+    except DataError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
     nproc = int(opts.get("nproc") or 1)
     if nproc > 1 and not distributed.in_launched_run():
+        try:
+            distributed.check_nproc(nproc, opts["device"])
+        except distributed.DistributedError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return 2
         return _launch_fit(nproc, opts["threads"], argv)
     try:
         dist = distributed.init_from_environment(opts["device"])
@@ -415,8 +456,36 @@ def _fit_rank(out_dir: Path, opts: dict[str, Any], dist: Dist) -> int:
         click.echo(f"error: {exc}", err=True)
         return 1 if isinstance(exc, DesyncError) else 2
     if dist.is_main:
-        click.echo(json.dumps({k: v for k, v in summary.items() if k != "train_config"}, indent=2))
+        if opts.get("json_out"):
+            shown = {k: v for k, v in summary.items() if k != "train_config"}
+            click.echo(json.dumps(shown, indent=2))
+        else:
+            click.echo(closing_line(out_dir, summary, opts))
     return 0
+
+
+def closing_line(out_dir: Path, summary: dict[str, Any], opts: dict[str, Any]) -> str:
+    """``fit``'s last line: the best epoch, its validation figures, where it is, and the
+    command that exports it (with a parity check on the run's own data where it can)."""
+    best = out_dir / "best.pt"
+    line = f"best epoch {summary.get('best_epoch')}/{summary.get('epochs')}"
+    loss = summary.get("best_val_loss")
+    if isinstance(loss, (int, float)):
+        line += f", val loss {loss:.6g}"
+    psnr = summary.get("val_psnr")
+    if isinstance(psnr, (int, float)):
+        line += f" (PSNR {psnr:.2f} dB)"
+    line += f" -> {best}"
+    if summary.get("stopped"):
+        line += f"; stopped: {summary['stopped']}"
+    cmd = ["n2n-export", "onnx", str(best), str(out_dir / "model.onnx")]
+    if opts.get("course_val"):
+        cmd += ["--val-data", str(opts["course_val"])]
+    elif opts.get("photos"):
+        cmd += ["--images", str(opts["photos"])]
+    elif opts.get("pairs") or opts.get("singles"):
+        cmd += ["--images", str(opts["pairs"][0] if opts.get("pairs") else opts["singles"])]
+    return f"{line}; next: {shlex.join(cmd)}"
 
 
 def run_eval_command(
@@ -631,6 +700,13 @@ def run_average_command(
     files = expand_checkpoints(paths, last)
     if out.resolve() in {f.resolve() for f in files}:
         raise click.BadParameter(f"{out} is one of the checkpoints to average", param_hint="OUT")
+    for folder in (p for p in paths if p.is_dir()):
+        if out.resolve().parent == folder.resolve():
+            raise click.BadParameter(
+                f"{out} lies in the checkpoint folder {folder}: a later average of that "
+                "folder would take it as one of its checkpoints; write it beside the folder",
+                param_hint="OUT",
+            )
     try:
         sources = [(f, load_checkpoint(f), sha256_file(f)) for f in files]
         ckpt = average_checkpoints(sources)

@@ -13,16 +13,26 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from n2n_infer.errors import N2NError
+
 _T = TypeVar("_T", bound="_Versioned")
 
 
-class ConfigError(ValueError):
+class ConfigError(N2NError, ValueError):
     """A config dict has unknown keys, a newer version or invalid values."""
 
 
 @dataclass(frozen=True)
 class _Versioned:
     VERSION: ClassVar[int] = 1
+
+    def _check_finite(self) -> None:
+        """Refuse NaN and infinities in every float field (a range check such as
+        ``x < 0`` is false for NaN, so it would let NaN through)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-compatible dict, including the config's version."""
@@ -83,6 +93,7 @@ class UNetConfig(_Versioned):
     VERSION: ClassVar[int] = 2
 
     def __post_init__(self) -> None:
+        self._check_finite()
         if not 2 <= len(self.features) <= 6:
             raise ValueError(f"features must list 2 to 6 levels, got {list(self.features)}")
         if any(not isinstance(f, int) or f < 1 for f in self.features):
@@ -179,6 +190,7 @@ class TrainConfig(_Versioned):
     VERSION: ClassVar[int] = 7
 
     def __post_init__(self) -> None:
+        self._check_finite()
         _check_choice("optimizer", self.optimizer, ("sgd", "adam", "adagrad"))
         _check_choice("loss", self.loss, ("mse", "l1", "l0"))
         _check_choice("target", self.target, ("noisy", "clean"))

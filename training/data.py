@@ -12,6 +12,7 @@ Course format (what the original study trained on)::
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from n2n_infer.arrays import INT_SCALE, ImageArray, levels_of
-from n2n_infer.errors import ImageError
+from n2n_infer.errors import ImageError, N2NError
 from n2n_infer.files import visible_files
 from n2n_infer.grey import is_grey
 from n2n_infer.imageio import SUFFIXES, read_file, read_image
@@ -38,8 +39,82 @@ IMAGE_SUFFIXES = tuple(dict.fromkeys((*SUFFIXES, ".avif", ".heic", ".heif", ".hi
 MAX_PIXELS = 64_000_000
 
 
-class DataError(ValueError):
+class DataError(N2NError, ValueError):
     """A data file or folder is missing, unreadable or not in the expected format."""
+
+
+def check_out_apart(
+    out_dir: str | Path, folders: Sequence[tuple[str, str | Path]], links: bool = True
+) -> None:
+    """Refuse a run folder that is a data folder, lies inside one or holds one.
+
+    ``folders``: ``(option, folder)`` pairs such as ``("--singles", "shots")``.
+    A run writes ``best.pt``, ``loss.png`` and more into ``out_dir``; inside a
+    data folder the next run would read its own plots as training data (and
+    ``--resume`` would refuse the changed data), and a data folder inside
+    ``out_dir`` can be replaced by the run (``--overwrite`` removes
+    ``OUT/snapshots``). Paths are compared by their real paths (symbolic links
+    followed, as the data is read), and so are the linked subfolders of each
+    data folder (with ``links``: folders read recursively): a link inside the data
+    that leads into ``out_dir`` is refused too.
+
+    Raises:
+        DataError: one line naming ``out_dir`` and the data folder.
+    """
+    out = Path(os.path.realpath(out_dir))
+    for option, folder in folders:
+        data = Path(os.path.realpath(folder))
+        if out == data:
+            relation = "is the data folder"
+        elif data in out.parents:
+            relation = "lies inside the data folder"
+        elif out in data.parents:
+            relation = "holds the data folder"
+        else:
+            link = _link_into(Path(folder), out) if links else None
+            if link is None:
+                continue
+            raise DataError(
+                f"--out {out_dir} is reached from the data folder {option} {folder} through "
+                f"the link {link}: the run's checkpoints and plots would be read as training "
+                "data; choose an --out outside the data, or remove the link"
+            )
+        raise DataError(
+            f"--out {out_dir} {relation} {option} {folder}{_real_note(out_dir, folder)}: the "
+            "run's checkpoints and plots would be read as training data next time (and "
+            "--resume would refuse the changed data); choose an --out outside the data"
+        )
+
+
+def _real_note(*paths: str | Path) -> str:
+    """`` (real paths A and B)`` where a symbolic link makes a path differ from its real one."""
+    real = [os.path.realpath(p) for p in paths]
+    if all(os.path.abspath(p) == r for p, r in zip(paths, real, strict=True)):
+        return ""
+    return f" (real paths {' and '.join(real)})"
+
+
+def _link_into(folder: Path, out: Path) -> Path | None:
+    """The first linked subfolder under ``folder`` (hidden ones skipped, each real folder
+    walked once, as :func:`n2n_infer.files.visible_files` walks) whose real path is
+    ``out`` or lies inside it."""
+    if not folder.is_dir():
+        return None
+    seen: set[str] = set()
+    for root, dirs, _ in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in dirs:
+            path = Path(root) / name
+            if path.is_symlink():
+                target = Path(os.path.realpath(path))
+                if target == out or out in target.parents or target in out.parents:
+                    return path
+    return None
 
 
 def to_float(img_u8: torch.Tensor) -> torch.Tensor:
@@ -90,9 +165,11 @@ def load_course_pairs(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for bad or unsafe files
+    from n2n_train.checkpoint import CheckpointError, load_torch_file
+
+    try:  # record sizes checked before torch reads anything (a small file cannot expand)
+        data = load_torch_file(path)
+    except CheckpointError as exc:  # legacy/bare pickles, bombs, unsafe or corrupt files
         raise DataError(f"{path}: not a readable course-format file ({exc})") from exc
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise DataError(f"{path}: expected a pair of tensors, found {type(data).__name__}")

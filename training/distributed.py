@@ -147,6 +147,44 @@ class Dist:
 SINGLE = Dist()
 
 
+def max_processes(device: str) -> int:
+    """The most processes ``--nproc`` may start on this machine for ``device``.
+
+    CUDA: one per visible GPU (a second process on one GPU is refused anyway, by
+    its rank, after every process has started). CPU: one per logical CPU, and at
+    least 2 so that a two-process run can be tried on any machine: more
+    processes than cores only run slower (each has its own copy of the model and
+    data), and a mistyped ``--nproc 1000`` would start a thousand.
+    """
+    if device.startswith("cuda"):
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return max(2, os.cpu_count() or 1)
+
+
+def check_nproc(nproc: int, device: str) -> None:
+    """Refuse a number of processes this machine cannot run (see :func:`max_processes`).
+
+    Raises:
+        DistributedError: ``nproc`` below 1 or above :func:`max_processes`.
+    """
+    if nproc < 1:
+        raise DistributedError(f"--nproc {nproc}: expected 1 or more processes")
+    if nproc == 1:
+        return
+    cap = max_processes(device)
+    if nproc <= cap:
+        return
+    if device.startswith("cuda"):
+        raise DistributedError(
+            f"--nproc {nproc} with --device {device}: process {cap} has no GPU ({cap} "
+            "visible); start at most one process per GPU"
+        )
+    raise DistributedError(
+        f"--nproc {nproc}: at most {cap} processes on this machine ({os.cpu_count()} "
+        "logical CPUs); more only run slower"
+    )
+
+
 def in_launched_run() -> bool:
     """Whether this process was started by torchrun with more than one process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

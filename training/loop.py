@@ -249,8 +249,32 @@ def fit(
         on_start()
     trainer = _Trainer(wrap(model, dist), model, opt, gen, order, device, dist, check_sync)
     budget = _Budget(60.0 * cfg.minutes)
+    per_epoch = steps_per_epoch(data, cfg, dist.world)
+    bar = _Progress(progress and dist.is_main, cfg, per_epoch, start, budget)
+    try:
+        _epochs(trainer, data, cfg, start, budget, bar, summary, out_dir, snapshot_every)
+    finally:
+        bar.close()
+    return summary
+
+
+def _epochs(
+    trainer: _Trainer,
+    data: TrainingData,
+    cfg: TrainConfig,
+    start: int,
+    budget: _Budget,
+    bar: _Progress,
+    summary: dict[str, Any],
+    out_dir: Path,
+    snapshot_every: int,
+) -> None:
+    """Train epochs ``start`` to ``cfg.epochs`` (or until ``budget`` is spent), updating
+    ``summary`` and writing metrics, plots and checkpoints (rank 0)."""
+    dist, model, check_sync = trainer.dist, trainer.model, trainer.check_sync
+    metrics_path = out_dir / "metrics.jsonl"
     for epoch in range(start, cfg.epochs + 1):
-        row = _run_epoch(trainer, data, cfg, epoch, progress and dist.is_main, budget)
+        row = _run_epoch(trainer, data, cfg, epoch, bar, budget)
         summary["epochs"] = epoch
         if check_sync:
             summary["distributed"]["sync_checks"] += trainer.checks
@@ -277,7 +301,6 @@ def fit(
                 save_checkpoint(snap, model, dict(summary, snapshot=row))
         if budget.spent:
             break
-    return summary
 
 
 @dataclass
@@ -445,7 +468,7 @@ def _run_epoch(
     data: TrainingData,
     cfg: TrainConfig,
     epoch: int,
-    progress: bool,
+    bar: _Progress,
     budget: _Budget | None = None,
 ) -> dict[str, Any]:
     """Train one epoch (or until ``budget`` is spent) and validate; returns its metrics row
@@ -454,7 +477,7 @@ def _run_epoch(
     dist, model, device = trainer.dist, trainer.model, trainer.device
     per_epoch = steps_per_epoch(data, cfg, dist.world)
     steps = _Steps((epoch - 1) * per_epoch, cfg.epochs * per_epoch, budget or _Budget(0.0))
-    loss_sum, seen = _train_epoch(trainer, data, cfg, epoch, steps, progress)
+    loss_sum, seen = _train_epoch(trainer, data, cfg, epoch, steps, bar)
     loss_sum, seen = dist.sum([loss_sum, seen])
     train_s = dist.max([time.perf_counter() - t0])[0]
     val_loss, val_psnr = validation_figures(model, data, device, cfg, dist)
@@ -470,6 +493,58 @@ def _run_epoch(
         row["val_psnr"] = val_psnr
     row["seconds"] = time.perf_counter() - t0
     return row
+
+
+class _Progress:
+    """The run's one progress bar (rank 0, where asked): the steps of every epoch out of
+    ``epochs × steps per epoch``, or under a time budget (``cfg.minutes``) the budget's
+    seconds; either way tqdm shows the time spent and an estimate of the time left.
+    Its description is the epoch (``epoch 3/10``), its postfix the last batch's loss."""
+
+    def __init__(
+        self, enabled: bool, cfg: TrainConfig, per_epoch: int, start: int, budget: _Budget
+    ) -> None:
+        self.epochs, self.budget = cfg.epochs, budget
+        if budget.seconds:
+            total, initial, unit = budget.seconds, 0.0, "s"
+            fmt = (
+                "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of the time budget "
+                "[{elapsed}<{remaining}{postfix}]"
+            )
+        else:
+            total, initial = cfg.epochs * per_epoch, (start - 1) * per_epoch
+            unit, fmt = "step", None
+        self.bar = tqdm(
+            total=total,
+            initial=initial,
+            unit=unit,
+            bar_format=fmt,
+            disable=not enabled,
+            desc=f"epoch {start}/{cfg.epochs}",
+            dynamic_ncols=True,
+        )
+
+    def step(self, epoch: int, loss: float) -> None:
+        """One training step of ``epoch`` done, with this loss."""
+        if self.bar.disable:
+            return
+        self.bar.set_description_str(f"epoch {epoch}/{self.epochs}", refresh=False)
+        self.bar.set_postfix_str(f"loss={loss:.5f}", refresh=False)
+        if self.budget.seconds:
+            self._spend()
+        else:
+            self.bar.update(1)
+
+    def _spend(self) -> None:
+        """Bring a time bar to the seconds spent so far."""
+        spent = min(time.perf_counter() - self.budget.start, self.budget.seconds)
+        self.bar.update(max(spent - self.bar.n, 0.0))
+
+    def close(self) -> None:
+        """End the bar (a time bar at the seconds spent, validation included)."""
+        if self.budget.seconds and not self.bar.disable:
+            self._spend()
+        self.bar.close()
 
 
 class _Budget:
@@ -545,7 +620,7 @@ def _train_epoch(
     cfg: TrainConfig,
     epoch: int,
     steps: _Steps,
-    progress: bool,
+    bar: _Progress,
 ) -> tuple[float, int]:
     """Train this rank's share of one epoch; returns its loss sum (per pair) and pairs seen.
 
@@ -561,8 +636,7 @@ def _train_epoch(
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     dev_type = torch.device(device).type
     batches = _epoch_batches(data, cfg, trainer)
-    bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False, unit="batch")
-    for i, (inp_cpu, target_cpu) in enumerate(bar):
+    for i, (inp_cpu, target_cpu) in enumerate(batches):
         if steps.budget.check(dist):
             break
         inp, target = augment(inp_cpu, target_cpu, cfg, gen)
@@ -592,5 +666,5 @@ def _train_epoch(
             trainer.checks += 1
         total += value * len(inp)
         seen += len(inp)
-        bar.set_postfix(loss=f"{value:.5f}")
+        bar.step(epoch, value)
     return total, seen

@@ -16,14 +16,16 @@ EXIF orientation applied, alpha dropped, any size) and keeps its precision:
 16-bit files stay 16-bit (dim 12-bit data in a 16-bit file keeps every level),
 and all are scaled to [0, 1] as the runtime scales them (a dim 16-bit image by
 its own range, :func:`n2n_infer.arrays.levels_of`; both patches of a pair by the
-input frame's levels, so that the target is in the input's units). Grey images
+input frame's levels, so that the target is in the input's units; a scene whose
+frames' ranges are too far apart for that, a constant frame above all, is refused
+by name, :func:`_levels_problem`). Grey images
 (grey files, or colour with three equal channels) are kept as one plane and fed
 to the network copied into R, G and B; the record counts them
 (``grey_scenes``), which makes the runtime feed grey images to the trained model
 the same way (``--grey auto`` picks ``replicate``,
 :func:`n2n_infer.grey.trained_on_grey`). All problems (unmatched names,
-different sizes, unreadable files, scenes too small or with fewer than two
-frames) are collected and reported in one :class:`~training.data.DataError`
+different sizes or pixel ranges, unreadable files, scenes too small or with fewer
+than two frames) are collected and reported in one :class:`~training.data.DataError`
 before any training.
 
 Validation is split by scene: no scene has patches on both sides. Its loss is
@@ -60,6 +62,10 @@ __all__ = ["MODES", "NoisyScenes", "Scene", "scan_bursts", "scan_pairs", "scan_s
 MODES = ("pairs", "bursts", "singles")
 #: Problems listed in one error at most (the rest are counted).
 MAX_LISTED = 50
+#: Where a dim 16-bit frame may reach when mapped by the levels of another frame of
+#: its scene (as a target is mapped by its input's levels): one whole span beyond the
+#: input's black or white. Beyond it the scene is refused (:func:`_levels_problem`).
+TARGET_RANGE = (-1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,10 @@ def _scene(name: str, paths: Sequence[Path], min_side: int, problems: list[str])
             "convert them to one range"
         )
         return None
+    problem = _levels_problem(name, paths, frames, levels)
+    if problem is not None:
+        problems.append(problem)
+        return None
     h, w = sizes.pop()
     if min(h, w) < min_side:
         problems.append(
@@ -153,6 +163,50 @@ def _scene(name: str, paths: Sequence[Path], min_side: int, problems: list[str])
     if len({int(f.shape[0]) for f in frames}) > 1:  # grey and colour frames: all colour
         frames = [f.expand(3, -1, -1).contiguous() for f in frames]
     return Scene(name, tuple(frames), levels)
+
+
+def _levels_problem(
+    name: str,
+    paths: Sequence[Path],
+    frames: Sequence[torch.Tensor],
+    levels: Sequence[Levels | None],
+) -> str | None:
+    """What is wrong with a dim 16-bit scene whose frames' ranges are too far apart, or
+    ``None``.
+
+    A dim frame is scaled by its own range and a target by its input's levels (the
+    runtime will scale the input that way, so the target must be in its units). A
+    constant frame (a dead capture) has a span of one count, so its partner, as its
+    target, would reach hundreds where the network outputs 0..1 (a loss thousands
+    of times the others', and no error). No scaling rescues such a scene: a
+    constant input carries no picture to denoise, and a span shared by the scene
+    would no longer be the one the runtime gives that input. So a scene is
+    refused when one frame, mapped by another's levels, leaves :data:`TARGET_RANGE`.
+    """
+    if len(frames) < 2 or any(lv is None for lv in levels):
+        return None
+    extent = [(int(f.numpy().min()), int(f.numpy().max())) for f in frames]
+    worst: tuple[float, int, int, float, float] | None = None
+    for i, lv in enumerate(levels):
+        black, span = lv or (0.0, 1.0)
+        for j, (lo, hi) in enumerate(extent):
+            low, high = (lo - black) / span, (hi - black) / span
+            reach = max(TARGET_RANGE[0] - low, high - TARGET_RANGE[1])
+            if i != j and reach > 0 and (worst is None or reach > worst[0]):
+                worst = (reach, i, j, low, high)
+    if worst is None:
+        return None
+    _, i, j, low, high = worst
+    listed = ", ".join(
+        f"{p} {f'constant {lo} (a dead capture?)' if lo == hi else f'{lo}..{hi}'}"
+        for p, (lo, hi) in zip(paths, extent, strict=True)
+    )
+    return (
+        f"pixel ranges too far apart in dim 16-bit scene {name!r}: {listed}; each dim frame "
+        f"is scaled by its own range and its partner by the same levels, so {paths[j]} "
+        f"would become a target of {low:.3g}..{high:.3g} for {paths[i]} instead of about "
+        "0..1: remove the scene or its odd frame"
+    )
 
 
 def _depth(frame: torch.Tensor) -> str:

@@ -18,9 +18,20 @@ A spec is a TOML file::
     study_psnr = 24.53
     pooling = "max"             # any other key overrides the base
 
-Paths in a spec are relative to the spec file (``~`` expands); ``--set
+Paths in a spec are relative to the spec file (``~`` expands), each of a list
+too (``pairs = ["a", "b"]``, the two folders of ``--pairs``); ``--set
 KEY=VALUE`` on the command line overrides the base of every run (paths there
 are relative to the working folder), so that specs stay machine-independent.
+A list is the values of an option that takes several (``pairs``), else one
+comma-separated value (``features = [16, 32]``). Run names are folder names:
+letters, digits, ``_``, ``.``, ``+`` and ``-``, starting with a letter, digit or
+``_``, at most :data:`MAX_NAME` bytes.
+
+Everything that can be checked is checked before any run starts: the spec's
+options as ``fit`` would parse them (``nproc`` at most
+:func:`n2n_train.distributed.max_processes`), that each run has its data and
+the ``course_val`` pairs it is scored on, that no run folder is, lies in or
+holds a data folder, and that the run folders agree with the spec.
 
 Each run is a separate process, ``python -m n2n_train.cli fit ... --out
 OUT/<name>``, as many at once as ``jobs``, with its own torch thread count. A run
@@ -52,7 +63,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +76,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from n2n_infer.errors import N2NError
 from n2n_infer.files import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -81,10 +93,14 @@ RESERVED = ("out_dir", "resume", "overwrite", "no_progress", "threads")
 #: a stopped or unscored run is resumed or scored).
 STARTED = "sweep_started.json"
 #: ``fit`` options that are files: resolved against the spec's folder, left out of the marker.
-PATH_OPTIONS = ("photos", "course", "course_val", "init", "bursts", "singles")
+PATH_OPTIONS = ("photos", "course", "course_val", "init", "pairs", "bursts", "singles")
+#: The longest run name, in UTF-8 bytes (a folder name; file systems allow 255).
+MAX_NAME = 100
+#: A run name: a plain folder name that is neither hidden nor taken for an option.
+_NAME = re.compile(r"\w[\w.+-]*")
 
 
-class SweepError(ValueError):
+class SweepError(N2NError, ValueError):
     """A spec file or a sweep folder is unusable; the message names the file."""
 
 
@@ -168,16 +184,18 @@ def load_spec(path: str | Path, sets: dict[str, Any] | None = None) -> SweepSpec
     out = []
     for i, entry in enumerate(runs, 1):
         name = entry.get("name")
-        where = f"[[runs]] #{i}"
-        if not isinstance(name, str) or not name or name != Path(name).name or name[0] == ".":
-            raise SweepError(f"{path}: {where}: expected a plain folder name, got {name!r}")
+        _check_name(name, path, f"[[runs]] #{i}")
         if name in seen:
             raise SweepError(f"{path}: duplicate run name {name!r}")
         seen.add(name)
         where = f"run {name!r}"
         study = entry.get("study_psnr")
-        if study is not None and not isinstance(study, (int, float)):
-            raise SweepError(f"{path}: {where}: study_psnr must be a number, got {study!r}")
+        if study is not None and (
+            isinstance(study, bool)
+            or not isinstance(study, (int, float))
+            or not math.isfinite(study)
+        ):
+            raise SweepError(f"{path}: {where}: study_psnr must be a finite number, got {study!r}")
         changes = {k: v for k, v in entry.items() if k not in ROW_KEYS}
         overrides = _options(changes, params, path, where, path.parent)
         options = {**base, **overrides}
@@ -201,6 +219,28 @@ def load_spec(path: str | Path, sets: dict[str, Any] | None = None) -> SweepSpec
     )
 
 
+def _check_name(name: Any, path: Path, where: str) -> None:
+    """Refuse a run name that is not a plain, visible folder name of at most MAX_NAME bytes.
+
+    Raises:
+        SweepError: one line; a long or odd name is shown shortened and escaped.
+    """
+    ok = (
+        isinstance(name, str)
+        and _NAME.fullmatch(name) is not None
+        and len(name.encode("utf-8")) <= MAX_NAME
+    )
+    if ok:
+        return
+    shown = repr(name)
+    if len(shown) > 40:
+        shown = f"{shown[:37]}... ({len(name)} characters)"
+    raise SweepError(
+        f"{path}: {where}: expected a run name of letters, digits, _ . + - (a plain folder "
+        f"name: not starting with . + or -, at most {MAX_NAME} bytes), got {shown}"
+    )
+
+
 def _options(
     table: dict[str, Any], params: dict[str, click.Option], path: Path, where: str, root: Path
 ) -> dict[str, Any]:
@@ -219,11 +259,30 @@ def _options(
             raise SweepError(
                 f"{path}: {where}: {key!r} is a flag: expected true or false, got {value!r}"
             )
+        nargs = params[name].nargs
+        if nargs > 1 and (
+            not isinstance(value, list)
+            or len(value) != nargs
+            or not all(isinstance(v, (str, int, float)) for v in value)
+        ):
+            raise SweepError(
+                f"{path}: {where}: {key!r} takes {nargs} values: expected a list of {nargs} "
+                f'(e.g. {key} = ["a", "b"]), got {value!r}'
+            )
         bundled = name == "init" and isinstance(value, str) and _bare_name(value, root)
-        if name in PATH_OPTIONS and isinstance(value, str) and not bundled:
-            value = str((root / Path(value).expanduser()).resolve())
+        if name in PATH_OPTIONS and not bundled:
+            value = _resolved(value, root)
         out[name] = value
     return out
+
+
+def _resolved(value: Any, root: Path) -> Any:
+    """A path (or each path of a list) resolved against ``root`` (``~`` expanded)."""
+    if isinstance(value, list):
+        return [_resolved(v, root) for v in value]
+    if isinstance(value, str):
+        return str((root / Path(value).expanduser()).resolve())
+    return value
 
 
 def _bare_name(value: str, root: Path) -> bool:
@@ -243,7 +302,11 @@ def fit_args(options: dict[str, Any]) -> list[str]:
                 args.append(flag)
             elif param.secondary_opts:
                 args.append(param.secondary_opts[0])
-        elif isinstance(value, (list, tuple)):
+        elif isinstance(value, (list, tuple)) and param.nargs > 1:  # --pairs A B
+            args += [flag, *(str(v) for v in value)]
+        elif isinstance(value, (list, tuple)) and param.multiple:  # --x a --x b
+            args += [a for v in value for a in (flag, str(v))]
+        elif isinstance(value, (list, tuple)):  # --features 16,32
             args += [flag, ",".join(str(v) for v in value)]
         else:
             args += [flag, str(value)]
@@ -254,18 +317,21 @@ def _check_with_fit(options: dict[str, Any], path: Path, where: str) -> None:
     """Parse and check the options as ``fit`` would (types, choices, the model and
     training configs' ranges), without running it or reading its data."""
     from n2n_train.cli import fit
-    from n2n_train.commands import model_config, shape_given, train_config
+    from n2n_train.commands import check_fit_sources, model_config, shape_given, train_config
     from n2n_train.config import ConfigError
+    from n2n_train.distributed import DistributedError, check_nproc
 
     try:
         ctx = fit.make_context("fit", [*fit_args(options), "--out", "x"], resilient_parsing=False)
         params = ctx.params
+        check_fit_sources(params)
+        check_nproc(int(params.get("nproc") or 1), params.get("device") or "cpu")
         if not params.get("init") or shape_given(params):
             model_config(params)
         train_config(params, course=params.get("course") is not None)
     except click.ClickException as exc:
         raise SweepError(f"{path}: {where}: {exc.format_message()}") from exc
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, DistributedError, ValueError) as exc:
         raise SweepError(f"{path}: {where}: {exc}") from exc
 
 
@@ -415,14 +481,26 @@ def read_marker(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+#: Where a sweep's progress lines go (one per run as it starts and as it ends).
+Report = Callable[[str], None]
+
+_STARTING = {"new": "training", "resume": "resuming its training", "score": "scoring"}
+
+
 @dataclass
 class Sweep:
-    """A sweep in progress: the spec, the output folder and the runs' results so far."""
+    """A sweep in progress: the spec, the output folder and the runs' results so far.
+
+    ``report`` (the CLI: stderr) gets a line per run as it starts and as it ends,
+    ``[k/N] NAME: ...`` with ``k`` its place among the ``order`` runs brought to done.
+    """
 
     spec: SweepSpec
     out: Path
     threads: int = 1
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    report: Report | None = None
+    order: tuple[str, ...] = ()
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run_one(self, run: RunSpec) -> dict[str, Any]:
@@ -434,6 +512,7 @@ class Sweep:
         if state == "done":
             facts.update(status="done", **(read_marker(run_dir) or {}))
             return self._record(run, facts)
+        self._say(run, _STARTING[state])
         if state in ("new", "resume"):
             log.info("%s: %s", run.name, "resuming" if state == "resume" else "starting")
             code = train_run(run, run_dir, state == "resume", self.threads)
@@ -445,31 +524,112 @@ class Sweep:
         facts.update(status="done", wall_seconds=round(time.perf_counter() - t0, 1), **scores)
         return self._record(run, facts)
 
+    def _say(self, run: RunSpec, what: str) -> None:
+        if self.report is None:
+            return
+        k = self.order.index(run.name) + 1 if run.name in self.order else 0
+        self.report(f"[{k}/{len(self.order)}] {run.name}: {what}")
+
     def _record(self, run: RunSpec, facts: dict[str, Any]) -> dict[str, Any]:
         log.info("%s: %s", run.name, facts.get("status"))
         with self._lock:  # one writer at a time, so the last tables written hold every run
             self.results[run.name] = facts
             write_tables(self.spec, self.out, self.results)
+            self._say(run, _outcome(facts, self.out / run.name))
         return facts
 
 
+def _outcome(facts: dict[str, Any], run_dir: Path) -> str:
+    """A run's end as its progress line says it: its PSNR, or why it has none."""
+    if facts.get("status") == "failed":
+        return f"failed (exit {facts.get('exit')}; see {run_dir / 'fit.log'})"
+    already = "done already" if facts.get("state_before") == "done" else "done"
+    psnr = facts.get("psnr")
+    if not isinstance(psnr, (int, float)):
+        return f"{already}, no PSNR (diverged: {facts.get('diverged_reason') or 'unknown'})"
+    line = f"{already}, PSNR {psnr:.2f} dB"
+    if isinstance(facts.get("noisy_psnr"), (int, float)):
+        line += f" (noisy input {facts['noisy_psnr']:.2f} dB)"
+    line += f", best epoch {facts.get('best_epoch')} of {facts.get('epochs')}"
+    if facts.get("diverged"):
+        line += f", diverged: {facts.get('diverged_reason')}"
+    return line
+
+
+def check_runs(spec: SweepSpec, runs: Sequence[RunSpec], out: Path) -> None:
+    """What can be checked of ``runs`` before any trains, so that a sweep does not spend
+    hours training runs it cannot score: each has a training source whose file or
+    folders exist, the ``course_val`` pairs it is scored on (readable), and a run
+    folder ``out/<name>`` apart from its data folders.
+
+    Raises:
+        SweepError: names the spec, the run and the file or folder.
+    """
+    from n2n_train.commands import check_out_of_data
+    from n2n_train.data import DataError, load_course_pairs
+
+    readable: set[str] = set()
+    for run in runs:
+        where = f"{spec.path}: run {run.name!r}"
+        opts = run.options
+        val = opts.get("course_val")
+        if not val:
+            source = next((k for k in ("photos", "pairs", "bursts", "singles") if opts.get(k)), "")
+            why = f" (it trains on {source}, which has no clean references)" if source else ""
+            raise SweepError(
+                f"{where}: cannot be scored: the sweep scores each run's best.pt on the "
+                f"(noisy, clean) pairs of course_val, which is not set{why}; set course_val "
+                "(e.g. make-seedlike's val_data.pkl) or train these runs with n2n-train fit"
+            )
+        if val not in readable:
+            try:
+                load_course_pairs(val)
+            except DataError as exc:
+                raise SweepError(f"{where}: course_val: {exc}") from exc
+            readable.add(val)
+        for key in ("course", "photos", "bursts", "singles", "pairs"):
+            value = opts.get(key)
+            paths = value if isinstance(value, list) else [value] if value else []
+            for p in paths:
+                want_file = key == "course"
+                if not (Path(p).is_file() if want_file else Path(p).is_dir()):
+                    what = "file" if want_file else "folder"
+                    raise SweepError(f"{where}: {key}: {what} {p} not found")
+        init = opts.get("init")
+        if isinstance(init, str) and Path(init).is_absolute() and not Path(init).is_file():
+            raise SweepError(f"{where}: init: checkpoint {init} not found")
+        try:
+            check_out_of_data(out / run.name, opts)
+        except DataError as exc:
+            raise SweepError(f"{where}: {exc}") from exc
+
+
 def run_sweep(
-    spec: SweepSpec, out: Path, jobs: int = 1, threads: int = 1, only: Sequence[str] = ()
+    spec: SweepSpec,
+    out: Path,
+    jobs: int = 1,
+    threads: int = 1,
+    only: Sequence[str] = (),
+    report: Report | None = None,
 ) -> dict[str, Any]:
     """Bring every run of ``spec`` (or the runs named in ``only``) to done in ``out``,
     ``jobs`` at once; returns sweep.json, whose other rows are those already done in
-    ``out`` (or "not run").
+    ``out`` (or "not run"). ``report`` gets a line per run as it starts and ends.
 
     Raises:
-        SweepError: a name in ``only`` is not a run of the spec; a run's folder is
-            inconsistent with the spec (checked for all chosen runs before any
+        SweepError: a name in ``only`` is not a run of the spec; a run that cannot
+            be trained or scored (:func:`check_runs`) or whose folder is
+            inconsistent with the spec (all checked for all chosen runs before any
             starts), or a finished run cannot be scored.
     """
     chosen = select_runs(spec, only)
+    # refuse a stale folder, or a run that cannot train or be scored, before spending
+    # hours on the others (a done run needs neither its data nor its scoring pairs again)
+    states = {run.name: run_state(run, out / run.name) for run in chosen}
+    check_runs(spec, [run for run in chosen if states[run.name] != "done"], out)
     out.mkdir(parents=True, exist_ok=True)
-    for run in chosen:  # refuse a stale folder before spending hours on the others
-        run_state(run, out / run.name)
-    sweep = Sweep(spec, out, threads)
+    order = tuple(run.name for run in chosen)
+    sweep = Sweep(spec, out, threads, report=report, order=order)
     names = {run.name for run in chosen}
     sweep.results.update(
         (run.name, _collected(out / run.name)) for run in spec.runs if run.name not in names

@@ -183,9 +183,8 @@ def test_two_ranks_take_the_same_steps_as_one_process_on_the_whole_batch(tmp_pat
 def ddp_run(tmp_path_factory, seedlike_dir):
     """``fit --nproc 2`` for 2 epochs, checked in sync after every step."""
     out = tmp_path_factory.mktemp("ddp")
-    result = _fit(
-        *_course_args(seedlike_dir, out), "--epochs", "2", "--nproc", "2", "--check-sync", "1"
-    )
+    args = _course_args(seedlike_dir, out)
+    result = _fit(*args, "--epochs", "2", "--nproc", "2", "--check-sync", "1", "--json")
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
 
@@ -277,7 +276,7 @@ def test_a_global_batch_smaller_than_the_ranks_is_refused(seedlike_dir, tmp_path
 
 def test_a_time_budget_stops_every_rank_at_the_same_step(seedlike_dir, tmp_path):
     args = _course_args(seedlike_dir, tmp_path)
-    result = _fit(*args, "--epochs", "1000", "--minutes", "0.02", "--nproc", "2")
+    result = _fit(*args, "--epochs", "1000", "--minutes", "0.02", "--nproc", "2", "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout)
     assert summary["stopped"].startswith("time budget of 0.02 minutes")

@@ -102,8 +102,8 @@ def test_resume_refuses_other_training_data(tmp_path, photos_dir):
     ("extra", "message"),
     [
         (("--patch-size", "33"), "must be a multiple of the model's stride"),
-        (("--lr", "nan"), "lr must be a positive finite number"),
-        (("--lr", "-0.1"), "lr must be a positive finite number"),
+        (("--lr", "nan"), "'--lr': expected a finite number, got 'nan'"),
+        (("--lr", "-0.1"), "'--lr': -0.1 is not in the range x>0"),
         (("--steps-per-epoch", "0"), "--steps-per-epoch"),
         (("--threads", "-1"), "--threads"),
     ],
@@ -225,7 +225,9 @@ def _spec(tmp_path: Path, base: str, run: str = "") -> Path:
     [
         ("", 'dihedral = "false"', "'dihedral' is a flag: expected true or false"),
         ("epochs = 0", "", "epochs and batch_size must be at least 1"),
-        ("lr = -1.0", "", "lr must be a positive finite number"),
+        ("lr = -1.0", "", "'--lr': -1.0 is not in the range x>0"),
+        ("minutes = nan", "", "'--minutes': expected a finite number, got 'nan'"),
+        ("", "regulariser = inf", "'--regulariser': expected a finite number, got 'inf'"),
         ('features = [8, "x"]', "", "features"),
         ('preset = "huge"', "", "unknown preset"),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,35 @@ def test_sweep_runs_skips_and_rescores(spec_dir: Path):
     (spec_dir / "not_a_sweep.json").write_text("[1, 2]")
     result = CliRunner().invoke(main, [*args[:3], "--beside", str(spec_dir / "not_a_sweep.json")])
     assert result.exit_code == 2 and "not_a_sweep.json: not a sweep.json" in result.output
+
+
+def test_sweep_says_each_run_as_it_starts_and_ends(spec_dir: Path):
+    """A line per run on stderr as it starts and as it ends (its place, name, PSNR or
+    status); the tables alone on stdout."""
+    out = spec_dir / "out"
+    result = _sweep(str(spec_dir / "spec.toml"), str(out), "--only", "b")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == "sweep: [1/1] b: training"
+    assert re.fullmatch(
+        r"sweep: \[1/1\] b: done, PSNR \d+\.\d\d dB \(noisy input \d+\.\d\d dB\), "
+        r"best epoch 1 of 1(, diverged: .*)?",
+        lines[1],
+    ), lines
+    assert "sweep:" not in result.stdout and "| b | pooling=max |" in result.stdout
+    again = _sweep(str(spec_dir / "spec.toml"), str(out))
+    assert again.exit_code == 0, again.output
+    said = again.stderr.splitlines()
+    assert "sweep: [1/2] a: training" in said
+    assert any(line.startswith("sweep: [2/2] b: done already, PSNR") for line in said)
+    assert any(line.startswith("sweep: [1/2] a: done, PSNR") for line in said)
+
+
+def test_a_failed_run_is_said_with_its_log(spec_dir: Path, tmp_path: Path):
+    (spec_dir / "data" / "train_data.pkl").write_bytes(b"not a course file")
+    result = CliRunner().invoke(main, ["sweep", str(spec_dir / "spec.toml"), str(tmp_path)])
+    assert result.exit_code == 1
+    assert f"sweep: [1/2] a: failed (exit 2; see {tmp_path / 'a' / 'fit.log'})" in result.stderr
 
 
 def test_sweep_resumes_a_stopped_run(spec_dir: Path):
