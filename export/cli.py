@@ -71,7 +71,10 @@ def _data_options(f: Any) -> Any:
     type=click.Choice(["fp32", "fp16", "int8"]),
     default="fp32",
     show_default=True,
-    help="fp16 for GPUs, int8 for CPUs; I/O stays float32.",
+    help="fp16 for GPUs; int8 for CPUs, a named choice that device 'auto' never makes for "
+    "you: on the photo model it costs about 0.16 dB for 3.4-4.5x onnxruntime fp32 through "
+    "OpenVINO on CPUs with VNNI (1.6-2.3x on onnxruntime; docs/runtime.md, 'Speed'). I/O "
+    "stays float32.",
 )
 @click.option(
     "--calibration",
@@ -171,6 +174,12 @@ def onnx(
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     click.echo(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, {precision})")
+    if precision == "int8":
+        click.echo(
+            "note: int8 trades quality for speed (the photo model: about 0.16 dB for 3.4-4.5x "
+            "through OpenVINO on CPUs with VNNI); run it by naming the file, e.g. "
+            f"n2n-infer batch IN OUT --model {out} --device openvino"
+        )
     if not parity:
         click.echo(
             f"warning: --no-parity: {out} was not checked against torch; check it with "
