@@ -19,8 +19,16 @@ from typing import Any
 import numpy as np
 
 from n2n_infer.denoiser import Denoiser
-from n2n_infer.errors import ImageError, N2NError
-from n2n_infer.files import is_temp_name, temp_name, visible_files, write_text_atomic
+from n2n_infer.errors import ImageError, N2NError, first_line
+from n2n_infer.files import (
+    is_temp_name,
+    kind_of,
+    remove_stale_temp,
+    resolve_target,
+    temp_name,
+    visible_files,
+    write_text_atomic,
+)
 from n2n_infer.imageio import (
     SUFFIXES,
     UNSUPPORTED,
@@ -134,31 +142,50 @@ def prepare_output(out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / temp_name("write-check")
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        probe.unlink()
+        probe.unlink(missing_ok=True)  # another job's cleanup may have taken it already
     except OSError as exc:
         raise N2NError(f"output folder {out_dir} is not writable: {exc.strerror or exc}") from None
 
 
 def check_report_path(report: Path, in_dir: Path) -> Path:
-    """The file a JSON report will be written to (a symbolic link is followed), checked.
+    """``report``, checked as the place a JSON report will be written to (see
+    :func:`write_report`); a symbolic link is followed to check what it leads to.
 
-    Its folder is created if needed.
+    ``-``, ``/dev/stdout``, ``/dev/stderr`` and ``/dev/fd/N`` (the report goes to
+    that open descriptor), a FIFO and a character device (written into) pass as
+    they are; otherwise the report file's folder is created if needed.
 
     Raises:
-        N2NError: it lies in the input folder, is a folder, lies under a file, or
-            its folder is not writable; the message names the report path.
+        N2NError: it lies in the input folder, is a folder (or a socket, a block
+            device), lies under a file, or its folder is not writable; the
+            message names the report path.
     """
-    target = report.resolve()
+    if str(report) == "-":
+        return report
+    try:
+        target, fd = resolve_target(report)
+    except OSError as exc:
+        raise N2NError(f"report file {report}: {exc.strerror or exc}") from None
+    if fd is not None:
+        return report
     src = in_dir.resolve()
     if target == src or src in target.parents:
         raise N2NError(f"report file {report} is inside input folder {in_dir}; choose another")
     if target.is_dir():
         raise N2NError(f"report file {report} is a folder; give a file name such as report.json")
+    kind = kind_of(target.stat().st_mode) if target.exists() else "regular file"
+    if kind in ("FIFO", "character device"):
+        return report
+    if kind != "regular file":
+        raise N2NError(
+            f"report file {report} is a {kind}, not a regular file; "
+            "give a file name such as report.json"
+        )
     try:
         prepare_output(target.parent)
     except N2NError as exc:
         raise N2NError(f"report file {report}: its {exc}") from None
-    return target
+    return report
 
 
 def check_reference(reference_dir: Path | None) -> None:
@@ -172,24 +199,27 @@ def check_reference(reference_dir: Path | None) -> None:
 
 
 def remove_stale_temp_files(out_dir: Path, in_dir: Path, recursive: bool = False) -> list[Path]:
-    """Delete the temporary files that a killed run of this job left in ``out_dir``.
+    """Delete the temporary files that a killed run left in ``out_dir``; those deleted.
 
     Only names that :func:`n2n_infer.files.temp_name` makes are removed, only in
     the folders the job writes to (``out_dir``, and its subfolders with
-    ``recursive``), never inside ``in_dir`` and never through a symbolic link.
+    ``recursive``), never inside ``in_dir`` and never through a symbolic link;
+    and only those that are provably stale: a temporary file that another live
+    job (or any live writer) is writing is locked by it and kept (see
+    :func:`n2n_infer.files.remove_stale_temp`).
     """
-    stale, src = [], in_dir.resolve()
+    candidates, src = [], in_dir.resolve()
     for folder, dirs, files in os.walk(out_dir):
         here = Path(folder)
         dirs[:] = [d for d in dirs if recursive and (here / d).resolve() != src]
         real = here.resolve()
         if real == src or src in real.parents:
             continue
-        stale += [here / f for f in files if is_temp_name(f) and not (here / f).is_symlink()]
-    for p in stale:
-        log.info("removing %s (left by an interrupted run)", p)
-        p.unlink(missing_ok=True)
-    return stale
+        candidates += [here / f for f in files if is_temp_name(f)]
+    removed = [p for p in candidates if remove_stale_temp(p)]
+    for p in removed:
+        log.info("removed %s (left by an interrupted run)", p)
+    return removed
 
 
 def start_job(
@@ -258,6 +288,7 @@ def denoise_folder(
     on_file: Callable[[FileResult], None] | None = None,
     recursive: bool = False,
     tile: bool | None = None,
+    on_tile: Callable[[str, int, int], None] | None = None,
 ) -> BatchReport:
     """Denoise each image of ``in_dir`` into ``out_dir`` under the same relative name.
 
@@ -265,7 +296,8 @@ def denoise_folder(
     ``skip_existing`` (leave it) is set. With ``reference_dir``, a clean image
     of the same relative name there gives each file's PSNR before and after.
     ``recursive`` mirrors subfolders; ``tile`` is passed to
-    :meth:`Denoiser.denoise`. ``on_file`` is called after each file.
+    :meth:`Denoiser.denoise`. ``on_file`` is called after each file;
+    ``on_tile(name, done, total)`` after each tile of a tiled image.
 
     Nothing is ever written inside ``in_dir``: the folders are checked first
     (:func:`check_folders`), and each output's real location (links followed)
@@ -285,7 +317,7 @@ def denoise_folder(
         result = run_guarded(
             job.name,
             job.src,
-            lambda j=job: _denoise_file(denoiser, j, overwrite, skip_existing, tile),
+            lambda j=job: _denoise_file(denoiser, j, overwrite, skip_existing, tile, on_tile),
         )
         report.results.append(result)
         if on_file:
@@ -325,15 +357,16 @@ def existing_output(
 
 
 def check_destination(dst: Path, in_root: Path, src: Path | None = None) -> None:
-    """Create ``dst``'s folder and refuse a ``dst`` whose real location is in ``in_root``
-    or in the real folder of ``src`` (an input reached through a linked folder).
+    """Create ``dst``'s folder and refuse a ``dst`` whose real location (symbolic links
+    followed, the last one included) is in ``in_root`` or in the real folder of
+    ``src`` (an input reached through a linked folder).
 
     Raises:
         N2NError: ``dst`` leads into the (resolved) input folder ``in_root``.
         OSError: the folder cannot be created.
     """
     dst.parent.mkdir(parents=True, exist_ok=True)
-    real = dst.parent.resolve() / dst.name
+    real, _ = resolve_target(dst)  # links followed to the end: the write follows them too
     roots = [in_root] if src is None else [in_root, src.resolve().parent]
     for root in roots:
         if real == root or root in real.parents:
@@ -348,13 +381,15 @@ def convert_file(
     ref: Path | None = None,
     tile: bool | None = None,
     in_root: Path | None = None,
+    on_tile: Callable[[int, int], None] | None = None,
 ) -> FileResult:
     """Read ``src``, denoise it, write ``dst`` like ``src`` (format, bit depth, ICC, EXIF).
 
     With ``in_root``, ``dst`` is checked with :func:`check_destination` just
     before it is written. With a ``ref`` file, the result has the PSNR of the
     input and of the output against it; ``ref`` is read and checked before
-    anything is denoised or written. The result is ``"ok"``, for ``name``.
+    anything is denoised or written. ``on_tile(done, total)`` is called after
+    each tile of a tiled image. The result is ``"ok"``, for ``name``.
 
     Raises:
         ImageError: ``src`` cannot be read or ``dst``'s format cannot hold the
@@ -365,7 +400,7 @@ def convert_file(
     loaded = read_file(src)
     check_writable(dst, loaded, src)  # a 16-bit PNG named .jpg: refused before denoising
     clean = None if ref is None else _reference(ref, loaded.pixels)  # fails before any output
-    denoised = denoiser.denoise(loaded.pixels, tile=tile)
+    denoised = denoiser.denoise(loaded.pixels, tile=tile, on_tile=on_tile)
     if in_root is not None:
         check_destination(dst, in_root, src)
     write_file(dst, loaded, denoised)
@@ -377,20 +412,26 @@ def convert_file(
 
 
 def _denoise_file(
-    denoiser: Denoiser, job: FileJob, overwrite: bool, skip_existing: bool, tile: bool | None
+    denoiser: Denoiser,
+    job: FileJob,
+    overwrite: bool,
+    skip_existing: bool,
+    tile: bool | None,
+    on_tile: Callable[[str, int, int], None] | None = None,
 ) -> FileResult:
     existing = existing_output(job.name, job.dst, overwrite, skip_existing)
     if existing is not None:
         return existing
     ref = job.ref if job.has_reference else None
-    result = convert_file(denoiser, job.src, job.dst, job.name, ref, tile, job.in_root)
+    progress = None if on_tile is None else lambda done, total: on_tile(job.name, done, total)
+    result = convert_file(denoiser, job.src, job.dst, job.name, ref, tile, job.in_root, progress)
     return job.noted(result)
 
 
 def _message(exc: Exception, src: Path) -> str:
     """One line for a failed file, without repeating its path (the report names the file)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = text.removeprefix(f"{src}: ")
+    text = str(exc).strip().removeprefix(f"{src}: ")
+    text = first_line(text, src)
     if isinstance(exc, N2NError | OSError):
         return text or type(exc).__name__
     if isinstance(exc, MemoryError):
@@ -419,13 +460,18 @@ def _reference(ref: Path, noisy: np.ndarray) -> np.ndarray:
 def write_report(path: Path, report: BatchReport, **context: Any) -> None:
     """Write the report as JSON, atomically (a symbolic link is followed, not replaced).
 
+    ``-``, ``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N``, a FIFO or a character
+    device is written into, never replaced (see :func:`n2n_infer.files.write_atomic`).
+
     Raises:
-        OSError: the file cannot be written.
+        OSError: the file cannot be written (a socket or a folder is refused).
     """
-    path = path.resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if str(path) != "-":
+        target, fd = resolve_target(path)
+        if fd is None:
+            target.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report.to_dict(**context), indent=2, default=_jsonable)
-    write_text_atomic(path, text + "\n")
+    write_text_atomic(path, text + "\n", stream_ok=True)
 
 
 def _jsonable(value: Any) -> Any:

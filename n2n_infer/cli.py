@@ -1,20 +1,49 @@
-"""``n2n-infer``: denoise folders, show a model's metadata, check the installation."""
+"""``n2n-infer``: denoise folders, show a model's metadata, check the installation.
+
+Everything printed for people goes through :func:`echo` (and log lines through
+:class:`PrintableFormatter`), which escapes control characters, so that a file
+name or a model's metadata cannot drive the terminal or forge a line.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from n2n_infer.errors import N2NError
+from n2n_infer.errors import N2NError, printable
 
 if TYPE_CHECKING:
     from n2n_infer.batch import BatchReport, FileResult
     from n2n_infer.denoiser import Denoiser
+
+
+def echo(text: object = "", err: bool = False) -> None:
+    """Print ``text`` as one line for people: ``click.echo`` of :func:`~n2n_infer.errors.printable`.
+
+    A newline or an escape sequence inside ``text`` (a file name's, a model's
+    metadata's, an exception's) is shown escaped (``\\n``, ``\\x1b``), never acted on.
+    """
+    click.echo(printable(text), err=err)
+
+
+class PrintableFormatter(logging.Formatter):
+    """A log formatter whose lines show control characters escaped (see :func:`echo`)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return "\n".join(printable(line) for line in super().formatException(ei).splitlines())
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -23,7 +52,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         if quiet
         else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     )
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,7 +65,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Denoise images with an n2n ONNX model (onnxruntime; CUDA if usable, else CPU)."""
     _setup_logging(verbose, quiet)
-    ctx.obj = {"quiet": quiet}
+    ctx.obj = {"quiet": quiet, "verbose": verbose}
 
 
 @main.command()
@@ -99,7 +130,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option(
     "--report",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Write a JSON report (per file: status, size, seconds, error).",
+    help="Write a JSON report (per file: status, size, seconds, error); - or /dev/stdout "
+    "adds it to standard output, a FIFO is written into.",
 )
 @click.option(
     "--quiet",
@@ -208,22 +240,34 @@ def batch(
         "recursive": recursive,
         "tile": None if tile is None else tile > 0,
     }
-    with tqdm(total=total, unit="img", disable=quiet, file=sys.stderr) as bar:
-        options["on_file"] = lambda _: bar.update(1)
+    quiet_ray = engine == "ray" and ctx.obj["verbose"] == 0
+    native = _native_stderr_captured() if quiet_ray else contextlib.nullcontext()
+    with native as captured, tqdm(total=total, unit="img", disable=quiet, file=sys.stderr) as bar:
+
+        def on_file(_: FileResult) -> None:
+            bar.set_postfix_str("", refresh=False)
+            bar.update(1)
+
+        def on_tile(name: str, done: int, tiles: int) -> None:
+            short = name if len(name) <= 40 else "…" + name[-39:]
+            bar.set_postfix_str(printable(f"{short}: tile {done}/{tiles}"))  # redraws the bar
+
+        options["on_file"] = on_file
         if engine == "ray":
             spec = (model, device, batch_size, tile, int(ensemble), grey, levels)
-            result, providers = _run_ray(spec, cluster, in_dir, out_dir, options)
+            run = (in_dir, out_dir, options, quiet_ray, captured)
+            result, providers = _run_ray(spec, cluster, *run)
         else:
-            result = job.denoise_folder(denoiser, in_dir, out_dir, **options)
+            result = job.denoise_folder(denoiser, in_dir, out_dir, on_tile=on_tile, **options)
             providers = denoiser.providers
     _print_results(result, quiet)
-    click.echo(
+    echo(
         f"{result.count('ok')} denoised, {result.count('skipped')} skipped, "
         f"{len(result.failed)} failed -> {out_dir} ({', '.join(providers) or 'no model ran'})"
     )
     gains = [r.psnr_denoised - r.psnr_noisy for r in result.results if r.psnr_noisy is not None]
     if gains:
-        click.echo(f"mean PSNR gain: {sum(gains) / len(gains):+.2f} dB over {len(gains)} images")
+        echo(f"mean PSNR gain: {sum(gains) / len(gains):+.2f} dB over {len(gains)} images")
     if report is not None:
         _write_report(report, result, denoiser, providers, in_dir, out_dir)
     if result.failed:
@@ -253,8 +297,15 @@ def _run_ray(
     in_dir: Path,
     out_dir: Path,
     options: dict[str, Any],
+    quiet_ray: bool = True,
+    captured: IO[bytes] | None = None,
 ) -> tuple[BatchReport, list[str]]:
-    """The folder job on Ray Data: connect, run, and turn a stopped job into exit status 1."""
+    """The folder job on Ray Data: connect, run, and turn a stopped job into exit status 1.
+
+    With ``quiet_ray`` (no ``-v``), Ray's own log lines, warnings and progress
+    output are kept off the terminal (:func:`n2n_infer.ray.connect`); what Ray's
+    native code wrote to ``captured`` (see :func:`_native_stderr_captured`) is
+    shown when the job fails."""
     from n2n_infer.ray import DenoiserSpec, RayJobError, connect, denoise_folder_ray
 
     model, device, batch_size, tile, ensemble, grey, levels = spec
@@ -270,8 +321,9 @@ def _run_ray(
         levels=levels,
     )
     try:
-        connect(cluster["address"])
+        connect(cluster["address"], quiet=quiet_ray)
     except RayJobError as exc:
+        _show_captured(captured)
         _fail(str(exc), 2)
     try:
         return denoise_folder_ray(
@@ -284,8 +336,58 @@ def _run_ray(
             **options,
         )
     except RayJobError as exc:
+        _show_captured(captured)
         _fail(str(exc), 1)
         raise  # not reached: _fail exits
+
+
+@contextlib.contextmanager
+def _native_stderr_captured() -> Iterator[IO[bytes] | None]:
+    """Within: what native code writes to descriptor 2 (Ray's C++ core worker: its
+    error lines go to stderr whatever the log level) goes to a temporary file, which
+    is yielded; Python's ``sys.stderr`` (the progress bar, ``echo(err=True)``, the
+    log handlers writing to it) still reaches the terminal. Where ``sys.stderr`` is
+    not descriptor 2 (a test runner's capture), nothing is done and ``None`` yielded.
+    """
+    old = sys.stderr
+    try:
+        redirect = old is not None and old.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        redirect = False
+    if not redirect:
+        yield None
+        return
+    old.flush()
+    terminal = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        new = open(  # noqa: SIM115 (closed below, after the descriptors are put back)
+            terminal, "w", encoding=old.encoding, errors=old.errors, buffering=1, closefd=False
+        )
+        handlers = [h for h in logging.getLogger().handlers if getattr(h, "stream", None) is old]
+        sys.stderr = new
+        for handler in handlers:
+            handler.setStream(new)  # type: ignore[attr-defined]
+        try:
+            yield capture
+        finally:
+            new.flush()
+            os.dup2(terminal, 2)
+            sys.stderr = old
+            for handler in handlers:
+                handler.setStream(old)  # type: ignore[attr-defined]
+            new.close()
+            os.close(terminal)
+
+
+def _show_captured(captured: IO[bytes] | None) -> None:
+    """Print, escaped, what Ray's native code wrote while its output was captured."""
+    if captured is None:
+        return
+    captured.seek(0)
+    for line in captured.read().decode("utf-8", "replace").splitlines():
+        if line.strip():
+            echo(f"ray: {line}", err=True)
 
 
 def _denoiser(
@@ -332,26 +434,30 @@ def _write_report(
             in_dir=str(in_dir),
             out_dir=str(out_dir),
         )
+    except N2NError as exc:  # names the path and what it is
+        _fail(f"cannot write the report: {exc}", 1)
     except OSError as exc:
-        _fail(f"{report}: cannot write the report: {exc}", 1)
+        _fail(f"{report}: cannot write the report: {exc.strerror or exc}", 1)
 
 
 def _print_results(result: BatchReport, quiet: bool) -> None:
-    width = max((len(r.name) for r in result.results), default=0)
+    width = max((len(printable(r.name)) for r in result.results), default=0)
     for r in result.results:
         if not quiet or r.status == "error":
-            click.echo(_describe(r, width))
+            echo(_describe(r, width))
         for note in r.notes:
-            click.echo(f"note    {r.name}: {note}", err=True)
+            echo(f"note    {r.name}: {note}", err=True)
 
 
 def _describe(r: FileResult, width: int) -> str:
+    """One line for ``r``; the name padded to ``width`` characters as printed (escaped)."""
     if r.status == "error":
         return f"FAILED  {r.name}: {r.error}"
     if r.status == "skipped":
         return f"skipped {r.name} (output exists)"
     size = f"{r.size_hw[1]}×{r.size_hw[0]}" if r.size_hw else "?"
-    text = f"ok      {r.name:<{width}}  {size:>9}  {r.seconds:5.2f} s"
+    name = printable(r.name)
+    text = f"ok      {name:<{width}}  {size:>9}  {r.seconds:5.2f} s"
     if r.psnr_noisy is not None:
         text += (
             f"  PSNR {r.psnr_noisy:.2f} -> {r.psnr_denoised:.2f} dB "
@@ -383,7 +489,7 @@ def info(model: str | None, as_json: bool) -> None:
         "grey_auto": d.grey,
     }
     available = ort.get_available_providers()
-    if as_json:
+    if as_json:  # JSON escapes every control character (and all non-ASCII) itself
         payload = {"path": str(d.path), **meta, "sizes": sizes, "providers_available": available}
         click.echo(json.dumps(payload, indent=2))
         return
@@ -396,8 +502,8 @@ def info(model: str | None, as_json: bool) -> None:
     ]
     width = max(len(label) for label, _ in lines)
     for label, text in lines:
-        click.echo(f"{label:<{width}}  {text}")
-    click.echo("(n2n-infer info --json for all the metadata)")
+        echo(f"{label:<{width}}  {text}")
+    echo("(n2n-infer info --json for all the metadata)")
 
 
 @main.command()
@@ -411,12 +517,12 @@ def doctor(model: str | None) -> None:
 
     lines, ok = diagnose(model)
     for line in lines:
-        click.echo(line)
+        echo(line)
     sys.exit(0 if ok else 1)
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    echo(f"error: {message}", err=True)
     sys.exit(code)
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,19 @@ from n2n_infer.arrays import (
     unit_chw_into,
 )
 from n2n_infer.ensemble import check_size, run_ensemble
-from n2n_infer.errors import ImageError, InferenceError, ModelLoadError, ProviderError
+from n2n_infer.errors import (
+    ArgumentError,
+    ImageError,
+    InferenceError,
+    ModelLoadError,
+    ProviderError,
+)
 from n2n_infer.grey import grey_mode_for, is_grey, merge_phases, phase_stacks, trained_on_grey
 from n2n_infer.metadata import KEY_PRECISION, MAX_AUTO_OVERLAP, ModelInfo
 from n2n_infer.ov_backend import OpenVINOSession
 from n2n_infer.padding import crop, pad_to_multiple
 from n2n_infer.providers import CPU, CUDA, ProviderSpec, parse_device
-from n2n_infer.registry import resolve_model
+from n2n_infer.registry import available_models, resolve_model
 from n2n_infer.session import (
     SessionConfig,
     check_model,
@@ -35,7 +42,13 @@ from n2n_infer.session import (
     read_metadata,
     run_model,
 )
-from n2n_infer.tiling import TileSpec, default_overlap, default_tile_size, denoise_tiled
+from n2n_infer.tiling import (
+    TileSpec,
+    default_overlap,
+    default_tile_size,
+    denoise_tiled,
+    tile_count,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +57,56 @@ MAX_UNTILED_PIXELS = 2_100_000
 #: At most this many pixels go into one model call (about 450 MiB of activations on the CPU).
 MAX_BATCH_PIXELS = 1 << 20
 DEFAULT_TILE_SIZE = 512
+
+
+def model_file(model: str | os.PathLike[str] | None) -> Path:
+    """The model file ``model`` names: a bundled model's name, a path to an ``.onnx``
+    file, or ``None`` for the bundled default (see :func:`n2n_infer.registry.resolve_model`).
+
+    Raises:
+        ArgumentError: ``model`` is not a string, a path or ``None``.
+        ModelLoadError: no such bundled model or file; a folder says it is one,
+            and what is expected instead (the bundled names listed).
+    """
+    if model is not None and not isinstance(model, str | os.PathLike):
+        raise ArgumentError(
+            f"model: expected a bundled model's name, a path to an .onnx file or None, "
+            f"got {model!r} ({type(model).__name__})"
+        )
+    try:
+        return resolve_model(model)
+    except ModelLoadError:
+        if model is not None and Path(model).is_dir():
+            raise ModelLoadError(
+                f"model {os.fspath(model)}: is a folder, not a model: expected an .onnx file "
+                f"or a bundled model's name ({', '.join(available_models()) or 'none bundled'})"
+            ) from None
+        raise
+
+
+def _integer(name: str, value: Any, minimum: int, or_none: str = "") -> int:
+    """``value`` as an int (numpy integers accepted, bools not), at least ``minimum``.
+
+    Raises:
+        ArgumentError: naming ``name``, what was expected and what was given.
+    """
+    wanted = f"an integer >= {minimum}{or_none}"
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ArgumentError(f"{name}: expected {wanted}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ArgumentError(f"{name}: expected {wanted}, got {value}")
+    return int(value)
+
+
+def _optional_integer(name: str, value: Any, minimum: int) -> int | None:
+    """``None``, or ``value`` checked as by :func:`_integer`."""
+    return None if value is None else _integer(name, value, minimum, " or None")
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ArgumentError(f"{name}: expected a string, got {value!r} ({type(value).__name__})")
+    return value
 
 
 class Denoiser:
@@ -100,7 +163,7 @@ class Denoiser:
             See :mod:`n2n_infer.arrays`.
 
     Raises:
-        ModelLoadError: missing or corrupt file, not an n2n model, unknown
+        ModelLoadError: missing or corrupt file, a folder, not an n2n model, unknown
             metadata format version, implausible metadata (stride above 256,
             a config of too many levels), unexpected inputs/outputs, or a
             test run on a tiny image that fails or gives an output of another
@@ -109,7 +172,13 @@ class Denoiser:
             explicitly and cannot be used; an unknown or unavailable provider
             (the message lists the available ones); ``providers`` together
             with a ``device`` other than ``"auto"``.
-        ValueError: a size or setting out of range.
+        ArgumentError: (a ``ValueError`` and a ``TypeError``) an argument of the
+            wrong type (a float or a bool where an integer is expected: numpy
+            integers are fine) or out of range, checked before anything is
+            loaded; the message names the argument, what was expected and what
+            was given.
+        ValueError: an unknown ``grey`` or ``levels`` setting, an ``ensemble``
+            size other than 1, 2, 4, 8, tiles that do not fit the model's stride.
     """
 
     def __init__(
@@ -129,13 +198,24 @@ class Denoiser:
         providers: Sequence[ProviderSpec] | None = None,
         levels: str = "auto",
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        grey_mode_for(grey, "")  # reject an unknown mode before loading anything
-        check_levels(levels)
+        # every argument is checked before anything is loaded
+        batch_size = _integer("batch_size", batch_size, 1)
+        intra_op_threads = _integer("intra_op_threads", intra_op_threads, 0)
+        tile_size = _optional_integer("tile_size", tile_size, 1)
+        tile_overlap = _optional_integer("tile_overlap", tile_overlap, 0)
+        max_untiled_pixels = _integer("max_untiled_pixels", max_untiled_pixels, 0)
+        max_batch_pixels = _integer("max_batch_pixels", max_batch_pixels, 1)
+        device = _text("device", device)
+        grey_mode_for(_text("grey", grey), "")  # reject an unknown mode before loading anything
+        check_levels(_text("levels", levels))
+        if session_config is not None and not isinstance(session_config, SessionConfig):
+            raise ArgumentError(
+                "session_config: expected a SessionConfig or None, "
+                f"got {session_config!r} ({type(session_config).__name__})"
+            )
         self.levels = levels
         self.ensemble = check_size(ensemble)
-        self.path = resolve_model(model)
+        self.path = model_file(model)
         self.batch_size = batch_size
         self.max_untiled_pixels = max_untiled_pixels
         self.max_batch_pixels = max_batch_pixels
@@ -238,7 +318,14 @@ class Denoiser:
         """Heights and widths are padded to multiples of this before the model runs."""
         return self.info.stride
 
-    def denoise(self, image: Any, layout: str = "hwc", tile: bool | None = None) -> Any:
+    def denoise(
+        self,
+        image: Any,
+        layout: str = "hwc",
+        tile: bool | None = None,
+        *,
+        on_tile: Callable[[int, int], None] | None = None,
+    ) -> Any:
         """Denoise one image; the result has the input's shape, dtype and layout.
 
         Args:
@@ -257,6 +344,10 @@ class Denoiser:
             layout: ``"hwc"`` or ``"chw"`` (C×H×W arrays from torch-style code).
             tile: ``None`` tiles images over ``max_untiled_pixels``; ``True``
                 always tiles, ``False`` never does.
+            on_tile: called as ``on_tile(done, total)`` after each tile of a
+                tiled image (a grey image's four phase images, and an
+                ensemble's transforms, are counted in ``total``); not called
+                for an image that is not tiled.
 
         Raises:
             ImageError: (a ``ValueError``) NaN/inf, floats outside [0, 1], a wrong
@@ -269,7 +360,8 @@ class Denoiser:
             InferenceError: not enough memory to denoise it (try ``tile=True``
                 or smaller tiles).
         """
-        return self._denoise_chunk([as_image(image, 0, layout, levels=self.levels)], tile)[0]
+        checked = as_image(image, 0, layout, levels=self.levels)
+        return self._denoise_chunk([checked], tile, on_tile)[0]
 
     def denoise_batch(
         self, images: Sequence[Any] | np.ndarray, layout: str = "hwc", tile: bool | None = None
@@ -378,11 +470,16 @@ class Denoiser:
             return h * w > self.max_untiled_pixels
         return tile
 
-    def _denoise_chunk(self, images: list[ImageArray], tile: bool | None) -> list[Any]:
+    def _denoise_chunk(
+        self,
+        images: list[ImageArray],
+        tile: bool | None,
+        on_tile: Callable[[int, int], None] | None = None,
+    ) -> list[Any]:
         try:
             grey = [i for i, img in enumerate(images) if self.grey == "phases" and is_grey(img)]
             if not grey:
-                return self._denoise_colour(images, tile)
+                return self._denoise_colour(images, tile, on_tile)
             taken = set(grey)
             rest = [i for i in range(len(images)) if i not in taken]
             stacks = [
@@ -390,7 +487,7 @@ class Denoiser:
                 for i in grey
                 for s in phase_stacks(images[i])
             ]
-            results = self._denoise_colour([images[i] for i in rest] + stacks, tile)
+            results = self._denoise_colour([images[i] for i in rest] + stacks, tile, on_tile)
             out: list[Any] = [None] * len(images)
             for k, i in enumerate(rest):
                 out[i] = results[k]
@@ -408,7 +505,12 @@ class Denoiser:
                 "try tile=True, a smaller tile_size, batch_size or max_batch_pixels"
             ) from exc
 
-    def _denoise_colour(self, images: list[ImageArray], tile: bool | None) -> list[Any]:
+    def _denoise_colour(
+        self,
+        images: list[ImageArray],
+        tile: bool | None,
+        on_tile: Callable[[int, int], None] | None = None,
+    ) -> list[Any]:
         out: list[Any] = [None] * len(images)
         tiled = [i for i, img in enumerate(images) if self._wants_tiles(img, tile)]
         groups: dict[tuple[int, int], list[int]] = {}
@@ -427,7 +529,15 @@ class Denoiser:
                     out[i] = restore_chw(images[i], denoised[k])
         jobs = ((images[i], new_output(images[i])) for i in tiled)
         per_call = self._per_call(self.tiles.size, self.tiles.size)
-        results = denoise_tiled(jobs, self.tiles, self.stride, per_call, self._run)
+        counted = None
+        if on_tile is not None and tiled:
+            total = sum(tile_count(images[i].size_hw, self.tiles, self.stride) for i in tiled)
+            done = iter(range(1, total + 1))
+
+            def counted() -> None:
+                on_tile(next(done), total)
+
+        results = denoise_tiled(jobs, self.tiles, self.stride, per_call, self._run, counted)
         for i, filled in zip(tiled, results, strict=True):
             out[i] = finish(images[i], filled)
         return out

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from n2n_infer.denoiser import Denoiser
-from n2n_infer.errors import N2NError
+from n2n_infer.denoiser import Denoiser, model_file
+from n2n_infer.errors import N2NError, first_line
 from n2n_infer.imageio import HAS_AVIF, HAS_HEIF, SUFFIXES
 from n2n_infer.providers import (
     CPU,
@@ -25,7 +25,6 @@ from n2n_infer.providers import (
     missing_cuda_libraries,
     nvidia_driver_present,
 )
-from n2n_infer.registry import resolve_model
 
 PACKAGES = (
     *("n2n", "onnxruntime", "onnxruntime-gpu", "numpy", "Pillow", "click", "tqdm"),
@@ -102,9 +101,9 @@ def check_model_file(model: str | None) -> str:
     Returns a one-line reason when it cannot be used (never raises).
     """
     try:
-        Denoiser(resolve_model(model), device="cpu")
+        Denoiser(model_file(model), device="cpu")
     except (N2NError, ValueError) as exc:
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return first_line(str(exc), model or "") or type(exc).__name__
     return ""
 
 
@@ -124,6 +123,8 @@ def diagnose(model: str | None = None) -> tuple[list[str], bool]:
 
     A model that cannot be loaded ends the report with a ``model:`` line that
     says why. Never raises: any failure of a probe is a line of the report.
+    The lines hold text from the model file and from exceptions as it is: print
+    them escaped (``n2n-infer doctor`` prints each through :func:`n2n_infer.cli.echo`).
     """
     lines = ["versions: " + ", ".join(versions()), f"image formats: {image_formats()}"]
     available = ort.get_available_providers()

@@ -22,6 +22,8 @@ is shipped to them as bytes. The workers are the callable classes of
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -33,6 +35,7 @@ import ray
 import ray.data
 from ray.util.annotations import RayDeprecationWarning
 
+from n2n_infer.arrays import MAX_PIXELS
 from n2n_infer.batch import (
     BatchReport,
     FileJob,
@@ -44,7 +47,7 @@ from n2n_infer.batch import (
     start_job,
 )
 from n2n_infer.errors import N2NError
-from n2n_infer.files import write_atomic
+from n2n_infer.files import kind_of, write_atomic
 from n2n_infer.workers import (
     OUT_COLUMNS,
     DenoiseFiles,
@@ -62,6 +65,7 @@ __all__ = [
     "RayJobError",
     "connect",
     "denoise_folder_ray",
+    "silence_ray",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,6 +77,9 @@ FILES_PER_BATCH = 2
 READ_TASKS = 2
 #: How often Ray restarts a worker that died (and retries its batch) before the job fails.
 MAX_RESTARTS = 3
+#: Bytes read of one input file at most: more than any image of ``MAX_PIXELS`` pixels
+#: holds (4 channels of 8 bytes, uncompressed, and 64 MiB of metadata).
+MAX_FILE_BYTES = MAX_PIXELS * 4 * 8 + (64 << 20)
 
 
 class RayJobError(N2NError):
@@ -101,11 +108,57 @@ def _read_files(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _read_bytes(path: Path, label: str) -> tuple[bytes, str]:
-    """A file's bytes and ``""``, or ``b""`` and why it cannot be read (after ``label``)."""
+    """A file's bytes and ``""``, or ``b""`` and why it cannot be read (after ``label``).
+
+    Only a regular file is read (opened without waiting, so that a FIFO cannot
+    hang the task, and checked once open), and at most its size when opened,
+    never more than :data:`MAX_FILE_BYTES`.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        return path.read_bytes(), ""
+        fd = os.open(path, flags)
     except OSError as exc:
         return b"", f"{label}cannot read: {exc.strerror or exc}"
+    try:
+        st = os.fstat(fd)
+        refused = _refusal(st.st_mode, st.st_size)
+        if refused:
+            return b"", f"{label}{refused}"
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(st.st_size)  # a file that grows meanwhile is read as it was
+        return data, ""
+    except OSError as exc:
+        return b"", f"{label}cannot read: {exc.strerror or exc}"
+    finally:
+        os.close(fd)
+
+
+def _refusal(mode: int, size: int) -> str:
+    """Why a file of ``st_mode`` ``mode`` and ``size`` bytes is not read, or ``""``."""
+    if not stat.S_ISREG(mode):
+        return f"not a regular file (a {kind_of(mode)}): only image files are read"
+    if size > MAX_FILE_BYTES:
+        return f"{size} bytes, more than any image file of at most {MAX_PIXELS} pixels holds"
+    return ""
+
+
+def _unreadable(job: FileJob) -> FileResult | None:
+    """On the driver, before any task: an error result for a job whose input (or
+    reference) exists but is not a regular file (a FIFO, a device, a folder) or is
+    too large; ``None`` otherwise (a missing file is left to the read task)."""
+    paths = [(job.src, "")]
+    if job.has_reference and job.ref is not None:
+        paths.append((job.ref, f"reference {job.ref}: "))
+    for path, label in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        refused = _refusal(st.st_mode, st.st_size)
+        if refused:
+            log.info("%s: %s", path, refused)
+            return FileResult(job.name, "error", f"{label}{refused}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -122,27 +175,53 @@ class _RayJob:
     skip_existing: bool
 
 
-def connect(address: str | None = None, num_cpus: int | None = None) -> None:
+def connect(address: str | None = None, num_cpus: int | None = None, quiet: bool = False) -> None:
     """Connect to the Ray cluster at ``address``, or start a local one (``num_cpus`` CPUs).
 
     Does nothing when this process is already connected. Ray's dashboard is
-    not started and its own log level is WARNING.
+    not started and its own log level is WARNING. With ``quiet``, Ray's own
+    output is kept off this process's terminal (see :func:`silence_ray`): its
+    log level is ERROR and the workers' output is not sent here (it stays in
+    the log files of Ray's session folder). The error lines that Ray's C++ core
+    worker writes to this process's stderr are not stopped here (``n2n-infer
+    batch`` captures them).
 
     Raises:
         RayJobError: the cluster cannot be reached; the message names ``address``.
     """
     if ray.is_initialized():
         return
+    if quiet:
+        silence_ray()
     try:
         ray.init(
             address=address,
             num_cpus=num_cpus,
             include_dashboard=False,
-            logging_level=logging.WARNING,
+            logging_level=logging.ERROR if quiet else logging.WARNING,
+            log_to_driver=not quiet,
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"at {address}" if address else "(local)"
         raise RayJobError(f"cannot connect to the Ray cluster {where}: {exc}") from None
+    if quiet:
+        silence_ray()  # again: ray.init set the "ray" logger up
+
+
+def silence_ray() -> None:
+    """Keep Ray's own output off this process's terminal, for the rest of the process.
+
+    The ``ray`` logger (and Ray Data's console handlers; its log files in the
+    session folder are kept) show errors only, and Ray's Python warnings (an
+    operator's concurrency, deprecations) are ignored. ``n2n-infer batch
+    --engine ray`` calls it (through :func:`connect`) unless ``-v`` is given.
+    """
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    data = logging.getLogger("ray.data")
+    for handler in data.handlers:
+        if not isinstance(handler, logging.FileHandler) and "File" not in type(handler).__name__:
+            handler.setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"ray(\.|$)")
 
 
 def denoise_folder_ray(
@@ -194,7 +273,7 @@ def denoise_folder_ray(
     todo: list[FileJob] = []
     jobs = plan_jobs(in_dir, out_dir, ref_dir, recursive)
     for job in jobs:
-        done = existing_output(job.name, job.dst, overwrite, skip_existing)
+        done = existing_output(job.name, job.dst, overwrite, skip_existing) or _unreadable(job)
         if done is None:
             todo.append(job)
         else:

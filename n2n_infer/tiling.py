@@ -92,6 +92,13 @@ def tile_starts(length: int, size: int, overlap: int) -> list[int]:
     return [*starts, length - size]
 
 
+def tile_count(size_hw: tuple[int, int], spec: TileSpec, stride: int) -> int:
+    """How many tiles :func:`denoise_tiled` cuts an image of ``size_hw`` into."""
+    padded = [-(-n // stride) * stride for n in size_hw]  # as _Assembly pads them
+    rows, cols = (len(tile_starts(n, spec.size, spec.overlap)) for n in padded)
+    return rows * cols
+
+
 def axis_weights(starts: list[int], size: int, length: int, overlap: int) -> list[np.ndarray]:
     """Per-tile 1-D blending weights along one axis, normalised to sum to one per pixel."""
     margin = overlap // 4
@@ -178,13 +185,16 @@ def denoise_tiled(
     stride: int,
     batch_size: int,
     run: Callable[[np.ndarray], np.ndarray],
+    on_tile: Callable[[], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Denoise images tile by tile; yields each filled output array, in order.
 
     ``images`` gives (checked image, output array to fill, from
     :func:`~n2n_infer.arrays.new_output`); ``run`` maps float32 N×3×h×w to the
     model's output of the same shape. Tiles of consecutive images of the same
-    tile shape run in one batch of at most ``batch_size``.
+    tile shape run in one batch of at most ``batch_size``. ``on_tile`` is
+    called once for each tile, when it has been denoised and blended in
+    (:func:`tile_count` tells how many tiles an image has).
     """
     pending: list[tuple[_Assembly, int, int, np.ndarray]] = []
     open_jobs: list[_Assembly] = []
@@ -193,6 +203,8 @@ def denoise_tiled(
         outs = run(np.stack([p[3] for p in pending]))
         for (job, ty, tx, _), out in zip(pending, outs, strict=True):
             job.add(ty, tx, out)
+            if on_tile is not None:
+                on_tile()
         pending.clear()
 
     for img, out in images:

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from n2n_infer.batch import FileResult, convert_file, run_guarded
-from n2n_infer.denoiser import Denoiser
+from n2n_infer.denoiser import Denoiser, model_file
 from n2n_infer.errors import N2NError
-from n2n_infer.registry import models_dir, resolve_model
+from n2n_infer.registry import models_dir
 
 __all__ = ["DenoiseFiles", "DenoiseImages", "DenoiserSpec", "ShippedModel"]
 
@@ -77,9 +77,10 @@ class ShippedModel:
         """Name a bundled model; read any other model file (on the driver).
 
         Raises:
-            ModelLoadError: neither a bundled name nor an existing file.
+            ModelLoadError: neither a bundled name nor an existing file (a folder
+                is named as one).
         """
-        path = resolve_model(model)
+        path = model_file(model)
         if path.parent == models_dir() and (model is None or Path(model).name == str(model)):
             return cls(path.stem)
         return cls(path.name, path.read_bytes())

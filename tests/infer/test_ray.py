@@ -5,24 +5,33 @@ One in-process Ray cluster of 2 CPUs serves the whole module.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from n2n_infer import workers
 from n2n_infer.cli import main
 from n2n_infer.registry import resolve_model
-from tests.conftest import synthetic_photo
+from tests.conftest import REPO, synthetic_photo
 
 ray = pytest.importorskip("ray")
 n2n_ray = pytest.importorskip("n2n_infer.ray")
@@ -260,4 +269,139 @@ def test_a_file_the_driver_cannot_read_becomes_that_files_error(tmp_path):
     assert [bytes(d) for d in out["data"]] == [b"png bytes", b""]
     assert [bytes(r) for r in out["ref"]] == [b"ref bytes", b""]
     assert list(out["has_ref"]) == [True, False]
-    assert out["read_error"][0] == "" and out["read_error"][1].startswith("cannot read: ")
+    assert out["read_error"][0] == ""
+    assert out["read_error"][1].startswith("not a regular file (a folder)")
+
+
+class _FifoWriter:
+    """A thread that writes a few bytes into a FIFO once a reader opens it (so that a
+    reader that waits for a writer would get them, and never hangs)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.thread = threading.Thread(target=self._write, daemon=True)
+        self.thread.start()
+
+    def _write(self) -> None:
+        with contextlib.suppress(OSError), open(self.path, "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n from a FIFO")
+
+    def finish(self) -> None:
+        """Open the FIFO for reading once, so that the writer's open returns."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        self.thread.join(timeout=30)
+        os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_the_read_task_reads_only_regular_files(tmp_path):
+    """A FIFO would hang the read task (or be read as bytes), /dev/zero would exhaust memory:
+    both are refused by name without reading; so is a folder."""
+    fifo, zero, good = tmp_path / "f.png", tmp_path / "z.png", tmp_path / "a.png"
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    good.write_bytes(b"png bytes")
+    writer = _FifoWriter(fifo)
+    names = ["f.png", "z.png", "a.png", "d.png"]
+    batch = {
+        "name": workers.object_column(names),
+        "src": workers.object_column([str(fifo), str(zero), str(good), str(tmp_path)]),
+        "ref": workers.object_column(["", "", str(zero), ""]),
+    }
+    try:
+        out = n2n_ray._read_files(batch)
+    finally:
+        writer.finish()
+    assert [bytes(d) for d in out["data"]] == [b"", b"", b"png bytes", b""]
+    assert list(out["read_error"]) == [
+        "not a regular file (a FIFO): only image files are read",
+        "not a regular file (a character device): only image files are read",
+        f"reference {zero}: not a regular file (a character device): only image files are read",
+        "not a regular file (a folder): only image files are read",
+    ]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(kind=st.sampled_from(["file", "empty", "fifo", "zero", "dir", "broken", "loop", "link"]))
+def test_property_the_read_task_never_reads_what_is_not_a_regular_file(kind):
+    """Every kind of input path: a regular file's bytes (a link followed), or b"" and why."""
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        path, real = tmp / "x.png", tmp / "real.png"
+        real.write_bytes(b"bytes")
+        if kind == "file":
+            path.write_bytes(b"bytes")
+        elif kind == "empty":
+            path.write_bytes(b"")
+        elif kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "dir":
+            path.mkdir()
+        else:
+            target = {"zero": "/dev/zero", "broken": tmp / "no", "loop": path, "link": real}
+            path.symlink_to(target[kind])
+        data, error = n2n_ray._read_bytes(path, "")
+        if kind in ("file", "link"):
+            assert (data, error) == (b"bytes", "")
+        elif kind == "empty":
+            assert (data, error) == (b"", "")  # the worker's reader says it is empty
+        else:
+            assert data == b"" and error and "\n" not in error
+            special = kind in ("fifo", "zero", "dir")
+            assert error.startswith("not a regular file" if special else "cannot read: ")
+
+
+def test_a_file_larger_than_any_image_is_not_read(tmp_path, monkeypatch):
+    big = tmp_path / "big.png"
+    big.write_bytes(b"x" * 1000)
+    monkeypatch.setattr(n2n_ray, "MAX_FILE_BYTES", 999)
+    data, error = n2n_ray._read_bytes(big, "")
+    assert data == b"" and error.startswith("1000 bytes, more than any image file")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifos_and_devices_in_the_input_fail_by_name_and_the_rest_is_written(
+    cluster, tmp_path, model_path
+):
+    """The driver refuses them before any task is made, as the local engine does."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(synthetic_photo(np.random.default_rng(3), 16, 24)).save(src / "a.png")
+    os.mkfifo(src / "fifo.png")
+    (src / "zero.png").symlink_to("/dev/zero")
+    writer = _FifoWriter(src / "fifo.png")
+    try:
+        result = _batch(src, out, model_path, "--engine", "ray", "--quiet")
+    finally:
+        writer.finish()
+    assert result.exit_code == 1, result.output
+    assert "FAILED  fifo.png: not a regular file (a FIFO)" in result.output
+    assert "FAILED  zero.png: not a regular file (a character device)" in result.output
+    assert "1 denoised, 0 skipped, 2 failed" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+
+
+@pytest.mark.slow
+def test_a_successful_ray_run_prints_no_line_of_rays_own(tmp_path):
+    """Ray's warnings (token authentication, progress bars disabled, an operator's
+    concurrency), its Ray Data INFO lines and its core worker's error lines stay off
+    the terminal of a run without -v: stderr holds the progress bar only."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(synthetic_photo(np.random.default_rng(4), 16, 24)).save(src / "a.png")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}  # a fresh cluster
+    args = ["batch", src, tmp_path / "out", "--engine", "ray", "--model", "seedlike"]
+    done = subprocess.run(
+        [sys.executable, "-m", "n2n_infer.cli", *map(str, args), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("1 denoised, 0 skipped, 0 failed")
+    pieces = [p for p in re.split(r"[\r\n]+", done.stderr) if p.strip()]
+    assert pieces and [p for p in pieces if not re.match(r"\s*\d+%\|", p)] == []
