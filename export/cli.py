@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from n2n_infer.cli import echo, setup_printable_logging
 from n2n_train.cli import ExtraGroup
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 def main(verbose: int) -> None:
     """Export n2n checkpoints to ONNX and prove they match torch."""
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    setup_printable_logging(level)
     # torch's ONNX exporter warns about torchvision ops that n2n never uses.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
@@ -130,12 +131,12 @@ def onnx(
 
     inputs = [p.resolve() for p in (checkpoint, val_data, calibration) if p is not None]
     if out.resolve() in inputs:
-        click.echo(f"error: OUT {out} is one of the input files: choose another name", err=True)
+        echo(f"error: OUT {out} is one of the input files: choose another name", err=True)
         sys.exit(2)
     for target in (out, out.with_suffix(".md")) if card else (out,):
         problem = _not_a_regular_file(target)
         if problem:
-            click.echo(f"error: {target}: {problem}", err=True)
+            echo(f"error: {target}: {problem}", err=True)
             sys.exit(2)
     if not parity and (val_data or images):
         raise click.UsageError("--no-parity skips the check that --val-data and --images feed")
@@ -162,7 +163,7 @@ def onnx(
             if cases is not None:
                 report = _check_cases(checkpoint, made, cases)
                 if not report.passed:
-                    click.echo(f"error: the export failed parity; {out} was not written", err=True)
+                    echo(f"error: the export failed parity; {out} was not written", err=True)
                     sys.exit(1)
                 headline = _headline(checkpoint, report, reference)
                 update_metadata(made, {KEY_PSNR: json.dumps(headline)})
@@ -171,17 +172,17 @@ def onnx(
         if card:
             write_model_card(out)
     except _input_errors() as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         sys.exit(2)
-    click.echo(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, {precision})")
+    echo(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, {precision})")
     if precision == "int8":
-        click.echo(
+        echo(
             "note: int8 trades quality for speed (the photo model: about 0.16 dB for 3.4-4.5x "
             "through OpenVINO on CPUs with VNNI); run it by naming the file, e.g. "
             f"n2n-infer batch IN OUT --model {out} --device openvino"
         )
     if not parity:
-        click.echo(
+        echo(
             f"warning: --no-parity: {out} was not checked against torch; check it with "
             f"`n2n-export parity {checkpoint} {out}` before you use it",
             err=True,
@@ -247,7 +248,7 @@ def parity(
         reference = _reference(checkpoint, val_data, images)
         result = _check_cases(checkpoint, model, _cases(val_data, images, noise, seed, reference))
     except _input_errors() as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         sys.exit(2)
     _echo_reference_note({"reference": reference})
     if report:
@@ -332,33 +333,33 @@ def _echo_reference_note(headline: dict[str, Any]) -> None:
 
     note = reference_note(headline)
     if note:
-        click.echo(f"note: {note}")
+        echo(f"note: {note}")
 
 
 def _print_report(r: ParityReport) -> None:
-    click.echo(f"parity of {r.model} ({r.precision}) against {r.checkpoint}")
-    click.echo(
+    echo(f"parity of {r.model} ({r.precision}) against {r.checkpoint}")
+    echo(
         f"thresholds: |ΔPSNR| <= {r.thresholds.max_delta_psnr_db} dB, "
         f"max |diff| <= {r.thresholds.max_abs_diff:g}"
     )
     width = max(len(c.name) for c in r.cases)
-    click.echo(
+    echo(
         f"{'case':<{width}}  {'n':>4}  {'noisy':>7}  {'torch':>8}  {'onnx':>8}  "
         f"{'ΔPSNR':>9}  {'max|d|':>8}  {'mean|d|':>8}"
     )
     for c in r.cases:
         if c.error:
-            click.echo(f"{c.name:<{width}}  {c.images:>4}  FAILED: {c.error}")
+            echo(f"{c.name:<{width}}  {c.images:>4}  FAILED: {c.error}")
             continue
         flag = "" if c.passed(r.thresholds) else "  FAILED"
-        click.echo(
+        echo(
             f"{c.name:<{width}}  {c.images:>4}  {c.psnr_noisy:7.3f}  {c.psnr_torch:8.4f}  "
             f"{c.psnr_onnx:8.4f}  {c.delta_psnr:+9.6f}  {c.max_abs_diff:8.2e}  "
             f"{c.mean_abs_diff:8.2e}{flag}"
         )
     for problem in r.problems:
-        click.echo(f"metadata: {problem}")
-    click.echo("parity: PASSED" if r.passed else "parity: FAILED")
+        echo(f"metadata: {problem}")
+    echo("parity: PASSED" if r.passed else "parity: FAILED")
 
 
 def _calibration(checkpoint: Path, folder: Path | None, seed: int) -> list[Any]:

@@ -35,6 +35,20 @@ def echo(text: object = "", err: bool = False) -> None:
     click.echo(printable(text), err=err)
 
 
+def echo_lines(text: object, err: bool = False) -> None:
+    """Print a block of lines for people (a table, indented JSON): each line escaped as by
+    :func:`echo`, the block's own line breaks kept (no newline added after a final one)."""
+    lines = str(text).split("\n")
+    click.echo("\n".join(printable(line) for line in lines), err=err, nl=lines[-1] != "")
+
+
+def setup_printable_logging(level: int) -> None:
+    """Log lines to stderr as ``LEVEL name: message``, control characters escaped."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
 class PrintableFormatter(logging.Formatter):
     """A log formatter whose lines show control characters escaped (see :func:`echo`)."""
 
@@ -52,9 +66,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         if quiet
         else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     )
-    handler = logging.StreamHandler()
-    handler.setFormatter(PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])
+    setup_printable_logging(level)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,7 +2,7 @@
 
 Files are read into numpy arrays that :class:`~n2n_infer.Denoiser` accepts:
 H×W uint8 (8-bit grey), H×W uint16 (16-bit grey), H×W×3 uint8 (colour),
-H×W×4 uint8 (with alpha), H×W×3 / H×W×4 uint16 (16-bit colour PNG or TIFF), or
+H×W×4 uint8 (with alpha), H×W×3 / H×W×4 uint16 (16-bit colour PNG, TIFF or PPM), or
 float32/float64 H×W / H×W×3 (floating-point TIFF, values in [0, 1]).
 
 Who decodes what (the format is found from the file's first bytes, not its name):
@@ -10,8 +10,16 @@ PNG goes to libpng (:mod:`n2n_infer.png16`), which refuses image data shorter
 than the header declares; every TIFF is checked by :mod:`n2n_infer.tiff16`
 (tifffile) before any decoding, and its 16-bit colour and float images are
 decoded there; HEIF/HEIC goes to libheif through pillow-heif where the
-``heic`` extra is installed (:mod:`n2n_infer.heif`); JPEG, WebP, AVIF (where
-Pillow has it), BMP and the other TIFFs go to Pillow. Files whose suffix names a
+``heic`` extra is installed (:mod:`n2n_infer.heif`); PGM and PPM (binary or
+plain, any maxval from 1 to 65535, kept and written back) go to
+:mod:`n2n_infer.pnm`; JPEG, WebP, AVIF (where Pillow has it), BMP and the other
+TIFFs go to Pillow. No reader reads a file whole before checking its header: a
+PNG is read chunk by chunk, a TIFF's directories are checked before tifffile
+reads their values, and what the other decoders get is bounded by what the
+header declares (:mod:`n2n_infer.containers`), so that a huge or sparse file
+is refused, or read without its tail, rather than read whole. Only regular
+files are read: a folder, a FIFO or a device is refused by name (a FIFO is
+not waited on). Files whose suffix names a
 format that is not read (camera RAW, GIF, JPEG XL, HEIF without the extra, ...:
 :data:`UNSUPPORTED`) are refused by name with what to do instead, so that a
 batch job reports them rather than passing them over. Pixel modes
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,10 +49,10 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError, features
 
-from n2n_infer import heif, png16, tiff16
+from n2n_infer import containers, heif, png16, pnm, tiff16
 from n2n_infer.arrays import MAX_PIXELS  # one limit for files and arrays
 from n2n_infer.errors import ImageError
-from n2n_infer.files import TEMP_PREFIX, TEMP_SUFFIX, write_atomic
+from n2n_infer.files import TEMP_PREFIX, TEMP_SUFFIX, kind_of, write_atomic
 
 __all__ = [
     "HAS_HEIF",
@@ -126,14 +135,18 @@ KNOWN_FORMATS = (
     f"a PNG, JPEG, TIFF, WebP, BMP{', AVIF' if HAS_AVIF else ''}{', HEIF' if HAS_HEIF else ''} "
     "or PPM/PGM"
 )
-#: Formats Pillow reads (HEIF is read by :mod:`n2n_infer.heif`; Pillow's JPEG reader
-#: also opens an MPO, a JPEG holding further images such as a phone's HDR gain map).
-READ_FORMATS = tuple(sorted(set(SUFFIXES.values()) - {"HEIF"}))
+#: Formats Pillow reads (HEIF is read by :mod:`n2n_infer.heif`, PGM/PPM by
+#: :mod:`n2n_infer.pnm`; Pillow's JPEG reader also opens an MPO, a JPEG holding further
+#: images such as a phone's HDR gain map).
+READ_FORMATS = tuple(sorted(set(SUFFIXES.values()) - {"HEIF", "PPM"}))
 #: Formats written as another: an MPO's first image is written as a JPEG.
 _FAMILY = {"MPO": "JPEG"}
 JPEG_QUALITY = 95
 WEBP_QUALITY = 95
 ORIENTATION_TAG = 0x0112
+#: Bytes Pillow may read of a BMP (or another format without a container bound) while
+#: it parses the header: then its limit becomes what the declared image can need.
+OPEN_BYTES = containers.MAX_METADATA_BYTES
 TIFF_MAGICS = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 #: Pillow mode -> (mode to convert to before reading, mode written back).
 PILLOW_MODES = {
@@ -152,7 +165,6 @@ PILLOW_MODES = {
     "YCbCr": ("RGB", "RGB"),
     "1": ("L", "L"),
     "P": ("RGB", "RGB"),  # "RGBA" when the palette has transparency
-    "I": ("I", "I;16"),  # a 16-bit PGM (maxval above 255) only
 }
 #: libpng's channel count -> mode written back (uint8; uint16 grey is "I;16").
 PNG_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
@@ -172,7 +184,9 @@ class ImageFile:
         exif: EXIF bytes with the orientation reset, if any.
         notes: what could not be kept or was ignored (e.g. an invalid orientation).
         encoder: format-specific settings to write it back alike (a HEIF's bit depth,
-            chroma subsampling, nclx profile and XMP: :func:`n2n_infer.heif.encode_heif`).
+            chroma subsampling, nclx profile and XMP: :func:`n2n_infer.heif.encode_heif`;
+            a PGM/PPM's maxval, ``pnm_maxval``, its pixels being spread over the full
+            range of their type: :mod:`n2n_infer.pnm`).
     """
 
     pixels: np.ndarray
@@ -188,12 +202,15 @@ def read_file(path: str | Path, max_pixels: int | None = None) -> ImageFile:
     """Decode an image file, keeping its bit depth, alpha, ICC profile and EXIF.
 
     ``max_pixels`` defaults to :data:`MAX_PIXELS`. The decoded data is complete:
-    a file holding fewer rows than it declares is refused, never padded.
+    a file holding fewer rows than it declares is refused, never padded. Only what
+    the file's header declares is read: data after the image is left unread (and
+    noted), a header declaring far more than the image can need is refused.
 
     Raises:
-        ImageError: the file is missing, unreadable, empty, truncated, corrupt, not
-            a PNG/JPEG/TIFF/WebP/BMP/PPM image, has more than ``max_pixels`` pixels or a
-            pixel mode that cannot be kept, or is too large to decode in memory; any
+        ImageError: the file is missing, not a regular file, unreadable, empty,
+            truncated, corrupt, not a PNG/JPEG/TIFF/WebP/BMP/PPM image, has more than
+            ``max_pixels`` pixels or a pixel mode that cannot be kept, declares more
+            bytes than its image can need, or is too large to decode in memory; any
             decoder failure (or a warning turned into an error) is reported this
             way; the message names the file.
     """
@@ -231,16 +248,15 @@ def read_file(path: str | Path, max_pixels: int | None = None) -> ImageFile:
 def _read(path: Path, max_pixels: int) -> ImageFile:
     if path.suffix.lower() in UNSUPPORTED:
         raise ImageError(f"{path}: {UNSUPPORTED[path.suffix.lower()]}")
-    if path.exists() and not path.is_file():
-        raise ImageError(f"{path}: not a regular file (a folder, FIFO or device)")
-    with open(path, "rb") as f:
-        head = f.read(64)
+    head = _head(path)
     if not head:
         raise ImageError(f"{path}: empty file (0 bytes)")
     if heif.looks_like_heif(head):  # by content: phones also export HEIF as .jpg
         return _read_heif(path, max_pixels)
     if head.startswith(png16.SIGNATURE):
         return _read_png(path, max_pixels)
+    if pnm.looks_like_pnm(head):
+        return _read_pnm(path, max_pixels)
     if head[:4] in TIFF_MAGICS:
         tif = tiff16.read_tiff(path, max_pixels)
         if tif.pixels is not None:
@@ -255,10 +271,33 @@ def _read(path: Path, max_pixels: int) -> ImageFile:
     return _read_pillow(path, max_pixels)
 
 
+def _head(path: Path) -> bytes:
+    """The first bytes of a regular file; anything else (a folder, a FIFO, a device) is
+    refused by name, without waiting for a FIFO's writer or reading a device."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ImageError(
+            f"{path}: not a regular file (a {kind_of(mode)}): only image files are read"
+        )
+    with open(fd, "rb") as f:
+        return f.read(64)
+
+
+def _trailing_note(trailing: int, what: str) -> list[str]:
+    return [f"{trailing} bytes after the {what} ignored (not read)"] if trailing else []
+
+
 def _read_png(path: Path, max_pixels: int) -> ImageFile:
     """Any PNG, through libpng; 16-bit grey+alpha is widened to 16-bit RGBA (with a note)."""
-    png = png16.decode_png(path, path.read_bytes(), max_pixels)
-    notes: list[str] = []
+    png = png16.read_png(path, max_pixels)
+    notes = _trailing_note(png.trailing, "IEND chunk")
     if png.colour_type == 3:
         notes.append(_PALETTE_NOTE)
     elif png.bit_depth < 8:
@@ -281,8 +320,31 @@ def _read_png(path: Path, max_pixels: int) -> ImageFile:
     return ImageFile(np.ascontiguousarray(px), "PNG", mode, png.icc_profile, exif, notes, encoder)
 
 
+def _read_pnm(path: Path, max_pixels: int) -> ImageFile:
+    """A PGM or PPM at its own maxval, kept in :attr:`ImageFile.encoder` (``pnm_maxval``)
+    and written back; the samples are spread over the full range of uint8 or uint16."""
+    p = pnm.read_pnm(path, max_pixels)
+    name = "PGM" if p.pixels.ndim == 2 else "PPM"
+    notes = _trailing_note(p.trailing, "image data")
+    if p.plain:
+        notes.append(f"plain (ASCII) {name} written back as a binary {name}")
+    if p.comments:
+        notes.append(f"{name} header comments not written back")
+    mode = "RGB" if p.pixels.ndim == 3 else ("L" if p.pixels.dtype == np.uint8 else "I;16")
+    return ImageFile(p.pixels, "PPM", mode, notes=notes, encoder={"pnm_maxval": p.maxval})
+
+
 def _read_heif(path: Path, max_pixels: int) -> ImageFile:
     """A HEIF/HEIC file's primary image, upright, at its own bit depth."""
+    if heif.HAS_HEIF:  # pillow-heif reads the whole file: bounded by its boxes first
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            extent = containers.isobmff_extent(path, f, size, max_pixels, "HEIF")
+        if extent.trailing:
+            raise ImageError(
+                f"{path}: {extent.trailing} bytes after the last HEIF box (at offset "
+                f"{extent.end}): corrupt, or data that is not the image's; refused unread"
+            )
     h = heif.read_heif(path, max_pixels)
     mode = "I;16" if h.mode == "I" or (h.mode == "L" and h.pixels.dtype == np.uint16) else h.mode
     # the EXIF orientation only repeats the rotation libheif has applied: dropped, not applied
@@ -321,17 +383,74 @@ _PALETTE_NOTE = (
 
 
 def _read_pillow(path: Path, max_pixels: int) -> ImageFile:
-    """JPEG, WebP, AVIF, BMP, PPM and 8-bit or grey TIFF, through Pillow."""
+    """JPEG, WebP, AVIF, BMP and 8-bit or grey TIFF, through Pillow.
+
+    Every format but TIFF (whose layout :mod:`n2n_infer.tiff16` has checked, and which
+    libtiff reads from its descriptor) is read through :class:`containers.Bounded`:
+    a JPEG, a WebP or an AVIF only as far as its header declares (see
+    :mod:`n2n_infer.containers`), a BMP :data:`OPEN_BYTES` while Pillow reads its
+    header, then no more than its declared samples can need.
+    """
     # from an open file, not the path: from a path Pillow maps an uncompressed file
     # into memory, and (Pillow 13) lays a grey TIFF that it turns upright (orientation
     # 5-8) out in its stored shape, scrambled
-    with open(path, "rb") as fh, Image.open(fh, formats=READ_FORMATS) as im:
+    with open(path, "rb") as raw:
+        size = os.fstat(raw.fileno()).st_size
+        head = raw.read(64)
+        raw.seek(0)
+        if head[:4] in TIFF_MAGICS:
+            return _decode_pillow(path, raw, max_pixels, None, [])
+        extent = _container_extent(path, raw, head, size, max_pixels)
+        fh = containers.Bounded(raw, extent.end if extent else min(size, OPEN_BYTES))
+        try:
+            notes = _trailing_note(extent.trailing, "image data") if extent else []
+            return _decode_pillow(path, fh, max_pixels, None if extent else fh, notes)
+        except ImageError:
+            raise
+        except Exception:
+            if fh.cut:
+                raise ImageError(
+                    f"{path}: corrupt or not an image: the decoder asked for more than the "
+                    f"{fh.limit} bytes that its header allows; refused unread"
+                ) from None
+            raise
+
+
+def _container_extent(
+    path: Path, raw: BinaryIO, head: bytes, size: int, max_pixels: int
+) -> containers.Extent | None:
+    """How far a JPEG, a WebP or an AVIF may be read (Pillow reads the last two whole),
+    or ``None`` (a BMP: bounded once Pillow has read its header)."""
+    if head[:3] == b"\xff\xd8\xff":
+        return containers.jpeg_extent(path, raw, size, max_pixels)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return containers.webp_extent(path, raw, size, max_pixels)
+    if HAS_AVIF and containers.looks_like_avif(head):
+        return containers.isobmff_extent(path, raw, size, max_pixels, "AVIF")
+    return None
+
+
+def _decode_pillow(
+    path: Path,
+    fh: BinaryIO,
+    max_pixels: int,
+    bounded: containers.Bounded | None,
+    notes: list[str],
+) -> ImageFile:
+    """Decode with Pillow from ``fh``; ``bounded``: ``fh`` itself, whose limit is set to
+    what the declared image can need once Pillow has read the header."""
+    fh.seek(0)
+    with Image.open(fh, formats=READ_FORMATS) as im:
         if im.width * im.height > max_pixels:
             raise ImageError(
                 f"{path}: {im.width}×{im.height} pixels exceeds the limit of {max_pixels}"
             )
+        if bounded is not None:
+            bands = len(im.getbands())
+            bounded.limit = max(bounded.tell(), *(t[2] for t in im.tile)) + (
+                containers.sample_bound(im.width * im.height, bands)
+            )
         frames = getattr(im, "n_frames", 1)
-        notes: list[str] = []
         if frames > 1 and im.format == "MPO":
             notes.append(
                 f"the {frames - 1} further image(s) of this MPO JPEG (a stereo view, a depth "
@@ -343,7 +462,7 @@ def _read_pillow(path: Path, max_pixels: int) -> ImageFile:
                 "images are denoised, and the other frames would be lost; split it into "
                 "single images first"
             )
-        if im.mode not in PILLOW_MODES or (im.mode == "I" and im.format != "PPM"):
+        if im.mode not in PILLOW_MODES:
             raise ImageError(
                 f"{path}: pixel mode {im.mode} is not supported (expected grey, grey+alpha, "
                 "RGB, RGBA, palette or 16-bit grey; CMYK, 32-bit integer and other modes "
@@ -362,11 +481,7 @@ def _read_pillow(path: Path, max_pixels: int) -> ImageFile:
         elif mode == "1":
             notes.append("1-bit image written back as 8-bit grey")
         pixels = np.asarray(im if read_as == mode else im.convert(read_as))
-    if mode == "I":  # a 16-bit PGM: 0..maxval, maxval at most 65535
-        if pixels.size and not 0 <= int(pixels.min()) <= int(pixels.max()) <= 65535:
-            raise ImageError(f"{path}: 16-bit PGM with values outside 0-65535")
-        pixels = pixels.astype(np.uint16)
-    elif read_as.startswith("I;16"):
+    if read_as.startswith("I;16"):
         pixels = pixels.astype(np.uint16)
     px = np.ascontiguousarray(_orient(pixels, orientation, notes))
     return ImageFile(px, fmt, write_as, icc or None, exif, notes, encoder)
@@ -484,11 +599,13 @@ def write_file(path: str | Path, loaded: ImageFile, pixels: np.ndarray | None = 
 
     The format comes from the suffix of ``path``. The file is written atomically.
     uint16 colour pixels are written as a 16-bit PNG (libpng) or a 16-bit TIFF, float
-    pixels as a float TIFF (tifffile, which keeps the ICC profile, not the EXIF).
+    pixels as a float TIFF (tifffile, which keeps the ICC profile, not the EXIF); a
+    PGM/PPM at ``loaded``'s maxval when it was one (:func:`n2n_infer.pnm.encode_pnm`).
 
     Raises:
         ImageError: unknown suffix; uint16 colour for a format other than PNG,
-            TIFF and HEIF; float pixels for a format other than TIFF.
+            TIFF, PPM and HEIF; float pixels for a format other than TIFF; alpha for
+            a PGM/PPM.
         OSError: the file cannot be written.
     """
     path = Path(path)
@@ -532,6 +649,12 @@ def _writer(path: Path, loaded: ImageFile, px: np.ndarray) -> Callable[[BinaryIO
         return lambda f: f.write(data)
     # what keeps it alike applies to a file of the same format only
     encoder = loaded.encoder if _FAMILY.get(loaded.format, loaded.format) == fmt else {}
+    if fmt == "PPM":  # at the source's maxval: a 12-bit PGM stays 12-bit
+        try:
+            data = pnm.encode_pnm(px, encoder.get("pnm_maxval"))
+        except ImageError as exc:
+            raise ImageError(f"{path}: {exc}") from None
+        return lambda f: f.write(data)
     if px.dtype.kind == "f" or (px.dtype == np.uint16 and px.ndim == 3):
         data = _encode_deep(path, fmt, px, loaded.icc_profile, loaded.exif, encoder)
         return lambda f: f.write(data)

@@ -5,24 +5,31 @@ which Pillow decodes to 8 bits and cannot write), colour type and interlacing;
 it refuses image data that holds fewer rows than the header declares. This
 module keeps the plumbing around it:
 
-* the chunk walk (CRCs checked, IEND required) that finds IHDR, the ICC profile
-  (iCCP), the EXIF data (eXIf), the chunks kept as they are
+* the chunk walk (CRCs checked, IEND required, nothing after it read) that finds
+  IHDR, the ICC profile (iCCP), the EXIF data (eXIf), the chunks kept as they are
   (:data:`KEPT_CHUNKS`: colour space, resolution, text) and an animation
   (acTL, refused: all frames but one would be lost);
 * the size checks made before decoding: the pixel limit, and whether the IDAT
   chunks can hold the declared image at all (Deflate inflates at most
   :data:`DEFLATE_MAX_RATIO` times), so a tiny file declaring 10000×9999 pixels is
   refused without allocating them;
+* the bounds on what is read, checked on each chunk's length before its bytes are
+  read (:func:`read_png` reads the file chunk by chunk): the image data at most
+  :data:`MAX_IDAT_RATIO` times the declared image's rows, the other chunks at most
+  :data:`MAX_OTHER_BYTES` together, so that a huge or sparse file is refused after
+  reading its header, never read whole;
 * on writing 16-bit colour, the iCCP, eXIf and kept chunks inserted after IHDR.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import imagecodecs
 import numpy as np
@@ -35,6 +42,7 @@ __all__ = [
     "Png",
     "decode_png",
     "encode_png16",
+    "read_png",
     "transposed",
     "with_chunks",
 ]
@@ -46,6 +54,15 @@ CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 MAX_ICC_BYTES = 16 << 20
 #: Deflate's best case: 258 bytes from about 2 bits.
 DEFLATE_MAX_RATIO = 1032
+#: The image data (IDAT) may hold at most this many times the declared image's filtered
+#: rows, plus IDAT_SLACK: interlacing adds at most about twice the rows' filter bytes,
+#: and Deflate's worst case (stored or fixed-code blocks) adds about an eighth.
+MAX_IDAT_RATIO = 4
+IDAT_SLACK = 1 << 20
+#: All other chunks (text, profile, EXIF, unknown ones) together may hold at most this.
+MAX_OTHER_BYTES = 64 << 20
+#: The largest chunk length the PNG specification allows.
+MAX_CHUNK_LENGTH = (1 << 31) - 1
 ZLIB_LEVEL = 6
 EXIF_HEADER = b"Exif\x00\x00"
 #: Chunks copied from a PNG to its denoised version, as they are: they describe the
@@ -71,6 +88,7 @@ class Png:
         exif: the eXIf chunk's TIFF-structured bytes (no ``Exif\\0\\0`` header), if any.
         bit_depth: the IHDR bit depth (1, 2, 4, 8 or 16).
         chunks: (type, body) of the :data:`KEPT_CHUNKS` present, in file order.
+        trailing: bytes after the IEND chunk (not read).
     """
 
     pixels: np.ndarray
@@ -79,25 +97,40 @@ class Png:
     exif: bytes | None = None
     bit_depth: int = 8
     chunks: tuple[tuple[bytes, bytes], ...] = ()
+    trailing: int = 0
+
+
+def read_png(path: Path, max_pixels: int) -> Png:
+    """Read and decode the PNG file at ``path``, chunk by chunk (see :func:`decode_png`).
+
+    Only what the header allows is read: each chunk's length is checked against the
+    bounds before its bytes are (:data:`MAX_IDAT_RATIO`, :data:`MAX_OTHER_BYTES`), and
+    nothing after IEND is read.
+
+    Raises:
+        ImageError: as :func:`decode_png`.
+    """
+    with open(path, "rb") as f:
+        return _decode(path, f, max_pixels)
 
 
 def decode_png(path: Path, data: bytes, max_pixels: int) -> Png:
     """Decode the PNG held in ``data`` (read from ``path``, named in errors).
 
     Raises:
-        ImageError: bad signature or CRC, no IEND, a malformed IHDR or iCCP, more
-            than ``max_pixels`` pixels, fewer IDAT bytes than the declared image
-            needs even at Deflate's best ratio, or anything libpng refuses
-            (truncated or short image data, bad filter types, ...).
+        ImageError: bad signature or CRC, an invalid chunk type or length, no IEND, a
+            malformed IHDR or iCCP, more than ``max_pixels`` pixels, more image data
+            than the declared image can need (or fewer bytes than it needs even at
+            Deflate's best ratio), more than :data:`MAX_OTHER_BYTES` of other chunks,
+            or anything libpng refuses (truncated or short image data, bad filter
+            types, ...).
     """
-    chunks = _chunks(path, data)
-    if not chunks or chunks[0][0] != b"IHDR" or len(chunks[0][1]) != 13:
-        raise ImageError(f"{path}: PNG does not start with a 13-byte IHDR chunk")
-    w, h, depth, colour, *_ = struct.unpack(">IIBBBBB", chunks[0][1])
-    if w == 0 or h == 0 or colour not in CHANNELS:
-        raise ImageError(f"{path}: invalid PNG header (size {w}×{h}, colour type {colour})")
-    if w * h > max_pixels:
-        raise ImageError(f"{path}: {w}×{h} pixels exceeds the limit of {max_pixels}")
+    return _decode(path, io.BytesIO(data), max_pixels)
+
+
+def _decode(path: Path, f: BinaryIO, max_pixels: int) -> Png:
+    walked = _walk(path, f, max_pixels)
+    chunks, (w, h, depth, colour) = walked.chunks, walked.header
     actl = next((body for kind, body in chunks if kind == b"acTL"), None)
     frames = struct.unpack(">I", actl[:4])[0] if actl is not None and len(actl) >= 4 else 1
     if frames > 1:
@@ -105,15 +138,14 @@ def decode_png(path: Path, data: bytes, max_pixels: int) -> Png:
             f"{path}: an animated PNG ({frames} frames): only single images are denoised, "
             "and the other frames would be lost; split it into single PNGs first"
         )
-    raw = h * (1 + math.ceil(w * CHANNELS[colour] * depth / 8))  # filtered rows
-    idat = sum(len(body) for kind, body in chunks if kind == b"IDAT")
-    if raw > DEFLATE_MAX_RATIO * idat + 1024:
+    raw = _filtered_bytes(w, h, depth, colour)
+    if raw > DEFLATE_MAX_RATIO * walked.idat + 1024:
         raise ImageError(
-            f"{path}: PNG declares {w}×{h} pixels ({raw} bytes) but holds {idat} bytes of "
-            "image data, which cannot inflate to that: truncated or corrupt"
+            f"{path}: PNG declares {w}×{h} pixels ({raw} bytes) but holds {walked.idat} bytes "
+            "of image data, which cannot inflate to that: truncated or corrupt"
         )
     try:
-        pixels = imagecodecs.png_decode(data)
+        pixels = imagecodecs.png_decode(walked.data)
     except imagecodecs.PngError as exc:
         raise ImageError(f"{path}: corrupt or truncated PNG image data (libpng: {exc})") from None
     if pixels.shape[:2] != (h, w):
@@ -121,7 +153,13 @@ def decode_png(path: Path, data: bytes, max_pixels: int) -> Png:
     icc = next((_icc(path, body) for kind, body in chunks if kind == b"iCCP"), None)
     exif = next((body for kind, body in chunks if kind == b"eXIf"), None)
     kept = tuple((kind, body) for kind, body in chunks if kind in KEPT_CHUNKS)
-    return Png(pixels, colour, icc, exif or None, depth, kept)
+    trailing = f.seek(0, io.SEEK_END) - len(walked.data)
+    return Png(pixels, colour, icc, exif or None, depth, kept, trailing)
+
+
+def _filtered_bytes(w: int, h: int, depth: int, colour: int) -> int:
+    """Bytes of the declared image's filtered rows (not interlaced)."""
+    return h * (1 + math.ceil(w * CHANNELS[colour] * depth / 8))
 
 
 def transposed(chunk: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
@@ -132,26 +170,97 @@ def transposed(chunk: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
     return chunk
 
 
-def _chunks(path: Path, data: bytes) -> list[tuple[bytes, bytes]]:
-    """(type, body) of every chunk up to IEND, CRCs checked."""
-    if not data.startswith(SIGNATURE):
+@dataclass(frozen=True)
+class _Walked:
+    """What :func:`_walk` found: the file's bytes up to IEND (for libpng), the IHDR fields
+    (width, height, bit depth, colour type), (type, body) of every chunk but IHDR, IDAT
+    and IEND, and the IDAT bytes."""
+
+    data: bytearray
+    header: tuple[int, int, int, int]
+    chunks: list[tuple[bytes, bytes]]
+    idat: int
+
+
+def _walk(path: Path, f: BinaryIO, max_pixels: int) -> _Walked:
+    """Read a PNG up to IEND: first its chunk headers alone, each length checked against
+    the bounds before the chunk is passed over, then the bytes up to IEND at once (into
+    one buffer, for libpng), their CRCs checked."""
+    if f.read(len(SIGNATURE)) != SIGNATURE:
         raise ImageError(f"{path}: not a PNG file (bad signature)")
-    chunks, pos = [], len(SIGNATURE)
-    while True:
-        if pos + 8 > len(data):
+    size = f.seek(0, io.SEEK_END)
+    pos, header, idat, other, idat_max = len(SIGNATURE), None, 0, 0, 0
+    while True:  # the chunk headers; each chunk's 12 bytes of framing count too
+        f.seek(pos)
+        head = f.read(8)
+        if len(head) < 8:
             raise ImageError(f"{path}: truncated PNG (no IEND chunk)")
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        end = pos + 8 + length
-        if end + 4 > len(data):
+        length, kind = struct.unpack(">I4s", head)
+        if not kind.isalpha():  # four ASCII letters
+            raise ImageError(f"{path}: corrupt PNG: invalid chunk type {kind!r} at offset {pos}")
+        if length > MAX_CHUNK_LENGTH:
+            raise ImageError(
+                f"{path}: corrupt PNG: {kind!r} chunk of {length} bytes (at most "
+                f"{MAX_CHUNK_LENGTH})"
+            )
+        if header is None:
+            header = _ihdr(path, kind, length, f.read(17), max_pixels)
+            idat_max = MAX_IDAT_RATIO * _filtered_bytes(*header) + IDAT_SLACK
+        if kind == b"IDAT":
+            idat += length + 12
+            if idat > idat_max:
+                raise ImageError(
+                    f"{path}: PNG holds more than {idat_max} bytes of image data, more than "
+                    f"its {header[0]}×{header[1]} image can need: corrupt"
+                )
+        else:
+            other += length + 12
+            if other > MAX_OTHER_BYTES:
+                raise ImageError(
+                    f"{path}: PNG chunks other than image data hold more than "
+                    f"{MAX_OTHER_BYTES} bytes (at the {kind!r} chunk): refused"
+                )
+        pos += 12 + length
+        if pos > size:
             raise ImageError(f"{path}: truncated PNG ({kind!r} chunk cut off)")
-        body = data[pos + 8 : end]
-        (crc,) = struct.unpack(">I", data[end : end + 4])
-        if zlib.crc32(kind + body) != crc:
-            raise ImageError(f"{path}: CRC mismatch in PNG chunk {kind!r} (corrupt file)")
         if kind == b"IEND":
-            return chunks
-        chunks.append((kind, body))
-        pos = end + 4
+            break
+    data = bytearray(pos)
+    f.seek(0)
+    if f.readinto(data) != pos:
+        raise ImageError(f"{path}: truncated PNG (the file changed while it was read)")
+    view, chunks, idat, at = memoryview(data), [], 0, len(SIGNATURE)
+    while at < pos:  # the CRCs, and the chunks other than the image data
+        length, kind = struct.unpack_from(">I4s", data, at)
+        body = view[at + 8 : at + 8 + length]
+        (crc,) = struct.unpack_from(">I", data, at + 8 + length)
+        if zlib.crc32(body, zlib.crc32(kind)) != crc:
+            raise ImageError(f"{path}: CRC mismatch in PNG chunk {kind!r} (corrupt file)")
+        if kind == b"IDAT":
+            idat += length
+        elif kind != b"IEND":
+            chunks.append((kind, bytes(body)))
+        at += 12 + length
+    return _Walked(data, header, chunks[1:], idat)
+
+
+def _ihdr(
+    path: Path, kind: bytes, length: int, rest: bytes, max_pixels: int
+) -> tuple[int, int, int, int]:
+    """(width, height, bit depth, colour type) of the first chunk, which must be a
+    13-byte IHDR (``rest``: its body and CRC), checked."""
+    if kind != b"IHDR" or length != 13 or len(rest) < 17:
+        raise ImageError(f"{path}: PNG does not start with a 13-byte IHDR chunk")
+    if zlib.crc32(rest[:13], zlib.crc32(kind)) != struct.unpack(">I", rest[13:])[0]:
+        raise ImageError(f"{path}: CRC mismatch in PNG chunk {kind!r} (corrupt file)")
+    w, h, depth, colour, *_ = struct.unpack(">IIBBBBB", rest[:13])
+    if w == 0 or h == 0 or colour not in CHANNELS or depth not in (1, 2, 4, 8, 16):
+        raise ImageError(
+            f"{path}: invalid PNG header (size {w}×{h}, colour type {colour}, bit depth {depth})"
+        )
+    if w * h > max_pixels:
+        raise ImageError(f"{path}: {w}×{h} pixels exceeds the limit of {max_pixels}")
+    return w, h, depth, colour
 
 
 def _icc(path: Path, body: bytes) -> bytes:

@@ -1,8 +1,12 @@
 """TIFF files: layout checks before any decoding, and the images Pillow cannot keep.
 
-Every TIFF is first opened with `tifffile <https://pypi.org/project/tifffile/>`_
-(BSD, numpy only), which parses the first image's tags; :func:`read_tiff` then
-checks the layout before a single strip or tile is decompressed:
+Every TIFF's directories are first checked by their entries alone
+(:func:`check_directories`): tifffile and Pillow read every tag's values whole,
+so a tag declaring gigabytes of values, or far more strip offsets than the
+image has strips, is refused before any is read. The file is then opened with
+`tifffile <https://pypi.org/project/tifffile/>`_ (BSD, numpy only), which parses
+the first image's tags; :func:`read_tiff` then checks the layout before a single
+strip or tile is decompressed:
 
 * the pixel count against the caller's limit;
 * every strip or tile present (no zero offset or byte count) and inside the file;
@@ -28,19 +32,21 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import tifffile
 
 from n2n_infer.errors import ImageError
 
-__all__ = ["STRIP_BYTES", "Tiff", "encode_tiff", "read_tiff"]
+__all__ = ["STRIP_BYTES", "Tiff", "check_directories", "encode_tiff", "read_tiff"]
 
 ZLIB_LEVEL = 6
 #: Pages after the first that are looked at to tell thumbnails from further images.
@@ -61,6 +67,21 @@ MAX_COMPRESSION_RATIO = {1: 1, 5: 3000, 8: 1032, 32946: 1032, 32773: 64}
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: More samples per pixel than this (RGBA plus extra samples) is refused before decoding.
 MAX_SAMPLES = 8
+#: The values of all tags of the directories read (profiles, text, colour maps...), strip
+#: and tile offsets and byte counts aside, may hold at most this many bytes together.
+MAX_TAG_BYTES = 64 << 20
+#: A directory with more entries than this is refused (tifffile's own limit).
+MAX_ENTRIES = 4096
+#: TIFF field type -> bytes per value (unknown types are skipped, as tifffile does).
+TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4,
+              16: 8, 17: 8, 18: 8}  # fmt: skip
+#: StripOffsets, StripByteCounts, TileOffsets, TileByteCounts.
+SEGMENT_TAGS = (273, 279, 324, 325)
+#: Strip or tile offsets or byte counts beyond twice what the layout needs, plus this,
+#: are refused before they are read.
+SEGMENT_SLACK = 1024
+#: Tags whose value is a directory read with the image's (EXIF, GPS, interoperability).
+SUB_DIRECTORY_TAGS = (34665, 34853, 40965)
 
 
 @dataclass(frozen=True)
@@ -142,6 +163,8 @@ def read_tiff(path: Path, max_pixels: int) -> Tiff:
 
 
 def _read_tiff(path: Path, max_pixels: int) -> Tiff:
+    with open(path, "rb") as f:
+        check_directories(path, f, os.fstat(f.fileno()).st_size, max_pixels)
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         if page.imagewidth * page.imagelength * max(page.imagedepth, 1) > max_pixels:
@@ -175,6 +198,145 @@ def _read_tiff(path: Path, max_pixels: int) -> Tiff:
             pixels = _unpremultiply(pixels)
     icc = bytes(icc) if isinstance(icc, (bytes, bytearray, np.ndarray)) else None
     return Tiff(np.ascontiguousarray(pixels), icc, orientation, resolution, notes)
+
+
+def check_directories(path: Path, f: BinaryIO, size: int, max_pixels: int) -> None:
+    """Check the directories that are read of a TIFF file (the first
+    :data:`MAX_PAGES_CHECKED` + 1 pages and their EXIF/GPS directories) by their
+    entries alone, before any tag value is: tifffile and Pillow read every value
+    whole, however large its declared count.
+
+    Raises:
+        ImageError: a page of more than ``max_pixels`` pixels, more strip or tile
+            offsets or byte counts than its size and layout need, tag values of more
+            than :data:`MAX_TAG_BYTES` bytes together, or a directory of more than
+            :data:`MAX_ENTRIES` entries.
+    """
+    f.seek(0)
+    head = f.read(16)
+    big = head[2:4] in (b"+\0", b"\0+")
+    layout = _Layout("<" if head[:2] == b"II" else ">", big)
+    if len(head) < (16 if big else 8):
+        return  # tifffile says what is wrong
+    offset = layout.offset(head[8:16] if big else head[4:8])
+    budget = [MAX_TAG_BYTES]
+    seen: set[int] = set()
+    for page in range(MAX_PAGES_CHECKED + 1):
+        if not 0 < offset < size or offset in seen:
+            return
+        seen.add(offset)
+        entries, offset = layout.directory(path, f, offset)
+        _check_entries(path, page, entries, layout, budget, max_pixels)
+        for tag, _, count, value in entries:
+            sub = layout.offset(value) if tag in SUB_DIRECTORY_TAGS and count == 1 else 0
+            if 0 < sub < size and sub not in seen:
+                seen.add(sub)
+                sub_entries, _ = layout.directory(path, f, sub)
+                _check_entries(path, page, sub_entries, layout, budget, max_pixels)
+
+
+#: A directory entry: (tag, type, count, the raw value or offset field).
+_Entry = tuple[int, int, int, bytes]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Byte order (``"<"`` or ``">"``) and flavour (BigTIFF or classic) of a TIFF file."""
+
+    order: str
+    big: bool
+
+    @property
+    def field(self) -> int:
+        """Bytes of an offset, and of an entry's value field."""
+        return 8 if self.big else 4
+
+    def offset(self, raw: bytes) -> int:
+        return int.from_bytes(raw[: self.field], "little" if self.order == "<" else "big")
+
+    def number(self, kind: int, count: int, raw: bytes) -> int | None:
+        """The single SHORT, LONG or LONG8 value held in an entry's value field."""
+        width = {3: 2, 4: 4, 16: 8}.get(kind)
+        if count != 1 or width is None or width > self.field:
+            return None
+        return int.from_bytes(raw[:width], "little" if self.order == "<" else "big")
+
+    def directory(self, path: Path, f: BinaryIO, offset: int) -> tuple[list[_Entry], int]:
+        """The entries of the directory at ``offset``, and the next one's offset (0 at
+        the end or when cut off)."""
+        f.seek(offset)
+        raw = f.read(8 if self.big else 2)
+        if len(raw) < (8 if self.big else 2):
+            return [], 0
+        count = int.from_bytes(raw, "little" if self.order == "<" else "big")
+        if count > MAX_ENTRIES:
+            raise ImageError(
+                f"{path}: TIFF directory at offset {offset} with {count} entries (at most "
+                f"{MAX_ENTRIES}): corrupt"
+            )
+        size = 20 if self.big else 12
+        data = f.read(count * size + self.field)
+        entries = []
+        for i in range(min(count, len(data) // size)):
+            tag, kind = struct.unpack_from(self.order + "HH", data, i * size)
+            n = self.offset(data[i * size + 4 : i * size + 4 + self.field])
+            entries.append((tag, kind, n, data[i * size + 4 + self.field : (i + 1) * size]))
+        tail = data[count * size :]
+        return entries, self.offset(tail) if len(tail) == self.field else 0
+
+
+def _check_entries(
+    path: Path,
+    page: int,
+    entries: list[_Entry],
+    layout: _Layout,
+    budget: list[int],
+    max_pixels: int,
+) -> None:
+    """Refuse a directory whose values are larger than its image can need; ``budget``:
+    the tag bytes left (shared by all directories)."""
+    segments = 2 * _segments_needed(path, page, entries, layout, max_pixels) + SEGMENT_SLACK
+    for tag, kind, count, _ in entries:
+        if tag in SEGMENT_TAGS:  # the exact count is checked by check_layout
+            if count > segments:
+                raise ImageError(
+                    f"{path}: TIFF page {page} declares {count} strip or tile offsets or byte "
+                    f"counts (tag {tag}), far more than its size and layout need: corrupt"
+                )
+            continue
+        nbytes = count * TYPE_BYTES.get(kind, 0)
+        if nbytes > layout.field:  # not held in the entry: read from elsewhere
+            budget[0] -= nbytes
+            if budget[0] < 0:
+                raise ImageError(
+                    f"{path}: TIFF tag values of more than {MAX_TAG_BYTES} bytes (tag {tag} of "
+                    f"page {page} declares {nbytes} bytes): refused"
+                )
+
+
+def _segments_needed(
+    path: Path, page: int, entries: list[_Entry], layout: _Layout, max_pixels: int
+) -> int:
+    """The most strips or tiles a directory's image can have (as :func:`_layout` counts
+    them), from its entries; refuses more than ``max_pixels`` pixels."""
+    values = {tag: layout.number(kind, count, raw) for tag, kind, count, raw in entries}
+    width, length = values.get(256), values.get(257)
+    if not width or not length:
+        return 1  # no image: tifffile refuses it
+    depth = max(values.get(32997) or 1, 1)
+    if width * length * depth > max_pixels:
+        which = "" if page == 0 else f"page {page}: "
+        raise ImageError(
+            f"{path}: {which}{width}×{length} pixels exceeds the limit of {max_pixels}"
+        )
+    samples = min(max(values.get(277) or 1, 1), MAX_SAMPLES)
+    planes = samples if values.get(284) == 2 else 1
+    if 322 in values or 323 in values:  # tiled
+        tile_w, tile_l = max(values.get(322) or 1, 1), max(values.get(323) or 1, 1)
+        tiles = math.ceil(length / tile_l) * math.ceil(width / tile_w)
+        return planes * math.ceil(depth / max(values.get(32998) or 1, 1)) * tiles
+    rows = max(1, min(values.get(278) or length, length))
+    return planes * depth * math.ceil(length / rows)
 
 
 def _other_pages(path: Path, tif: Any) -> tuple[str, ...]:

@@ -3,28 +3,44 @@
 Valid seed files of every supported format and mode are built from seeded random
 pixels (PNG 8/16-bit grey, grey+alpha, RGB, RGBA, palette; JPEG with EXIF and ICC;
 TIFF 8/16-bit in strips and tiles, none/LZW/Deflate/PackBits, planar, float; WebP;
-BMP; PPM). Each case mutates one of them (bit flips, truncation, inserted or deleted
-bytes, interesting integers, PNG chunk edits with the CRC fixed, TIFF tag edits,
-a block copied over another) and reads it with :func:`n2n_infer.imageio.read_file`,
-which must return a valid :class:`~n2n_infer.imageio.ImageFile` or raise
+BMP; PGM/PPM binary and plain, maxval 5 to 65535). Each case mutates one of them
+(bit flips, truncation, inserted or deleted bytes, interesting integers, PNG chunk
+edits with the CRC fixed, TIFF tag edits, a block copied over another) and reads it
+with :func:`n2n_infer.imageio.read_file`, which must return a valid
+:class:`~n2n_infer.imageio.ImageFile` or raise
 :class:`~n2n_infer.errors.ImageError`; anything else is a finding.
+
+The bomb cases (:func:`bomb_cases`) are files that must not be read whole: a
+small valid image (or just its header) followed by gigabytes of sparse zeros,
+or a header declaring a chunk, box, tag or image far larger than the file or
+than the image can need; and special files (a FIFO, a folder, a device). Each
+is read in one child process (:func:`run_bombs`) whose peak resident memory
+must stay far below the files' size, with the right result: an image, or an
+ImageError saying why.
 
 Usage (from the repository root)::
 
     python scripts/fuzz_readers.py --cases 3000 --seed 1
+    python scripts/fuzz_readers.py --bombs
 
-prints the case count, the outcome counts and the slowest case, and exits 1 if any
-case broke the contract. ``tests/infer/test_readers_fuzz.py`` runs a short version.
+prints the case count, the outcome counts and the slowest case (or each bomb
+case's outcome and the peak memory), and exits 1 if any case broke the contract.
+``tests/infer/test_readers_fuzz.py`` runs a short version, and
+``tests/infer/test_readers_bounds.py`` the bomb cases.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
+import os
 import resource
 import struct
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from collections import Counter
@@ -66,6 +82,16 @@ def _pillow(im: Image.Image, fmt: str, **options: object) -> bytes:
     return buf.getvalue()
 
 
+def _netpbm(magic: str, samples: np.ndarray, maxval: int, comment: str = "fuzz") -> bytes:
+    """A PGM/PPM of ``samples`` (0..maxval), binary (P5/P6) or plain (P2/P3)."""
+    h, w = samples.shape[:2]
+    header = f"{magic}\n# {comment}\n{w} {h}\n{maxval}\n".encode("ascii")
+    if magic in ("P2", "P3"):
+        rows = (" ".join(str(int(v)) for v in row.reshape(-1)) for row in samples)
+        return header + "\n".join(rows).encode("ascii") + b"\n"
+    return header + samples.astype(">u2" if maxval > 255 else np.uint8).tobytes()
+
+
 def _tifffile(px: np.ndarray, **options: object) -> bytes:
     buf = io.BytesIO()
     tifffile.imwrite(buf, px, metadata=None, **options)
@@ -102,6 +128,10 @@ def seed_files(seed: int = 0) -> list[tuple[str, bytes]]:
         ("p.bmp", _pillow(im.convert("P"), "BMP")),
         ("rgb.ppm", _pillow(im, "PPM")),
         ("l.ppm", _pillow(im.convert("L"), "PPM")),
+        ("g12.ppm", _netpbm("P5", rgb16[..., 0] >> 4, 4095)),  # PGM content, .ppm name
+        ("rgb16.ppm", _netpbm("P6", rgb16, 65535)),
+        ("g5.ppm", _netpbm("P5", rgb[..., 1] % 6, 5)),
+        ("plain.ppm", _netpbm("P3", rgb16 % 1001, 1000)),
         ("raw8.tif", _pillow(im, "TIFF")),
         ("lzw8.tif", _pillow(im, "TIFF", compression="tiff_lzw")),
         ("zip8.tif", _pillow(im.convert("L"), "TIFF", compression="tiff_deflate")),
@@ -319,15 +349,234 @@ def fuzz(cases: int, seed: int, folder: Path) -> FuzzReport:
     return FuzzReport(len(seeds) + cases, outcomes, findings, slowest_s, slowest)
 
 
+# --- bombs: files that must not be read whole ---------------------------------------------
+
+#: The size of a bomb case's sparse file: far more than any case may read or hold.
+BOMB_BYTES = 3 << 30
+#: Peak resident memory of the child process that reads every bomb case (its imports
+#: take about 60 MB; a case read whole would take gigabytes).
+BOMB_MAX_RSS_MB = 400
+#: Seconds the child may take for all the cases (each takes well under a second).
+BOMB_TIMEOUT_S = 120
+#: The child's address-space limit: a reader that would read a case whole fails (out of
+#: memory) instead of taking gigabytes of the machine's memory.
+BOMB_ADDRESS_SPACE = 2 << 30
+#: The child: reads each path of its arguments, prints one JSON line per path.
+_BOMB_READER = """
+import json, resource, sys, time
+limit = int(sys.argv[1])
+try:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+except (AttributeError, ValueError, OSError):  # not enforced everywhere
+    pass
+from n2n_infer import imageio
+for path in sys.argv[2:]:
+    start = time.perf_counter()
+    try:
+        loaded = imageio.read_file(path)
+        outcome, message = "ok", "; ".join(loaded.notes)
+    except Exception as exc:
+        outcome, message = type(exc).__name__, str(exc)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    seconds = round(time.perf_counter() - start, 3)
+    print(json.dumps({"path": path, "outcome": outcome, "message": message, "rss_mb": rss,
+                      "seconds": seconds}), flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class Bomb:
+    """A file that must not be read whole.
+
+    Attributes:
+        name: its file name (the suffix names the format).
+        data: its first bytes (the rest, up to ``size``, are sparse zeros).
+        size: its size in bytes.
+        expect: ``"ok"`` (an image, read without its tail), or a piece of the
+            ImageError's message.
+        special: ``"fifo"``, ``"folder"`` or ``"device"`` (a link to /dev/zero)
+            instead of a file.
+    """
+
+    name: str
+    data: bytes = b""
+    size: int = BOMB_BYTES
+    expect: str = "ok"
+    special: str = ""
+
+
+@dataclass(frozen=True)
+class BombResult:
+    """What reading a bomb case gave: its outcome ("ok", an exception's name, or
+    "not run" when the child stopped before it), the message or notes, the child's
+    peak resident memory so far (MB) and the seconds the read took."""
+
+    bomb: Bomb
+    outcome: str
+    message: str
+    rss_mb: int
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        """The right outcome, within the memory bound."""
+        if self.rss_mb > BOMB_MAX_RSS_MB:
+            return False
+        if self.bomb.expect == "ok":
+            return self.outcome == "ok"
+        return self.outcome == "ImageError" and self.bomb.expect in self.message
+
+
+def _with(data: bytes, at: int, value: bytes) -> bytes:
+    return data[:at] + value + data[at + len(value) :]
+
+
+def _png_chunk(kind: bytes, length: int, body: bytes = b"") -> bytes:
+    return struct.pack(">I4s", length, kind) + body
+
+
+def _box_at(data: bytes, kind: bytes) -> int:
+    """The offset of the top-level ISOBMFF box ``kind`` of ``data``."""
+    pos = 0
+    while pos + 8 <= len(data):
+        if data[pos + 4 : pos + 8] == kind:
+            return pos
+        pos += int.from_bytes(data[pos : pos + 4], "big")
+    raise ValueError(f"no {kind!r} box")
+
+
+def _tiff_with_entry(tag: int, kind: int, count: int) -> bytes:
+    """A classic little-endian 16×16 grey TIFF whose IFD has ``tag`` with ``count``
+    values of ``kind`` at offset 8192 (inside a sparse file)."""
+    entries = {256: (3, 1, 16), 257: (3, 1, 16), 258: (3, 1, 8), 259: (3, 1, 1),
+               262: (3, 1, 1), 273: (4, 1, 4096), 277: (3, 1, 1), 278: (3, 1, 16),
+               279: (4, 1, 256)}  # fmt: skip
+    entries[tag] = (kind, count, 8192)
+    ifd = struct.pack("<H", len(entries))
+    ifd += b"".join(struct.pack("<HHII", t, *entries[t]) for t in sorted(entries))
+    return b"II*\0" + struct.pack("<I", 8) + ifd + bytes(4)
+
+
+def bomb_cases(seed: int = 0) -> list[Bomb]:
+    """The bomb cases: every reader's format, each with a sparse tail or a header that
+    declares far more than the file or the image can need; and special files."""
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    im = Image.fromarray(rgb)
+    png, jpeg = _pillow(im, "PNG"), _pillow(im, "JPEG")
+    prog = _pillow(im, "JPEG", progressive=True)
+    ihdr = png[: len(png16.SIGNATURE) + 25]
+    sos = jpeg.index(b"\xff\xda")
+    webp = _pillow(im, "WEBP")
+    bombs = [
+        Bomb("tail.png", png),
+        Bomb("idat.png", ihdr + _png_chunk(b"IDAT", 0x7FFFFFF0), expect="more than its 24×16"),
+        Bomb("text.png", ihdr + _png_chunk(b"tEXt", 0x7FFFFFF0), expect="other than image data"),
+        Bomb("zeros.png", ihdr, expect="invalid chunk type"),
+        Bomb("tail.jpg", jpeg),
+        Bomb("tail-progressive.jpg", prog),
+        Bomb("tail.webp", webp),
+        Bomb("riff.webp", _with(webp, 4, struct.pack("<I", 0xFFFFFFF0)), expect="canvas can need"),
+        Bomb("tail.bmp", _pillow(im, "BMP")),
+        Bomb("tail.tif", _pillow(im, "TIFF")),
+        Bomb("description.tif", _tiff_with_entry(270, 2, 0x7FFFFFF0), expect="tag values of more"),
+        Bomb("strips.tif", _tiff_with_entry(273, 4, 0x10000000), expect="far more than its size"),
+        Bomb("tail.ppm", _netpbm("P6", rgb.astype(np.uint16) * 16, 4095)),
+        Bomb("declared.ppm", b"P6\n20000 5000\n65535\n" + bytes(64), 100, expect="truncated PPM"),
+        Bomb("plain.pgm", b"P2\n4000 4000\n255\n1 2 3\n", expect="malformed plain PGM"),
+        Bomb("fifo.png", special="fifo", expect="not a regular file (a FIFO)"),
+        Bomb("folder.png", special="folder", expect="not a regular file (a folder)"),
+    ]
+    if os.path.exists("/dev/zero"):
+        bombs.append(Bomb("zero.png", special="device", expect="(a character device)"))
+    if imageio.HAS_AVIF:
+        avif = _pillow(im, "AVIF")
+        mdat = _box_at(avif, b"mdat")
+        huge = _with(avif, mdat, struct.pack(">I", BOMB_BYTES - mdat))  # to the file's end
+        bombs += [Bomb("tail.avif", avif), Bomb("mdat.avif", huge, expect="boxes hold")]
+    if heif.HAS_HEIF:
+        heic = heif.encode_heif(rgb)
+        mdat = _box_at(heic, b"mdat")
+        huge = _with(heic, mdat, struct.pack(">I", BOMB_BYTES - mdat))
+        bombs += [
+            Bomb("tail.heic", heic, expect="bytes after the last HEIF box"),
+            Bomb("mdat.heic", huge, expect="boxes hold"),
+        ]
+    bombs += [  # last: without bounds, Pillow walks 3 GB of zeros for minutes
+        Bomb("header.jpg", jpeg[: sos - 20], expect="bytes that are not markers"),
+        Bomb("scan.jpg", prog[: prog.index(b"\xff\xda") + 40], expect="its header allows"),
+    ]
+    return bombs
+
+
+def write_bomb(bomb: Bomb, folder: Path) -> Path:
+    """Make ``bomb``'s file (sparse: only its first bytes are written) in ``folder``."""
+    path = folder / bomb.name
+    if bomb.special == "fifo":
+        os.mkfifo(path)
+    elif bomb.special == "folder":
+        path.mkdir()
+    elif bomb.special == "device":
+        path.symlink_to("/dev/zero")
+    else:
+        with open(path, "wb") as f:
+            f.write(bomb.data)
+            f.truncate(max(bomb.size, len(bomb.data)))
+    return path
+
+
+def run_bombs(
+    bombs: list[Bomb], folder: Path, timeout_s: float = BOMB_TIMEOUT_S
+) -> list[BombResult]:
+    """Read every bomb case in one child process; its results, in order (a case the child
+    did not finish within ``timeout_s``, and those after it: "not run")."""
+    if not hasattr(os, "mkfifo"):
+        bombs = [b for b in bombs if b.special != "fifo"]
+    paths = [str(write_bomb(b, folder)) for b in bombs]
+    root = str(Path(__file__).resolve().parent.parent)
+    path_list = [root, *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path_list)}
+    args = [sys.executable, "-c", _BOMB_READER, str(BOMB_ADDRESS_SPACE), *paths]
+    lines: list[str] = []
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                          env=env) as child:  # fmt: skip
+        reader = threading.Thread(target=lambda: lines.extend(child.stdout or ()), daemon=True)
+        reader.start()
+        try:
+            child.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:  # the cases read so far keep their results
+            child.kill()
+            child.wait()
+        reader.join(timeout=10)
+    done = "".join(lines)
+    rows = {r["path"]: r for r in (json.loads(line) for line in done.splitlines() if line)}
+    results = []
+    for bomb, path in zip(bombs, paths, strict=True):
+        r = rows.get(path, {"outcome": "not run", "message": "", "rss_mb": 0, "seconds": 0.0})
+        results.append(BombResult(bomb, r["outcome"], r["message"], r["rss_mb"], r["seconds"]))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``--cases N --seed S [--memory-gib G]``; exit 1 on any finding."""
+    """Command line: ``--cases N --seed S [--memory-gib G]``, or ``--bombs``; exit 1 on any
+    finding."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=3000, help="mutated files to read")
     parser.add_argument("--seed", type=int, default=1, help="seed of pixels and mutations")
     parser.add_argument(
         "--memory-gib", type=float, default=4.0, help="address-space limit of this process"
     )
+    parser.add_argument(
+        "--bombs", action="store_true", help="read the bomb cases instead (sparse files)"
+    )
     args = parser.parse_args(argv)
+    if args.bombs:
+        with tempfile.TemporaryDirectory() as folder:
+            results = run_bombs(bomb_cases(args.seed), Path(folder))
+        for r in results:
+            verdict = "ok  " if r.passed else "FAIL"
+            print(f"{verdict} {r.bomb.name}: {r.outcome} {r.rss_mb} MB {r.seconds} s {r.message}")
+        return 0 if all(r.passed for r in results) else 1
     limit = int(args.memory_gib * (1 << 30))
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     start = time.perf_counter()

@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from n2n_infer.cli import echo, echo_lines, setup_printable_logging
+
 
 class ExtraGroup(click.Group):
     """A command group whose commands need packages of an optional extra.
@@ -31,7 +33,7 @@ class ExtraGroup(click.Group):
         missing = [m for m in self.needs if importlib.util.find_spec(m) is None]
         if missing:
             prog = kwargs.get("prog_name") or self.name or "n2n"
-            click.echo(
+            echo(
                 f"error: {prog} needs {' and '.join(missing)}, not installed here: "
                 f"pip install 'n2n[{self.extra}]'",
                 err=True,
@@ -79,7 +81,7 @@ class FiniteFloat(click.FloatRange):
 def main(verbose: int) -> None:
     """Train Noise2Noise UNets (torch)."""
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    setup_printable_logging(level)
 
 
 @main.command()
@@ -104,10 +106,10 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
     try:
         folders = fetch_corpus(tuple(sets), cache_dir)
     except CorpusError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         sys.exit(1)
     for name, folder in folders.items():
-        click.echo(f"{name}: {len(list(folder.iterdir()))} photos in {folder}")
+        echo(f"{name}: {len(list(folder.iterdir()))} photos in {folder}")
 
 
 @main.command()
@@ -467,18 +469,18 @@ def sweep(
         else:
             doc = run_sweep(parsed, out, jobs=jobs, threads=threads, only=only, report=_said)
     except SweepError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         sys.exit(2)
-    click.echo((out / "sweep.md").read_text())
+    echo_lines((out / "sweep.md").read_text())
     failed = [r["name"] for r in doc["runs"] if r.get("status") == "failed"]
     if failed:
-        click.echo(f"error: runs failed: {', '.join(failed)} (see their fit.log)", err=True)
+        echo(f"error: runs failed: {', '.join(failed)} (see their fit.log)", err=True)
         sys.exit(1)
 
 
 def _said(line: str) -> None:
     """A sweep's progress line, on stderr (the tables go to stdout)."""
-    click.echo(f"sweep: {line}", err=True)
+    echo(f"sweep: {line}", err=True)
 
 
 @main.command("sweep-plot")
@@ -498,11 +500,11 @@ def sweep_plot(out: Path, sweeps: tuple[Path, ...], title: str, besides: tuple[P
     from n2n_train.plots import plot_sweeps
 
     if len(besides) > len(sweeps):
-        click.echo(f"error: --beside: {len(besides)} files for {len(sweeps)} sweeps", err=True)
+        echo(f"error: --beside: {len(besides)} files for {len(sweeps)} sweeps", err=True)
         sys.exit(2)
     docs = [_read_sweep(path) for path in sweeps]
     plot_sweeps(docs, out, title=title, beside=[_read_sweep(path) for path in besides])
-    click.echo(f"wrote {out}")
+    echo(f"wrote {out}")
 
 
 def _read_sweep(path: Path) -> dict:
@@ -510,10 +512,10 @@ def _read_sweep(path: Path) -> dict:
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        click.echo(f"error: {path}: not a readable sweep.json ({exc})", err=True)
+        echo(f"error: {path}: not a readable sweep.json ({exc})", err=True)
         sys.exit(2)
     if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
-        click.echo(f"error: {path}: not a sweep.json (no list of runs)", err=True)
+        echo(f"error: {path}: not a sweep.json (no list of runs)", err=True)
         sys.exit(2)
     return doc
 
@@ -527,9 +529,9 @@ def sweep_spread(sweeps: tuple[Path, ...]) -> None:
 
     rows = seed_spread([_read_sweep(path) for path in sweeps])
     if not rows:
-        click.echo("error: no runs that differ only by their seed (two or more finished)", err=True)
+        echo("error: no runs that differ only by their seed (two or more finished)", err=True)
         sys.exit(1)
-    click.echo(spread_table(rows), nl=False)
+    echo_lines(spread_table(rows))
 
 
 @main.command("make-seedlike")
@@ -581,9 +583,9 @@ def make_seedlike_cmd(
             load_photo_folder(train_photos), load_photo_folder(val_photos), out_dir, spec
         )
     except DataError as exc:
-        click.echo(f"error: {exc} (run `n2n-train corpus` first?)", err=True)
+        echo(f"error: {exc} (run `n2n-train corpus` first?)", err=True)
         sys.exit(2)
-    click.echo(json.dumps(facts, indent=2))
+    echo_lines(json.dumps(facts, indent=2))
 
 
 if __name__ == "__main__":

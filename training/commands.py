@@ -1,7 +1,8 @@
 """The bodies of ``n2n-train fit``, ``eval`` and ``average`` (kept out of ``cli.py``).
 
 Each returns the exit status: 0 success, 1 failure during the run, 2 unusable
-arguments or data. They print with ``click.echo`` (errors to stderr).
+arguments or data. They print with ``n2n_infer.cli.echo`` (control characters escaped;
+errors to stderr).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import click
 import torch
 
+from n2n_infer.cli import echo, echo_lines
 from n2n_infer.files import sha256_file, write_text_atomic
 from n2n_train.checkpoint import Checkpoint, CheckpointError, find_checkpoint, load_checkpoint
 from n2n_train.config import PRESETS, ConfigError, TrainConfig, UNetConfig
@@ -327,20 +329,20 @@ def run_fit_command(out_dir: Path, opts: dict[str, Any], argv: list[str] | None 
     try:
         check_out_of_data(out_dir, opts)
     except DataError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         return 2
     nproc = int(opts.get("nproc") or 1)
     if nproc > 1 and not distributed.in_launched_run():
         try:
             distributed.check_nproc(nproc, opts["device"])
         except distributed.DistributedError as exc:
-            click.echo(f"error: {exc}", err=True)
+            echo(f"error: {exc}", err=True)
             return 2
         return _launch_fit(nproc, opts["threads"], argv)
     try:
         dist = distributed.init_from_environment(opts["device"])
     except distributed.DistributedError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         return 2
     try:
         status = _fit_rank(out_dir, opts, dist)
@@ -384,7 +386,7 @@ def _launch_fit(nproc: int, threads: int | None, argv: list[str] | None) -> int:
     from n2n_train import distributed
 
     if not argv or "fit" not in argv:
-        click.echo(
+        echo(
             "error: --nproc needs the n2n-train command line; from Python, start the "
             "processes with torchrun ... -m n2n_train.cli fit ...",
             err=True,
@@ -393,14 +395,14 @@ def _launch_fit(nproc: int, threads: int | None, argv: list[str] | None) -> int:
     threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 1)
     cores = os.cpu_count() or 1
     if nproc * threads > cores:
-        click.echo(
+        echo(
             f"warning: {nproc} processes × {threads} thread(s) on {cores} cores: "
             "oversubscribed, expect it to run slower than fewer processes",
             err=True,
         )
     status, lines = distributed.launch(nproc, argv)
     for line in lines:
-        click.echo(line, err=True)
+        echo(line, err=True)
     return status
 
 
@@ -430,7 +432,7 @@ def _fit_rank(out_dir: Path, opts: dict[str, Any], dist: Dist) -> int:
             )
         data, info = load_data(opts, cfg)
     except (CheckpointError, ConfigError, DataError, DistributedError, ValueError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)  # other ranks: shown only if rank 0 is silent
+        echo(f"error: {exc}", err=True)  # other ranks: shown only if rank 0 is silent
         return 2
     if init is not None:
         info["init"] = opts["init_name"]  # its sha256 is the summary's init.sha256
@@ -453,14 +455,14 @@ def _fit_rank(out_dir: Path, opts: dict[str, Any], dist: Dist) -> int:
             check_sync=opts.get("check_sync") or 0,
         )
     except (CheckpointError, DistributedError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         return 1 if isinstance(exc, DesyncError) else 2
     if dist.is_main:
         if opts.get("json_out"):
             shown = {k: v for k, v in summary.items() if k != "train_config"}
-            click.echo(json.dumps(shown, indent=2))
+            echo_lines(json.dumps(shown, indent=2))
         else:
-            click.echo(closing_line(out_dir, summary, opts))
+            echo(closing_line(out_dir, summary, opts))
     return 0
 
 
@@ -517,16 +519,16 @@ def run_eval_command(
         if noisy.shape[2] % ckpt.config.stride or noisy.shape[3] % ckpt.config.stride:
             raise DataError(f"{data}: image sides must be multiples of {ckpt.config.stride}")
     except (CheckpointError, DataError, ValueError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         return 2
     result, denoised = evaluate(ckpt.build_model(), noisy, clean, device)
-    click.echo(f"images:                         {len(result.noisy_psnr)}")
-    click.echo(f"noisy input PSNR (mean/image):  {result.mean_noisy_psnr:.2f} dB")
-    click.echo(f"denoised PSNR (mean/image):     {result.mean_psnr:.2f} dB")
-    click.echo(f"denoised PSNR (global MSE):     {result.global_mse_psnr:.2f} dB")
+    echo(f"images:                         {len(result.noisy_psnr)}")
+    echo(f"noisy input PSNR (mean/image):  {result.mean_noisy_psnr:.2f} dB")
+    echo(f"denoised PSNR (mean/image):     {result.mean_psnr:.2f} dB")
+    echo(f"denoised PSNR (global MSE):     {result.global_mse_psnr:.2f} dB")
     out_dir = out_dir or checkpoint.parent / f"eval-{data.stem}"
     _write_eval_outputs(out_dir, checkpoint, data, result, noisy, denoised, clean, samples)
-    click.echo(f"figures and eval.json in {out_dir}")
+    echo(f"figures and eval.json in {out_dir}")
     return 0
 
 
@@ -711,24 +713,22 @@ def run_average_command(
         sources = [(f, load_checkpoint(f), sha256_file(f)) for f in files]
         ckpt = average_checkpoints(sources)
     except CheckpointError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         return 2
     if validate:
         try:
             facts = measure_validation(ckpt, device, run_dirs=run_folders(files))
         except (ConfigError, DataError, ValueError) as exc:
-            click.echo(
-                f"error: cannot validate the average ({exc}); --no-validate skips it", err=True
-            )
+            echo(f"error: cannot validate the average ({exc}); --no-validate skips it", err=True)
             return 2
         ckpt.summary.update(best_val_loss=facts["val_loss"], val_psnr=facts.get("val_psnr"))
         ckpt.summary["averaged"]["validation"] = facts
     save_checkpoint(out, ckpt.build_model(), ckpt.summary)
     epochs = [s[1].summary.get("epochs") for s in sources]
-    click.echo(f"averaged {len(sources)} checkpoints (epochs {epochs}) into {out}")
+    echo(f"averaged {len(sources)} checkpoints (epochs {epochs}) into {out}")
     if validate:
         line = f"validation loss {facts['val_loss']:.6f}"
         if "val_psnr" in facts:
             line += f", validation PSNR {facts['val_psnr']:.3f} dB"
-        click.echo(line)
+        echo(line)
     return 0

@@ -285,3 +285,58 @@ def test_batch_keeps_16_bit_rgb_png_16_bit(tmp_path):
     assert np.any(out.pixels % 257 != 0)  # not 8-bit values scaled up
     expected = Denoiser(device="cpu").denoise(noisy)  # the only change is the denoising
     assert np.array_equal(out.pixels, expected) and not np.array_equal(expected, noisy)
+
+
+# --- reads bounded by the header (hardening issue, defect 12) --------------------------------
+
+
+def test_a_png_is_read_chunk_by_chunk_never_whole(tmp_path, monkeypatch):
+    """The reader took path.read_bytes() of any file before looking at it."""
+    px = _random16(20, 5, 6, 3)
+    path = tmp_path / "p.png"
+    path.write_bytes(png16.encode_png16(px))
+
+    def whole(self):
+        raise AssertionError(f"{self} read whole")
+
+    monkeypatch.setattr(type(path), "read_bytes", whole)
+    assert np.array_equal(imageio.read_file(path).pixels, px)
+
+
+def test_a_chunk_longer_than_the_image_can_need_is_refused_before_it_is_read(tmp_path):
+    good = png_bytes(_random16(21, 3, 4, 3))
+    ihdr = good[: len(png16.SIGNATURE) + 25]
+    path = tmp_path / "long.png"
+    path.write_bytes(ihdr + struct.pack(">I4s", 0x7FFFFFF0, b"IDAT") + bytes(100))
+    with pytest.raises(ImageError, match="more than its 4×3 image can need") as info:
+        imageio.read_file(path)
+    assert str(path) in str(info.value)
+    many = b"".join(_chunk(b"IDAT", bytes(60000)) for _ in range(20))  # 1.2 MB for 4×3
+    path.write_bytes(ihdr + many + _chunk(b"IEND", b""))
+    with pytest.raises(ImageError, match="more than its 4×3 image can need"):
+        imageio.read_file(path)
+
+
+def test_chunks_other_than_image_data_are_bounded(tmp_path, monkeypatch):
+    good = png_bytes(_random16(22, 3, 4, 3))
+    path = tmp_path / "text.png"
+    path.write_bytes(png_bytes(_random16(22, 3, 4, 3), extra=_chunk(b"tEXt", b"k\0" + bytes(5000))))
+    assert imageio.read_file(path).pixels.shape == (3, 4, 3)
+    monkeypatch.setattr(png16, "MAX_OTHER_BYTES", 4000)
+    with pytest.raises(ImageError, match="other than image data hold more than 4000 bytes"):
+        imageio.read_file(path)
+    path.write_bytes(good)
+    assert imageio.read_file(path).pixels.shape == (3, 4, 3)
+
+
+def test_an_invalid_chunk_type_is_refused_and_data_after_iend_left_unread(tmp_path):
+    good = png_bytes(_random16(23, 3, 4, 3))
+    path = tmp_path / "z.png"
+    path.write_bytes(good[: len(png16.SIGNATURE) + 25] + bytes(64))
+    with pytest.raises(
+        ImageError, match=r"invalid chunk type b'\\x00\\x00\\x00\\x00' at offset 33"
+    ):
+        imageio.read_file(path)
+    path.write_bytes(good + b"appended by some tool")
+    loaded = imageio.read_file(path)
+    assert loaded.notes == ["21 bytes after the IEND chunk ignored (not read)"]
