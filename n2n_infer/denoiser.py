@@ -33,6 +33,7 @@ from n2n_infer.grey import grey_mode_for, is_grey, merge_phases, phase_stacks, t
 from n2n_infer.metadata import KEY_PRECISION, MAX_AUTO_OVERLAP, ModelInfo
 from n2n_infer.ov_backend import OpenVINOSession
 from n2n_infer.padding import crop, pad_to_multiple
+from n2n_infer.probe import EngineChoice, auto_session
 from n2n_infer.providers import CPU, CUDA, ProviderSpec, parse_device
 from n2n_infer.registry import available_models, resolve_model
 from n2n_infer.session import (
@@ -118,8 +119,13 @@ class Denoiser:
         device: ``"auto"`` (CUDA when usable, else CPU: on a machine without
             an NVIDIA driver CUDA is not tried, which costs what ``"cpu"``
             costs and is said once at INFO; with a driver, a CUDA that cannot
-            start gives one warning that says why), ``"cpu"``, ``"cuda"`` or
-            ``"cuda:N"`` (an error if CUDA cannot be used).
+            start gives one warning that says why; on the CPU, the fastest
+            installed engine whose outputs match onnxruntime fp32, measured
+            once per model and machine and cached: see :mod:`n2n_infer.probe`
+            and :attr:`engine_choice`), ``"cpu"`` (onnxruntime fp32), ``"cuda"``
+            or ``"cuda:N"`` (an error if CUDA cannot be used), ``"openvino"``,
+            ``"openvino:f32"`` or ``"openvino:bf16"``. A named device is never
+            probed.
         providers: instead of ``device``, the onnxruntime execution providers
             to use, in order, as names or ``(name, options)`` pairs (e.g.
             ``["OpenVINOExecutionProvider"]``, ``[("ROCMExecutionProvider",
@@ -231,6 +237,13 @@ class Denoiser:
         self.info = ModelInfo.from_props(read_metadata(self._session, self.path), self.path)
         self.grey = grey_mode_for(grey, self.info.noise, trained_on_grey(self.info.training))
         self._warm_up(config, device, explicit=providers is not None)
+        #: What ``auto`` chose among this CPU's engines, measured (see :mod:`n2n_infer.probe`);
+        #: None when a device or providers were named, or when CUDA runs.
+        self.engine_choice: EngineChoice | None = None
+        if kind == "auto" and providers is None and self.providers[0] == CPU:
+            self._session, self.engine_choice = auto_session(
+                self._session, self.path, self.stride, config.intra_op_threads
+            )
         overlap = tile_overlap
         if overlap is None:
             overlap = default_overlap(self.info.config, self.stride)

@@ -234,3 +234,75 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv(probe.ENV_CACHE)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert probe.cache_dir() == tmp_path / "n2n"
+
+
+# --- Denoiser: where the probe runs and where it never does -------------------------------
+
+
+def _no_probe(*args, **kwargs):
+    raise AssertionError("the engine probe ran")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"device": "cpu"},
+        {"device": "openvino"},
+        {"providers": ["CPUExecutionProvider"]},
+    ],
+)
+def test_a_named_device_is_never_probed(monkeypatch, kwargs) -> None:
+    if kwargs.get("device") == "openvino":
+        pytest.importorskip("openvino")
+    from n2n_infer import Denoiser
+
+    monkeypatch.setattr(probe, "choose_engine", _no_probe)
+    d = Denoiser(**kwargs)
+    assert d.engine_choice is None
+
+
+def test_auto_with_the_probe_off_runs_onnxruntime(monkeypatch) -> None:
+    from n2n_infer import Denoiser
+
+    monkeypatch.setenv(probe.ENV_PROBE, "0")
+    d = Denoiser()
+    assert d.providers == ["CPUExecutionProvider"]
+    assert d.engine_choice is not None and d.engine_choice.source == "off"
+
+
+def test_auto_runs_what_the_probe_chose_and_reuses_it(probe_on) -> None:
+    """Real engines: whatever wins on this CPU, Denoiser() runs it, and its outputs stay
+    within the probe's tolerance of onnxruntime fp32; the second Denoiser() reads the cache."""
+    from n2n_infer import Denoiser
+
+    first = Denoiser()
+    choice = first.engine_choice
+    assert choice is not None and choice.source == "probe"
+    expected = {"cpu": "CPUExecutionProvider", "openvino:f32": "OpenVINO CPU f32"}
+    expected["openvino:bf16"] = "OpenVINO CPU bf16"
+    assert first.providers[0] == expected[choice.engine]
+    assert {r.engine for r in choice.results} == set(probe.candidate_engines())
+    again = Denoiser()
+    assert again.engine_choice.source == "cache" and again.providers == first.providers
+    x = probe.probe_images(first.stride)[1][:, :, :64, :96]
+    reference = Denoiser(device="cpu").denoise_nchw(x)
+    assert np.abs(first.denoise_nchw(x) - reference).max() <= probe.MAX_ABS_DIFF
+
+
+def test_a_cached_engine_that_cannot_start_gives_onnxruntime_back(
+    clock, monkeypatch, probe_on, caplog
+) -> None:
+    pytest.importorskip("openvino")
+    from n2n_infer import Denoiser, ov_backend
+
+    fake = probe.EngineChoice("openvino:bf16", "cache", (), "2026-12-05T00:00:00Z")
+    monkeypatch.setattr(probe, "choose_engine", lambda *a, **k: fake)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the plugin is gone")
+
+    monkeypatch.setattr(ov_backend.OpenVINOSession, "__init__", broken)
+    with caplog.at_level(logging.WARNING, logger="n2n_infer.probe"):
+        d = Denoiser()
+    assert d.providers == ["CPUExecutionProvider"] and d.engine_choice.engine == REFERENCE
+    assert any("could not start" in r.getMessage() for r in caplog.records)
