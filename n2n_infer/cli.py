@@ -24,6 +24,7 @@ from n2n_infer.errors import N2NError, printable
 if TYPE_CHECKING:
     from n2n_infer.batch import BatchReport, FileResult
     from n2n_infer.denoiser import Denoiser
+    from n2n_infer.probe import EngineChoice
 
 
 def echo(text: object = "", err: bool = False) -> None:
@@ -487,6 +488,7 @@ def info(model: str | None, as_json: bool) -> None:
 
     from n2n_infer.denoiser import Denoiser
     from n2n_infer.metadata import card
+    from n2n_infer.probe import cached_choice
 
     try:
         d = Denoiser(model, device="cpu")
@@ -501,8 +503,10 @@ def info(model: str | None, as_json: bool) -> None:
         "grey_auto": d.grey,
     }
     available = ort.get_available_providers()
+    auto = cached_choice(d.path)
     if as_json:  # JSON escapes every control character (and all non-ASCII) itself
         payload = {"path": str(d.path), **meta, "sizes": sizes, "providers_available": available}
+        payload["auto_engine"] = None if auto is None else auto.summary()
         click.echo(json.dumps(payload, indent=2))
         return
     lines = card(d.info)
@@ -511,11 +515,23 @@ def info(model: str | None, as_json: bool) -> None:
         ("tiles", f"{d.tiles.size} px, overlap {d.tiles.overlap} px (large images)"),
         ("grey images", f"{d.grey} (what --grey auto does)"),
         ("providers", "available here: " + ", ".join(available)),
+        ("engine (auto)", _auto_engine_text(auto)),
     ]
     width = max(len(label) for label, _ in lines)
     for label, text in lines:
         echo(f"{label:<{width}}  {text}")
     echo("(n2n-infer info --json for all the metadata)")
+
+
+def _auto_engine_text(auto: EngineChoice | None) -> str:
+    """What ``info`` says of ``auto``'s engine: the cached verdict, never a new measurement."""
+    from n2n_infer.probe import ENV_PROBE, probe_enabled
+
+    if not probe_enabled():
+        return f"onnxruntime fp32 on the CPU (the engine probe is off: {ENV_PROBE}=0)"
+    if auto is None:
+        return "not measured here yet (n2n-infer doctor measures it)"
+    return auto.short()
 
 
 @main.command()

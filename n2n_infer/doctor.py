@@ -17,6 +17,7 @@ import onnxruntime as ort
 from n2n_infer.denoiser import Denoiser, model_file
 from n2n_infer.errors import N2NError, first_line
 from n2n_infer.imageio import HAS_AVIF, HAS_HEIF, SUFFIXES
+from n2n_infer.probe import ENV_PROBE
 from n2n_infer.providers import (
     CPU,
     CUDA,
@@ -150,4 +151,43 @@ def diagnose(model: str | None = None) -> tuple[list[str], bool]:
     if CUDA in available and CUDA not in usable:
         missing = missing_cuda_libraries()
         lines.append(f"CUDA libraries missing: {', '.join(missing) or 'none'}")
+    if cpu_ok:
+        lines.extend(engine_lines(model))
     return lines, cpu_ok
+
+
+#: What an int8 export costs and gains (docs/runtime.md, "Speed"); never chosen by ``auto``.
+INT8_NOTE = (
+    "int8: a named choice, never made by auto: n2n-export onnx --precision int8 (the photo "
+    "model: about 0.16 dB for 3.4-4.5x onnxruntime fp32 through OpenVINO on CPUs with VNNI)"
+)
+
+
+def engine_lines(model: str | None) -> list[str]:
+    """What ``device="auto"`` runs on this CPU: each engine's measured speed and parity, and
+    the choice (the probe's cached verdict, or a measurement made now)."""
+    try:
+        d = Denoiser(model)
+    except (N2NError, ValueError) as exc:
+        return [f"auto: not usable: {exc}"]
+    choice = d.engine_choice
+    if choice is None:  # CUDA runs: the CPU engines are not compared
+        return [f"auto: {', '.join(d.providers)}"]
+    how = {"probe": "measured now", "cache": f"measured {choice.measured}"}
+    head = f"auto on this CPU: {choice.engine} ({', '.join(d.providers)}"
+    if choice.source == "off":
+        return [f"{head}; the engine probe is off: {ENV_PROBE}=0)", INT8_NOTE]
+    lines = [f"{head}; {how.get(choice.source, choice.source)})"]
+    for r in choice.results:
+        if r.error:
+            lines.append(f"  {r.engine:<14} failed: {r.error}")
+            continue
+        verdict = "parity ok" if r.passed else "parity failed"
+        lines.append(
+            f"  {r.engine:<14} {r.speed:5.2f}x  {verdict} ({r.delta_psnr_db:+.4f} dB, "
+            f"max diff {r.max_abs_diff:.2g})"
+        )
+    if len(choice.results) <= 1 and importlib.util.find_spec("openvino") is None:
+        lines.append('  OpenVINO fp32 and bf16 are measured too with pip install "n2n[openvino]"')
+    lines.append(INT8_NOTE)
+    return lines

@@ -53,6 +53,7 @@ __all__ = [
     "EngineChoice",
     "EngineResult",
     "cache_dir",
+    "cached_choice",
     "candidate_engines",
     "choose",
     "choose_engine",
@@ -130,6 +131,13 @@ class EngineChoice:
     results: tuple[EngineResult, ...] = ()
     measured: str = ""
     fingerprint: dict[str, Any] = field(default_factory=dict)
+
+    def short(self) -> str:
+        """The choice and its speed, in a few words."""
+        chosen = next((r for r in self.results if r.engine == self.engine), None)
+        speed = f", {chosen.speed:.2f}× onnxruntime fp32" if chosen else ""
+        when = f" (measured {self.measured[:10]})" if self.measured else ""
+        return f"{self.engine}{speed}{when}"
 
     def summary(self) -> str:
         """One line: the choice, and each engine's speed and parity."""
@@ -383,6 +391,16 @@ def choose_engine(
     }
     _write_cache(cache)
     return choice
+
+
+def cached_choice(model: Path, threads: int = 0) -> EngineChoice | None:
+    """The verdict cached for ``model`` on this machine, without measuring anything; None when
+    there is none (or the probe is off)."""
+    if not probe_enabled():
+        return None
+    facts = fingerprint(sha256_file(model), threads)
+    entry = _read_cache().get(_key(facts))
+    return None if entry is None else _from_entry(entry, facts)
 
 
 def _key(facts: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ def test_info_reads_as_a_card():
         "tiles",
         "grey images",
         "providers",
+        "engine (auto)",
     ]
     text = result.output
     assert "images with Gaussian noise, sigma 0–50 (of 255)" in text

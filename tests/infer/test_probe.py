@@ -306,3 +306,46 @@ def test_a_cached_engine_that_cannot_start_gives_onnxruntime_back(
         d = Denoiser()
     assert d.providers == ["CPUExecutionProvider"] and d.engine_choice.engine == REFERENCE
     assert any("could not start" in r.getMessage() for r in caplog.records)
+
+
+# --- what doctor and info say ---------------------------------------------------------------
+
+
+def test_doctor_shows_each_engines_speed_and_parity_and_the_choice(clock, monkeypatch) -> None:
+    from n2n_infer.doctor import engine_lines
+
+    results = (
+        EngineResult(REFERENCE, 1.0, 1.0, 0.0, 0.0, True),
+        EngineResult("openvino:f32", 1.4, 0.71, 0.0, 1e-6, True),
+        EngineResult("openvino:bf16", 0.5, 2.0, 0.008, 0.007, True),
+    )
+    fake = probe.EngineChoice(REFERENCE, "cache", results, "2026-12-05T00:00:00Z")
+    monkeypatch.setattr(probe, "choose_engine", lambda *a, **k: fake)
+    lines = engine_lines(None)
+    assert lines[0].startswith("auto on this CPU: cpu (CPUExecutionProvider; measured 2026-12-05")
+    assert any(
+        "openvino:bf16" in line and "2.00x" in line and "parity ok" in line for line in lines
+    )
+    assert lines[-1].startswith("int8: a named choice, never made by auto")
+
+
+def test_doctor_says_when_the_probe_is_off(monkeypatch) -> None:
+    from n2n_infer.doctor import engine_lines
+
+    monkeypatch.setenv(probe.ENV_PROBE, "0")
+    assert "the engine probe is off: N2N_ENGINE_PROBE=0" in engine_lines(None)[0]
+
+
+def test_info_shows_the_cached_choice_without_measuring(clock, monkeypatch, probe_on) -> None:
+    from click.testing import CliRunner
+
+    from n2n_infer.cli import main
+    from n2n_infer.registry import resolve_model
+
+    monkeypatch.setattr(probe, "choose_engine", _no_probe)
+    out = CliRunner().invoke(main, ["info"]).output
+    assert "engine (auto)  not measured here yet (n2n-infer doctor measures it)" in out
+    build, _ = fakes(clock, {REFERENCE: 1.0, "openvino:bf16": 0.5})
+    choose_engine(resolve_model(None), 0, build, stride=8, engines=[REFERENCE, "openvino:bf16"])
+    out = CliRunner().invoke(main, ["info"]).output
+    assert "engine (auto)  openvino:bf16, 2.00× onnxruntime fp32 (measured 20" in out
