@@ -11,6 +11,7 @@ this backend (docs/runtime.md, "Speed", says why).
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,15 @@ from n2n_infer.metadata import INPUT_NAME
 
 #: ``openvino:PRECISION`` -> OpenVINO's inference precision hint.
 PRECISIONS = {"f32": "f32", "bf16": "bf16"}
+#: Parallel streams for batches at most (each gets one or more of the threads).
+MAX_STREAMS = 4
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on macOS or Windows
+        return os.cpu_count() or 1
 
 
 def cpu_capabilities() -> list[str]:
@@ -88,12 +98,39 @@ class OpenVINOSession:
         self._request = self._compiled.create_infer_request()
         self._output = self._compiled.output(0)
         self._lock = threading.Lock()
+        self._core, self._path, self._config = core, path, config
+        #: Batches of several images run as this many parallel streams (see :meth:`run`).
+        self.streams = min(MAX_STREAMS, threads or _usable_cores())
+        self._stream_requests: list[Any] | None = None
 
     def run(self, output_names: list[str], feed: dict[str, np.ndarray], *args: Any) -> list:
-        """``session.run`` for the one input and output: float32 N×3×H×W in and out."""
+        """``session.run`` for the one input and output: float32 N×3×H×W in and out.
+
+        One image runs with every thread on it (OpenVINO's latency mode); a batch of
+        several is split into :attr:`streams` parts run at once, one stream each
+        (its throughput mode, compiled on first use): with 2 threads on an AMD EPYC
+        (Zen 4), bf16 on 8×256×256 went from 1.96× to 2.46× onnxruntime fp32
+        (docs/runtime.md, "Speed").
+        """
+        noisy = feed[INPUT_NAME]
         with self._lock:
-            result = self._request.infer({0: feed[INPUT_NAME]})
-            return [np.asarray(result[self._output])]
+            if self.streams < 2 or noisy.shape[0] < 2:
+                result = self._request.infer({0: noisy})
+                return [np.asarray(result[self._output])]
+            return [self._run_streams(noisy)]
+
+    def _run_streams(self, noisy: np.ndarray) -> np.ndarray:
+        if self._stream_requests is None:
+            config = {**self._config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams}
+            compiled = self._core.compile_model(str(self._path), "CPU", config)
+            self._stream_requests = [compiled.create_infer_request() for _ in range(self.streams)]
+        parts = np.array_split(noisy, min(self.streams, noisy.shape[0]))
+        requests = self._stream_requests[: len(parts)]
+        for request, part in zip(requests, parts, strict=True):
+            request.start_async({0: np.ascontiguousarray(part)})
+        for request in requests:
+            request.wait()
+        return np.concatenate([np.array(r.get_output_tensor(0).data) for r in requests])
 
     def get_providers(self) -> list[str]:
         return [f"OpenVINO CPU {self.precision}"]
