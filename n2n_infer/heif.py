@@ -15,20 +15,25 @@ subsampling (a phone's 4:2:0 stays 4:2:0), the ICC or nclx colour profile,
 EXIF (orientation 1, the pixels being upright) and XMP, at quality
 :data:`QUALITY`, in tiles of :data:`TILE` pixels as phones write them. A file's
 other images (depth maps, an HDR gain map, the other images of a sequence) are
-not written back: the reader says so in its notes.
+not written back: the reader says so in its notes. :data:`FORMAT` is HEIF's entry in
+:data:`n2n_infer.imageio.FORMATS`; pillow-heif reads a file whole, so the file's
+boxes are bounded first (:func:`n2n_infer.containers.isobmff_extent`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from n2n_infer import containers
 from n2n_infer.errors import ImageError
+from n2n_infer.formats import ImageFile, ImageFormat, Writer, parse_exif, written
 
 
 def _installed() -> bool:
@@ -238,3 +243,45 @@ def encode_heif(
     data = np.ascontiguousarray(px).tobytes()
     pillow_heif.encode(mode, (px.shape[1], px.shape[0]), data, out, **options)
     return out.getvalue()
+
+
+def _load(path: Path, max_pixels: int) -> ImageFile:
+    """A HEIF/HEIC file's primary image, upright, at its own bit depth."""
+    with open(path, "rb") as f:  # pillow-heif reads the whole file: bounded by its boxes first
+        size = os.fstat(f.fileno()).st_size
+        extent = containers.isobmff_extent(path, f, size, max_pixels, "HEIF")
+    if extent.trailing:
+        raise ImageError(
+            f"{path}: {extent.trailing} bytes after the last HEIF box (at offset "
+            f"{extent.end}): corrupt, or data that is not the image's; refused unread"
+        )
+    h = read_heif(path, max_pixels)
+    mode = "I;16" if h.mode == "I" or (h.mode == "L" and h.pixels.dtype == np.uint16) else h.mode
+    # the EXIF orientation only repeats the rotation libheif has applied: dropped, not applied
+    exif, _ = parse_exif(h.exif, h.notes) if h.exif else (None, None)
+    return ImageFile(h.pixels, "HEIF", mode, h.icc_profile, exif, h.notes, h.encoder)
+
+
+def _save(path: Path, loaded: ImageFile, px: np.ndarray, encoder: dict[str, Any]) -> Writer:
+    """HEIF bytes, with ``loaded``'s profile, EXIF data and (a HEIF's) encoder settings."""
+    if px.dtype.kind == "f":
+        raise ImageError(f"{path}: floating-point pixels can only be written as TIFF, not HEIF")
+    if loaded.mode == "LA":  # grey + alpha, held as RGBA with R = G = B
+        grey = np.rint(px[..., :3].mean(axis=2)).astype(px.dtype)
+        px = np.stack([grey, px[..., 3]], axis=2)
+    try:
+        return written(encode_heif(px, loaded.icc_profile, loaded.exif, encoder))
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
+
+
+FORMAT = ImageFormat(
+    "HEIF",
+    SUFFIXES,
+    sniff=looks_like_heif,  # whatever its name: phones also export HEIF as .jpg
+    read=_load,
+    write=_save,
+    keeps=("bit_depth", *KEPT),
+    holds=frozenset({"grey", "colour", "alpha", "16-bit"}),
+    refusal="" if HAS_HEIF else MISSING,
+)

@@ -19,6 +19,10 @@ module keeps the plumbing around it:
   :data:`MAX_OTHER_BYTES` together, so that a huge or sparse file is refused after
   reading its header, never read whole;
 * on writing 16-bit colour, the iCCP, eXIf and kept chunks inserted after IHDR.
+
+:data:`FORMAT` is PNG's entry in :data:`n2n_infer.imageio.FORMATS`: any PNG is read
+here (the EXIF orientation applied, what is not kept noted); 16-bit colour is written
+by :func:`encode_png16`, anything else by Pillow, the kept chunks added to its file.
 """
 
 from __future__ import annotations
@@ -29,14 +33,29 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import imagecodecs
 import numpy as np
 
+from n2n_infer import pillow_formats
 from n2n_infer.errors import ImageError
+from n2n_infer.formats import (
+    PALETTE_NOTE,
+    ImageFile,
+    ImageFormat,
+    Writer,
+    deep_refused,
+    is_deep,
+    orient,
+    parse_exif,
+    trailing_note,
+    turned,
+    written,
+)
 
 __all__ = [
+    "FORMAT",
     "KEPT_CHUNKS",
     "SIGNATURE",
     "Png",
@@ -73,6 +92,8 @@ KEPT_CHUNKS = (
     b"gAMA", b"cHRM", b"sRGB", b"cICP", b"mDCV", b"mDCv", b"cLLI", b"cLLi", b"pHYs",
     b"tEXt", b"zTXt", b"iTXt",
 )  # fmt: skip
+#: libpng's channel count -> mode written back (uint8; uint16 grey is "I;16").
+PNG_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
 @dataclass(frozen=True)
@@ -317,3 +338,61 @@ def with_chunks(data: bytes, chunks: tuple[tuple[bytes, bytes], ...]) -> bytes:
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _load(path: Path, max_pixels: int) -> ImageFile:
+    """Any PNG, through libpng; 16-bit grey+alpha is widened to 16-bit RGBA (with a note)."""
+    png = read_png(path, max_pixels)
+    notes = trailing_note(png.trailing, "IEND chunk")
+    if png.colour_type == 3:
+        notes.append(PALETTE_NOTE)
+    elif png.bit_depth < 8:
+        notes.append(f"{png.bit_depth}-bit grey written back as 8-bit grey")
+    exif, orientation = parse_exif(png.exif, notes) if png.exif else (None, None)
+    px = orient(png.pixels, orientation, notes)
+    encoder: dict[str, Any] = {"png_chunks": png.chunks} if png.chunks else {}
+    if png.chunks and turned(orientation):
+        encoder["png_chunks"] = tuple(transposed(c) for c in png.chunks)
+    px, mode = _widened(px, notes)
+    return ImageFile(np.ascontiguousarray(px), "PNG", mode, png.icc_profile, exif, notes, encoder)
+
+
+def _widened(px: np.ndarray, notes: list[str]) -> tuple[np.ndarray, str]:
+    """libpng's pixels as :class:`ImageFile` holds them, and the mode written back:
+    grey+alpha as RGBA (8-bit written back as LA, 16-bit as 16-bit RGBA)."""
+    channels = 1 if px.ndim == 2 else px.shape[2]
+    if channels == 2 and px.dtype == np.uint16:
+        notes.append("16-bit grey+alpha PNG: written back as 16-bit RGBA")
+        return px[..., [0, 0, 0, 1]], "RGBA"
+    if channels == 2:
+        return px[..., [0, 0, 0, 1]], "LA"  # read as RGBA, written as LA
+    if channels == 1 and px.dtype == np.uint16:
+        return px, "I;16"
+    return px, PNG_MODES[channels]
+
+
+def _save(path: Path, loaded: ImageFile, px: np.ndarray, encoder: dict[str, Any]) -> Writer:
+    """16-bit colour through libpng, anything else but floats through Pillow; the
+    profile, EXIF data and kept chunks of ``loaded`` with it."""
+    chunks = encoder.get("png_chunks", ())
+    if px.dtype.kind == "f":
+        raise deep_refused(path, px)
+    if is_deep(px):
+        return written(encode_png16(px, loaded.icc_profile, loaded.exif, chunks))
+    save = pillow_formats.save("PNG", loaded, px, {})
+    if not chunks:
+        return save
+    buf = io.BytesIO()  # Pillow writes only some of them: added to its file after IHDR
+    save(buf)
+    return written(with_chunks(buf.getvalue(), chunks))
+
+
+FORMAT = ImageFormat(
+    "PNG",
+    (".png",),
+    sniff=lambda head: head.startswith(SIGNATURE),
+    read=_load,
+    write=_save,
+    keeps=("png_chunks",),
+    holds=frozenset({"grey", "colour", "alpha", "16-bit"}),
+)

@@ -18,6 +18,8 @@ plain file's at most :data:`MAX_PLAIN_BYTES` bytes a sample), never what
 follows them. Refused by name: PBM (1-bit, ``P1``/``P4``), PAM (``P7``) and
 PFM (floating point, ``PF``/``Pf``); samples above the maxval; a second image
 after the first (a Netpbm stream of several images, all but one would be lost).
+:data:`FORMAT` is their entry in :data:`n2n_infer.imageio.FORMATS` (``PPM``, the
+maxval kept in :attr:`~n2n_infer.formats.ImageFile.encoder` as ``pnm_maxval``).
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from n2n_infer.errors import ImageError
+from n2n_infer.formats import ImageFile, ImageFormat, Writer, trailing_note, written
 
-__all__ = ["MAGICS", "Pnm", "encode_pnm", "looks_like_pnm", "read_pnm"]
+__all__ = ["FORMAT", "MAGICS", "Pnm", "encode_pnm", "looks_like_pnm", "read_pnm"]
 
 #: Magic -> (channels, plain), for the kinds read.
 MAGICS = {b"P2": (1, True), b"P3": (3, True), b"P5": (1, False), b"P6": (3, False)}
@@ -331,3 +334,38 @@ def encode_pnm(pixels: np.ndarray, maxval: int | None = None) -> bytes:
     magic = "P5" if pixels.ndim == 2 else "P6"
     header = f"{magic}\n{pixels.shape[1]} {pixels.shape[0]}\n{maxval}\n".encode("ascii")
     return header + from_full_range(pixels, maxval).tobytes()
+
+
+def _load(path: Path, max_pixels: int) -> ImageFile:
+    """A PGM or PPM at its own maxval, kept in :attr:`ImageFile.encoder` (``pnm_maxval``)
+    and written back; the samples are spread over the full range of uint8 or uint16."""
+    p = read_pnm(path, max_pixels)
+    name = "PGM" if p.pixels.ndim == 2 else "PPM"
+    notes = trailing_note(p.trailing, "image data")
+    if p.plain:
+        notes.append(f"plain (ASCII) {name} written back as a binary {name}")
+    if p.comments:
+        notes.append(f"{name} header comments not written back")
+    mode = "RGB" if p.pixels.ndim == 3 else ("L" if p.pixels.dtype == np.uint8 else "I;16")
+    return ImageFile(p.pixels, "PPM", mode, notes=notes, encoder={"pnm_maxval": p.maxval})
+
+
+def _save(path: Path, loaded: ImageFile, px: np.ndarray, encoder: dict[str, Any]) -> Writer:
+    """A binary PGM/PPM at the source's maxval: a 12-bit PGM stays 12-bit."""
+    try:
+        data = encode_pnm(px, encoder.get("pnm_maxval"))
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None
+    return written(data)
+
+
+FORMAT = ImageFormat(
+    "PPM",
+    (".ppm", ".pgm", ".pnm"),
+    label="PPM/PGM",
+    sniff=looks_like_pnm,
+    read=_load,
+    write=_save,
+    keeps=("pnm_maxval",),
+    holds=frozenset({"grey", "colour", "16-bit"}),
+)

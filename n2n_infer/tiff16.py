@@ -25,6 +25,10 @@ and cannot convert) are then decoded by tifffile; every other TIFF is decoded
 by Pillow. Decompression is tifffile's and imagecodecs' (zlib, LZW,
 PackBits, ...), never ours. :func:`encode_tiff` writes 16-bit colour and float
 images with tifffile: Deflate with a predictor, the ICC profile kept.
+
+:data:`FORMAT` is TIFF's entry in :data:`n2n_infer.imageio.FORMATS`: it reads and
+writes through tifffile what Pillow cannot keep, and the rest through
+:mod:`n2n_infer.pillow_formats` (Deflate), keeping the resolution.
 """
 
 from __future__ import annotations
@@ -43,11 +47,25 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import tifffile
+from PIL import UnidentifiedImageError
 
+from n2n_infer import pillow_formats
 from n2n_infer.errors import ImageError
+from n2n_infer.formats import (
+    HOLDS,
+    ImageFile,
+    ImageFormat,
+    Writer,
+    is_deep,
+    orient,
+    turned,
+    written,
+)
 
-__all__ = ["STRIP_BYTES", "Tiff", "check_directories", "encode_tiff", "read_tiff"]
+__all__ = ["FORMAT", "STRIP_BYTES", "Tiff", "check_directories", "encode_tiff", "read_tiff"]
 
+#: A TIFF's first four bytes (classic or BigTIFF, either byte order).
+TIFF_MAGICS = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 ZLIB_LEVEL = 6
 #: Pages after the first that are looked at to tell thumbnails from further images.
 MAX_PAGES_CHECKED = 64
@@ -154,7 +172,7 @@ def read_tiff(path: Path, max_pixels: int) -> Tiff:
     """
     with _TIFFFILE_LOG.collect() as logged:
         tif = _read_tiff(path, max_pixels)
-    # an invalid Orientation is noted where it is read (imageio._orient), not twice
+    # an invalid Orientation is noted where it is read (formats.orient), not twice
     logged = [m for m in dict.fromkeys(logged) if f"TiffTag {ORIENTATION} @" not in m]
     if not logged:
         return tif
@@ -544,3 +562,72 @@ def encode_tiff(
         software=False,
     )
     return buf.getvalue()
+
+
+#: How Pillow decodes the other TIFFs: the pages and their thumbnails are checked by
+#: :func:`read_tiff`; Pillow's EXIF data of a TIFF is its image directory (not kept).
+_PILLOW = pillow_formats.Decoding("TIFF", several=lambda frames: [], exif=False)
+
+
+def _load(path: Path, max_pixels: int) -> ImageFile:
+    """A TIFF, checked by :func:`read_tiff`, decoded there or by Pillow."""
+    tif = read_tiff(path, max_pixels)
+    if tif.pixels is not None:
+        return _image_file(tif)
+    try:
+        with open(path, "rb") as raw:
+            loaded = pillow_formats.decode(path, raw, max_pixels, _PILLOW)
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: a TIFF layout that Pillow cannot decode") from None
+    loaded.notes.extend(tif.notes)
+    loaded.encoder.update(_settings(tif))  # read once, by tifffile
+    return loaded
+
+
+def _image_file(tif: Tiff) -> ImageFile:
+    notes = list(tif.notes)
+    assert tif.pixels is not None
+    px = np.ascontiguousarray(orient(tif.pixels, tif.orientation, notes))
+    if px.dtype.kind == "f":
+        mode = "F"
+    elif px.ndim == 2:
+        mode = "I;16"
+    elif px.shape[2] == 2:  # 16-bit grey+alpha: widened, as a PNG's
+        px = np.ascontiguousarray(px[..., [0, 0, 0, 1]])
+        mode = "RGBA"
+        notes.append("16-bit grey+alpha TIFF: written back as 16-bit RGBA")
+    else:
+        mode = "RGBA" if px.shape[2] == 4 else "RGB"
+    return ImageFile(px, "TIFF", mode, tif.icc_profile, None, notes, _settings(tif))
+
+
+def _settings(tif: Tiff) -> dict[str, Any]:
+    """A TIFF's resolution as tifffile read it, (x, y, unit) of the upright image."""
+    if tif.resolution is None:
+        return {}
+    x, y, unit = tif.resolution
+    return {"tiff_resolution": (y, x, unit) if turned(tif.orientation) else (x, y, unit)}
+
+
+def _save(path: Path, loaded: ImageFile, px: np.ndarray, encoder: dict[str, Any]) -> Writer:
+    """16-bit colour and float through :func:`encode_tiff`, anything else through Pillow
+    (Deflate); the resolution kept."""
+    resolution = encoder.get("tiff_resolution")
+    if is_deep(px):
+        return written(encode_tiff(px, loaded.icc_profile, resolution))
+    options: dict[str, Any] = {"compression": "tiff_deflate"}
+    if resolution is not None:
+        x, y, unit = resolution
+        options.update(x_resolution=x, y_resolution=y, resolution_unit=unit)
+    return pillow_formats.save("TIFF", loaded, px, options)
+
+
+FORMAT = ImageFormat(
+    "TIFF",
+    (".tif", ".tiff"),
+    sniff=lambda head: head[:4] in TIFF_MAGICS,
+    read=_load,
+    write=_save,
+    keeps=("tiff_resolution",),
+    holds=HOLDS,
+)
