@@ -8,7 +8,9 @@ from typing import Any
 
 import onnx
 
+from n2n_export.exporter import ARCHITECTURE, trained_on_grey
 from n2n_infer import metadata as md
+from n2n_infer.tiling import default_overlap
 
 
 def write_model_card(model_path: str | Path) -> Path:
@@ -51,25 +53,78 @@ def write_model_card(model_path: str | Path) -> Path:
 
 
 def _summary_table(model_path: Path, info: md.ModelInfo, props: dict[str, str]) -> list[str]:
-    train, cfg, net = info.training, info.training.get("train_config", {}), info.config
+    train, cfg = info.training, info.training.get("train_config", {})
     data = train.get("data", {})
     return [
         "| | |",
         "| --- | --- |",
         f"| file | `{model_path.name}` ({model_path.stat().st_size / 1e3:.0f} kB, one file, "
         f"{props.get(md.KEY_PRECISION, 'fp32')}) |",
-        f"| input / output | `noisy` → `denoised`, float32 N×3×H×W RGB in [0, 1]; H and W "
+        f"| input / output | `noisy` → `denoised`, float32 N×{info.channels}×H×W "
+        f"{CHANNEL_WORDS.get(info.channels, '')} in [0, 1]; H and W "
         f"multiples of {info.stride} (the runtime pads) |",
-        f"| architecture | UNet, features {net.get('features')}, {net.get('convs_per_level')} "
-        f"conv/level, {net.get('pooling')} pooling, {net.get('upsampling')} upsampling"
-        f"{', residual (predicts the noise)' if net.get('residual') else ''} |",
+        f"| architecture | {_architecture_line(info)} |",
+        f"| receptive radius | {info.receptive_radius} px on each side (n2n_infer's tiles "
+        f"overlap by {default_overlap(info.receptive_radius, info.stride)} px) |",
         f"| trained for noise | `{info.noise}`"
-        f"{'' if data.get('source') in OWN_DATA else ' (0–255 scale)'} |",
+        f"{'' if data.get('source') in OWN_DATA else ' (0–255 scale)'}"
+        f"{_described(info)} |",
+        f"| grey images | {_grey_line(info)} |",
         f"| training data | {_data_line(data)} |",
         f"| training | {_training_line(train, cfg)} |",
         f"| checkpoint sha256 | `{props.get(md.KEY_CHECKPOINT_SHA256, '?')}` |",
         f"| exporter | {', '.join(f'{k} {v}' for k, v in info.exporter.items())} |",
     ]
+
+
+#: The input's channels in words, by count.
+CHANNEL_WORDS = {3: "RGB", 1: "grey"}
+
+
+def _grey_line(info: md.ModelInfo) -> str:
+    """What the model states about grey images (``n2n.grey``), and why, in words."""
+    if info.grey == "phases":
+        why = (
+            "the training noise is independent from pixel to pixel"
+            if _parses(info.noise)
+            else "the default for a training noise that is not a noise spec"
+        )
+        return f"as their four pixel phases stacked as colour images (`--grey auto`: {why})"
+    why = (
+        "the model learned grey images copied so"
+        if trained_on_grey(info.training)
+        else "the training noise is shared by neighbouring pixels"
+    )
+    return f"copied into R, G and B (`--grey auto`: {why})"
+
+
+def _parses(spec: str) -> bool:
+    """Whether training's noise parser reads ``spec`` (own data's noise is named, not drawn)."""
+    from n2n_train.noise import parse_noise
+
+    try:
+        parse_noise(spec)
+    except ValueError:
+        return False
+    return True
+
+
+def _architecture_line(info: md.ModelInfo) -> str:
+    """The architecture's name; for a UNet, its shape from the config."""
+    net = info.config
+    if info.architecture != ARCHITECTURE:
+        return f"`{info.architecture}`"
+    return (
+        f"UNet, features {net.get('features')}, {net.get('convs_per_level')} "
+        f"conv/level, {net.get('pooling')} pooling, {net.get('upsampling')} upsampling"
+        f"{', residual (predicts the noise)' if net.get('residual') else ''}"
+    )
+
+
+def _described(info: md.ModelInfo) -> str:
+    """``: NOISE IN WORDS`` when the words say more than the spec."""
+    text = info.noise_description
+    return f": {text}" if text and text != info.noise else ""
 
 
 def _training_line(train: dict[str, Any], cfg: dict[str, Any]) -> str:

@@ -19,7 +19,18 @@ from n2n_export.onnx_model import OnnxDenoiser
 from n2n_export.quantize import quantize_int8
 from n2n_infer import metadata as md
 from n2n_infer.files import sha256_file, write_atomic
-from n2n_train.checkpoint import load_checkpoint
+from n2n_train.checkpoint import Checkpoint, load_checkpoint
+from n2n_train.noise import (
+    BernoulliNoise,
+    CorrelatedNoise,
+    GaussianNoise,
+    ImpulseNoise,
+    MixedNoise,
+    NoiseModel,
+    PixelatedNoise,
+    PoissonNoise,
+    parse_noise,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +40,9 @@ OPSET = 20
 
 #: The precisions the exporter writes; inputs and outputs are float32 for all.
 PRECISIONS = ("fp32", "fp16", "int8")
+#: The architecture the exporter writes (``n2n.architecture``): training's UNet
+#: (``n2n_train.unet.UNet``, shaped by ``n2n.config``), the only one it builds.
+ARCHITECTURE = "unet"
 
 #: Keys of a summary's ``data`` that older checkpoints filled with paths -> the name's key.
 _PATH_KEYS = {"path": "name", "val_path": "val_name"}
@@ -53,15 +67,18 @@ def export_onnx(
     in float16 inside the graph, for GPUs) or ``int8`` (static quantization
     calibrated on ``calibration``: float32 N×3×H×W noisy batches).
     ``reproduce`` is the command that rebuilds the model (kept in the metadata).
+    The metadata states the model's facts (:func:`stated_facts`).
 
     Raises:
         training.checkpoint.CheckpointError: the checkpoint cannot be loaded.
-        ValueError: unknown precision, or int8 without calibration data.
+        ValueError: unknown precision, int8 without calibration data, or a network
+            whose input and output channel counts differ.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {list(PRECISIONS)}")
     checkpoint, out = Path(checkpoint), Path(out)
     ckpt = load_checkpoint(checkpoint)
+    facts = stated_facts(ckpt)  # refuses what the runtime's contract cannot describe
     wrapper = OnnxDenoiser(ckpt.build_model(), half=precision == "fp16")
     stride = ckpt.config.stride
     example = torch.rand(1, 3, 2 * stride, 2 * stride)
@@ -76,7 +93,7 @@ def export_onnx(
         model = onnx.load(str(raw))
     summary = ckpt.summary
     props = {
-        md.KEY_FORMAT_VERSION: str(md.FORMAT_VERSION),
+        **facts,
         md.KEY_STRIDE: str(stride),
         md.KEY_NAME: name or out.stem,
         md.KEY_PRECISION: precision,
@@ -96,6 +113,128 @@ def export_onnx(
         "exported %s -> %s (%s, opset %d, stride %d)", checkpoint, out, precision, OPSET, stride
     )
     return out
+
+
+def stated_facts(ckpt: Checkpoint) -> dict[str, str]:
+    """The facts a model states in its metadata (format 2), from its checkpoint.
+
+    The format version, the architecture's name, the channel count, the
+    receptive radius (``UNetConfig.receptive_radius``: the tile overlap and a
+    package's halo), the grey handling (:func:`grey_handling`) and the training
+    noise in words (:func:`noise_description`). ``scripts/upgrade_metadata.py``
+    adds them to files exported before format 2.
+
+    Raises:
+        ValueError: the network's input and output channel counts differ (the
+            contract has one count for both).
+    """
+    config, summary = ckpt.config, ckpt.summary
+    if config.in_channels != config.out_channels:
+        raise ValueError(
+            f"{config.in_channels} input and {config.out_channels} output channels: an n2n "
+            "model gives back an image of its input's channels"
+        )
+    return {
+        md.KEY_FORMAT_VERSION: str(md.FORMAT_VERSION),
+        md.KEY_ARCHITECTURE: ARCHITECTURE,
+        md.KEY_CHANNELS: str(config.in_channels),
+        md.KEY_RECEPTIVE_RADIUS: str(config.receptive_radius),
+        md.KEY_GREY: grey_handling(summary),
+        md.KEY_NOISE_DESCRIPTION: noise_description(str(summary.get("noise", ""))),
+    }
+
+
+def grey_handling(summary: dict[str, Any]) -> str:
+    """How grey images should go through the model (``n2n.grey``), from its training summary.
+
+    ``replicate`` (the grey copied into R, G and B) when the model learned grey
+    images copied so (photo patches made grey, ``train_config.grey_fraction``, or
+    own data with grey scenes, ``data.grey_scenes``), or when its training noise,
+    read by training's own parser, is not independent from pixel to pixel
+    (:func:`pixel_independent`): the pixel phases would then share it. Else
+    ``phases``. A noise the parser does not know (own data's, the course's)
+    gives ``phases``, as the runtime did for it before models stated this.
+    """
+    if trained_on_grey(summary):
+        return "replicate"
+    try:
+        noise = parse_noise(str(summary.get("noise", "")))
+    except ValueError:
+        return "phases"
+    return "phases" if pixel_independent(noise) else "replicate"
+
+
+def pixel_independent(noise: NoiseModel) -> bool:
+    """Whether ``noise`` draws each pixel independently of its neighbours.
+
+    Pixelated noise with blocks of more than one pixel and correlated noise do
+    not; a mix does only if every part does. A noise model this does not know
+    counts as dependent (grey images then go whole, the safe way).
+    """
+    if isinstance(noise, MixedNoise):
+        return all(pixel_independent(part) for part in noise.parts)
+    if isinstance(noise, PixelatedNoise):
+        return noise.block == 1 or noise.coarse_fraction == 0.0
+    return isinstance(noise, GaussianNoise | PoissonNoise | BernoulliNoise | ImpulseNoise)
+
+
+def trained_on_grey(summary: dict[str, Any]) -> bool:
+    """Whether a training summary says the model learned grey images copied into RGB:
+    photo patches made grey (``train_config.grey_fraction``) or own data with grey
+    scenes (``data.grey_scenes``), which training copies into R, G and B."""
+    cfg, data = summary.get("train_config"), summary.get("data")
+    try:
+        if isinstance(cfg, dict) and float(cfg.get("grey_fraction") or 0.0) > 0.0:
+            return True
+        return isinstance(data, dict) and int(data.get("grey_scenes") or 0) > 0
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def noise_description(spec: str) -> str:
+    """A noise spec in words (``n2n.noise_description``), read by training's own parser.
+
+    ``gaussian:0-50`` -> ``Gaussian noise, sigma 0–50 (of 255)``; a mix reads as
+    "one of: ...; ..."; a spec the parser does not know (own data's noise, which
+    training already words, or the course's) is kept as it is.
+    """
+    try:
+        noise = parse_noise(spec)
+    except ValueError:
+        return spec
+    parts = noise.parts if isinstance(noise, MixedNoise) else (noise,)
+    words = [_noise_words(part) for part in parts]
+    return words[0] if len(words) == 1 else "one of: " + "; ".join(words)
+
+
+def _noise_words(noise: NoiseModel) -> str:
+    if isinstance(noise, GaussianNoise):
+        return f"Gaussian noise, sigma {_span(noise.sigma_lo_255, noise.sigma_hi_255)} (of 255)"
+    if isinstance(noise, CorrelatedNoise):
+        span = _span(noise.sigma_lo_255, noise.sigma_hi_255)
+        return f"spatially correlated Gaussian noise, sigma {span} (of 255)"
+    if isinstance(noise, PoissonNoise):
+        return f"Poisson (shot) noise, lambda {_span(noise.lam_lo, noise.lam_hi)}"
+    if isinstance(noise, PixelatedNoise):
+        return (
+            f"pixelated Gaussian noise ({noise.coarse_fraction:.0%} of it in blocks), sigma "
+            f"{_number(noise.sigma_255)} (of 255), blocks {noise.block}"
+        )
+    if isinstance(noise, BernoulliNoise):
+        return f"Bernoulli (dropped pixel) noise, probability {_span(noise.p_lo, noise.p_hi)}"
+    if isinstance(noise, ImpulseNoise):
+        return f"impulse (salt and pepper) noise, probability {_span(noise.p_lo, noise.p_hi)}"
+    return type(noise).__name__
+
+
+def _span(lo: float, hi: float) -> str:
+    return _number(lo) if lo == hi else f"{_number(lo)}–{_number(hi)}"
+
+
+def _number(value: float) -> str:
+    """``value`` as written in a spec: ``25`` rather than ``25.0``, all its digits kept."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def portable_summary(summary: dict[str, Any]) -> dict[str, Any]:

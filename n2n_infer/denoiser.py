@@ -29,7 +29,7 @@ from n2n_infer.errors import (
     ModelLoadError,
     ProviderError,
 )
-from n2n_infer.grey import grey_mode_for, is_grey, merge_phases, phase_stacks, trained_on_grey
+from n2n_infer.grey import grey_mode_for, is_grey, merge_phases, phase_stacks
 from n2n_infer.metadata import KEY_PRECISION, MAX_AUTO_OVERLAP, ModelInfo
 from n2n_infer.ov_backend import OpenVINOSession
 from n2n_infer.padding import crop, pad_to_multiple
@@ -77,12 +77,18 @@ def model_file(model: str | os.PathLike[str] | None) -> Path:
     try:
         return resolve_model(model)
     except ModelLoadError:
-        if model is not None and Path(model).is_dir():
+        folder = Path(model) if model is not None else None
+        # a folder holding a package's files keeps the package's own, precise message
+        if folder is not None and folder.is_dir() and not _holds_a_package(folder):
             raise ModelLoadError(
                 f"model {os.fspath(model)}: is a folder, not a model: expected an .onnx file "
                 f"or a bundled model's name ({', '.join(available_models()) or 'none bundled'})"
             ) from None
         raise
+
+
+def _holds_a_package(folder: Path) -> bool:
+    return any((folder / name).exists() for name in ("rdf.yaml", "n2n-package.json"))
 
 
 def _integer(name: str, value: Any, minimum: int, or_none: str = "") -> int:
@@ -158,9 +164,9 @@ class Denoiser:
             :mod:`n2n_infer.grey`), for the same model time as a colour image;
             ``"replicate"``: the grey copied into R, G and B, which leaves most
             of the noise in with models trained on independent channel noise;
-            ``"auto"`` (default): ``"phases"`` unless the model's noise is
-            ``pixelated`` (noise shared by blocks of pixels) or the model
-            learned grey images copied into RGB.
+            ``"auto"`` (default): as the model states (``"phases"`` unless its
+            training noise is shared by neighbouring pixels or it learned grey
+            images copied into RGB).
         levels: how pixel values map to the model's [0, 1]. ``"auto"``
             (default): by the dtype's full scale, except a dim 16-bit image (no
             value above 16383: a microscope's or a scientific camera's counts),
@@ -171,7 +177,8 @@ class Denoiser:
     Raises:
         ModelLoadError: missing or corrupt file, a folder, not an n2n model, unknown
             metadata format version, implausible metadata (stride above 256,
-            a config of too many levels), unexpected inputs/outputs, or a
+            a receptive radius above 4096, a channel count other than 3, a
+            format-1 config of too many levels), unexpected inputs/outputs, or a
             test run on a tiny image that fails or gives an output of another
             shape or with NaN; the message names the file.
         ProviderError: CUDA (or an accelerator of ``providers``) was asked for
@@ -212,7 +219,7 @@ class Denoiser:
         max_untiled_pixels = _integer("max_untiled_pixels", max_untiled_pixels, 0)
         max_batch_pixels = _integer("max_batch_pixels", max_batch_pixels, 1)
         device = _text("device", device)
-        grey_mode_for(_text("grey", grey), "")  # reject an unknown mode before loading anything
+        grey_mode_for(_text("grey", grey))  # reject an unknown mode before loading anything
         check_levels(_text("levels", levels))
         if session_config is not None and not isinstance(session_config, SessionConfig):
             raise ArgumentError(
@@ -235,7 +242,7 @@ class Denoiser:
                 self._session, self.path, option or "f32", config.intra_op_threads
             )
         self.info = ModelInfo.from_props(read_metadata(self._session, self.path), self.path)
-        self.grey = grey_mode_for(grey, self.info.noise, trained_on_grey(self.info.training))
+        self.grey = grey_mode_for(grey, self.info.grey)
         self._warm_up(config, device, explicit=providers is not None)
         #: What ``auto`` chose among this CPU's engines, measured (see :mod:`n2n_infer.probe`);
         #: None when a device or providers were named, or when CUDA runs.
@@ -246,11 +253,12 @@ class Denoiser:
             )
         overlap = tile_overlap
         if overlap is None:
-            overlap = default_overlap(self.info.config, self.stride)
+            overlap = default_overlap(self.info.receptive_radius, self.stride)
             if overlap > MAX_AUTO_OVERLAP:
                 raise ModelLoadError(
-                    f"{self.path}: its config implies a tile overlap of {overlap} px (more "
-                    f"than {MAX_AUTO_OVERLAP}); pass tile_overlap to use this model"
+                    f"{self.path}: its receptive radius of {self.info.receptive_radius} px "
+                    f"implies a tile overlap of {overlap} px (more than {MAX_AUTO_OVERLAP}); "
+                    "pass tile_overlap to use this model"
                 )
         if tile_size is None:
             tile_size = default_tile_size(overlap, self.stride, DEFAULT_TILE_SIZE)
@@ -320,6 +328,11 @@ class Denoiser:
             "stride": self.info.stride,
             "precision": self.info.raw.get(KEY_PRECISION, "fp32"),
             "noise": self.info.noise,
+            "noise_description": self.info.noise_description,
+            "architecture": self.info.architecture,
+            "channels": self.info.channels,
+            "receptive_radius": self.info.receptive_radius,
+            "grey": self.info.grey,
             "config": self.info.config,
             "training": self.info.training,
             "psnr": self.info.psnr,

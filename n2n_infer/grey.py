@@ -14,22 +14,22 @@ such stacks, in which every phase appears three times and once in each
 channel, cost as much model time as one colour image of the full size; each
 pixel's result is the mean of its three estimates.
 
-This is the runtime's default for grey inputs (1 channel, grey + alpha, or
-colour with three equal channels) unless the model's noise is ``pixelated``
-(the same noise over blocks of pixels, so the phases share it) or the model
-learned grey images copied into RGB (:func:`trained_on_grey`); see
-:func:`grey_mode_for`.
+Whether it suits a model is the model's own statement (``n2n.grey``, read
+into :attr:`~n2n_infer.metadata.ModelInfo.grey`): the exporter says
+``phases`` when the training noise is independent from pixel to pixel, and
+``replicate`` (the grey copied into R, G and B) when neighbouring pixels share
+it (so the phases share it too) or when the model learned grey images copied
+into RGB. ``--grey auto`` follows it; see :func:`grey_mode_for`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from n2n_infer.arrays import ImageArray, row_bands, to_unit
+from n2n_infer.metadata import GREY_HANDLING
 
-GREY_MODES = ("auto", "phases", "replicate")
+GREY_MODES = ("auto", *GREY_HANDLING)
 #: Each stack: the (row, column) phase in R, G and B. Every phase appears three
 #: times, once in each channel (a Latin square).
 STACKS = (
@@ -38,43 +38,18 @@ STACKS = (
     ((1, 0), (0, 0), (1, 1)),
     ((1, 1), (1, 0), (0, 1)),
 )
-#: Noise kinds whose draws are not independent from pixel to pixel.
-BLOCK_NOISES = ("pixelated",)
 
 
-def grey_mode_for(mode: str, noise: str, grey_trained: bool = False) -> str:
-    """``"phases"`` or ``"replicate"`` for a model trained on ``noise`` (its spec).
-
-    ``auto`` feeds a model grey images the way it can read them: copied into
-    R, G and B (``replicate``) when it was trained on grey patches
-    (``grey_trained``) or on noise shared by neighbouring pixels, else by pixel
-    phases.
+def grey_mode_for(mode: str, stated: str = "phases") -> str:
+    """``"phases"`` or ``"replicate"``: ``mode``, or for ``"auto"`` the model's ``stated``
+    grey handling (:attr:`~n2n_infer.metadata.ModelInfo.grey`).
 
     Raises:
         ValueError: ``mode`` is not one of :data:`GREY_MODES`.
     """
     if mode not in GREY_MODES:
         raise ValueError(f"grey: expected one of {', '.join(GREY_MODES)}, got {mode!r}")
-    if mode != "auto":
-        return mode
-    kinds = {part.split(":", 1)[0] for part in noise.split("+")}  # "a:1+b:2" is a mix
-    return "replicate" if grey_trained or kinds & set(BLOCK_NOISES) else "phases"
-
-
-def trained_on_grey(training: dict[str, Any]) -> bool:
-    """Whether a model's training summary says it learned grey images copied into RGB.
-
-    Photo training with grey patches (``n2n-train fit --grey-fraction``), or own
-    data (``--pairs``/``--bursts``/``--singles``) with grey scenes, which training
-    copies into R, G and B (the summary's ``data.grey_scenes``).
-    """
-    cfg, data = training.get("train_config"), training.get("data")
-    try:
-        if isinstance(cfg, dict) and float(cfg.get("grey_fraction") or 0.0) > 0.0:
-            return True
-        return isinstance(data, dict) and int(data.get("grey_scenes") or 0) > 0
-    except (TypeError, ValueError):
-        return False
+    return stated if mode == "auto" else mode
 
 
 def is_grey(img: ImageArray) -> bool:

@@ -2,19 +2,29 @@
 
 The ONNX file's ``metadata_props`` carry strings. ``export`` writes them with
 these key names; the runtime reads them back here, never from a guess.
+
+Format 2 files state the facts the runtime acts on: the architecture's name,
+the channel count, the receptive radius (tiles overlap by it), how grey images
+should go through the model, and the training noise in words. Format 1 files
+did not; for them :func:`_format1_facts` derives the same facts from the UNet
+config and the noise spec, as the runtime did before format 2. Nothing else in
+``n2n_infer`` knows the UNet's layers or the noise kinds.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from n2n_infer.errors import ModelLoadError
 
+#: The metadata format the exporter writes; this runtime reads 1 and 2.
+FORMAT_VERSION = 2
 #: The metadata format versions this runtime understands.
-FORMAT_VERSION = 1
+SUPPORTED_FORMATS = (1, 2)
 
 KEY_FORMAT_VERSION = "n2n.format_version"
 KEY_STRIDE = "n2n.stride"
@@ -29,25 +39,54 @@ KEY_NAME = "n2n.name"
 KEY_PRECISION = "n2n.precision"
 #: The command that rebuilds the model from scratch.
 KEY_REPRODUCE = "n2n.reproduce"
+# Format 2: the model's own facts.
+#: The network's kind, a short name ("unet"); the config's meaning depends on it.
+KEY_ARCHITECTURE = "n2n.architecture"
+#: Input and output channels (3: RGB; 1: grey, for later runtimes).
+KEY_CHANNELS = "n2n.channels"
+#: Pixels of context, on each side, that one output pixel depends on (an upper bound).
+KEY_RECEPTIVE_RADIUS = "n2n.receptive_radius"
+#: How grey images go through a colour model: one of :data:`GREY_HANDLING`.
+KEY_GREY = "n2n.grey"
+#: The training noise in words ("Gaussian noise, sigma 0–50 (of 255)"); may be empty.
+KEY_NOISE_DESCRIPTION = "n2n.noise_description"
+#: The facts a format-2 file must state (its noise description may be missing or empty).
+FORMAT2_REQUIRED = (KEY_ARCHITECTURE, KEY_CHANNELS, KEY_RECEPTIVE_RADIUS, KEY_GREY)
 
 INPUT_NAME = "noisy"
 OUTPUT_NAME = "denoised"
 
 #: The largest stride accepted (a UNet of 9 levels); images are padded to it.
 MAX_STRIDE = 256
-#: Bounds of a plausible ``n2n.config``: levels (``features``), channels per level
-#: and convolutions per level (the training code allows 2..6 levels and 1..2 convs).
-MAX_LEVELS = 9
-MAX_FEATURES = 65536
-MAX_CONVS_PER_LEVEL = 4
-#: A model whose config implies a wider tile overlap needs an explicit ``tile_overlap``
-#: (the deepest UNet that training builds, 6 levels of 2 convolutions, needs 1008).
+#: A model whose receptive radius implies a wider tile overlap needs an explicit
+#: ``tile_overlap`` (the deepest UNet that training builds, 6 levels of 2 convolutions
+#: with bilinear upsampling, needs 1152).
 MAX_AUTO_OVERLAP = 2048
+#: The largest receptive radius accepted (px); beyond MAX_AUTO_OVERLAP / 4 the model
+#: needs an explicit ``tile_overlap``.
+MAX_RECEPTIVE_RADIUS = 4096
+#: ``phases``: a grey image's four pixel phases as colour images (noise independent from
+#: pixel to pixel); ``replicate``: the grey copied into R, G and B (noise shared by
+#: neighbouring pixels, or a model that learned grey copies). See :mod:`n2n_infer.grey`.
+GREY_HANDLING = ("phases", "replicate")
+#: Channel counts a model may state; this runtime runs those of RUNTIME_CHANNELS.
+CHANNELS = (1, 3)
+RUNTIME_CHANNELS = (3,)
+#: The receptive radius assumed for a format-1 file whose config does not describe its
+#: layers (and the default of a :class:`ModelInfo` built by hand).
+FALLBACK_RADIUS = 32
+#: An architecture's name: a short word (letters, digits, ``.``, ``_``, ``-``).
+_ARCHITECTURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the runtime needs to know about a model, read from its metadata."""
+    """What the runtime needs to know about a model, read from its metadata.
+
+    ``architecture``, ``channels``, ``receptive_radius``, ``grey`` and
+    ``noise_description`` are the model's own statements (format 2), or derived
+    from its config and noise spec for a format-1 file (:func:`_format1_facts`).
+    """
 
     path: Path
     format_version: int
@@ -59,6 +98,11 @@ class ModelInfo:
     psnr: dict[str, Any] = field(default_factory=dict)
     exporter: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, str] = field(default_factory=dict)
+    architecture: str = ""
+    channels: int = 3
+    receptive_radius: int = FALLBACK_RADIUS
+    grey: str = "phases"
+    noise_description: str = ""
 
     @classmethod
     def from_props(cls, props: dict[str, str], path: Path) -> ModelInfo:
@@ -67,14 +111,19 @@ class ModelInfo:
         Raises:
             ModelLoadError: a missing or unknown format version, a missing stride
                 or one that is not a power of two up to :data:`MAX_STRIDE`, JSON
-                values that are not objects, or a config outside the bounds
-                above; the message names the file.
+                values that are not objects; for format 2, a missing fact of
+                :data:`FORMAT2_REQUIRED` or one out of bounds (a receptive radius
+                above :data:`MAX_RECEPTIVE_RADIUS`, channels other than 1 or 3, a
+                grey handling not in :data:`GREY_HANDLING`), or a channel count this
+                runtime cannot run; for format 1, a config outside the UNet's
+                bounds. The message names the file.
         """
         version = _int(props, KEY_FORMAT_VERSION, path)
-        if version > FORMAT_VERSION or version < 1:
+        if version not in SUPPORTED_FORMATS:
             raise ModelLoadError(
                 f"{path}: model metadata format version {version} is not supported by this "
-                f"n2n_infer (supports 1..{FORMAT_VERSION}); upgrade n2n_infer or re-export"
+                f"n2n_infer (supports {min(SUPPORTED_FORMATS)}..{max(SUPPORTED_FORMATS)}); "
+                "upgrade n2n_infer or re-export"
             )
         stride = _int(props, KEY_STRIDE, path)
         if stride < 1 or stride > MAX_STRIDE or stride & (stride - 1):
@@ -83,19 +132,71 @@ class ModelInfo:
                 f"{MAX_STRIDE}"
             )
         config = _json(props, KEY_CONFIG, path)
-        _check_config(config, path)
+        training = _json(props, KEY_TRAINING, path)
+        noise = props.get(KEY_NOISE, "")
+        if version == 1:
+            facts = _format1_facts(config, noise, training, path)
+        else:
+            facts = _stated_facts(props, path)
         return cls(
             path=path,
             format_version=version,
             stride=stride,
             name=props.get(KEY_NAME, ""),
-            noise=props.get(KEY_NOISE, ""),
+            noise=noise,
             config=config,
-            training=_json(props, KEY_TRAINING, path),
+            training=training,
             psnr=_json(props, KEY_PSNR, path),
             exporter=_json(props, KEY_EXPORTER, path),
             raw=dict(props),
+            **facts,
         )
+
+
+def _stated_facts(props: dict[str, str], path: Path) -> dict[str, Any]:
+    """The facts a format-2 file states, checked (see :meth:`ModelInfo.from_props`)."""
+    for key in FORMAT2_REQUIRED:
+        if key not in props:
+            raise ModelLoadError(
+                f"{path}: metadata format 2 needs {key!r}, which is missing; re-export the "
+                "model with n2n-export"
+            )
+    architecture = props[KEY_ARCHITECTURE]
+    if not _ARCHITECTURE_NAME.fullmatch(architecture):
+        raise ModelLoadError(
+            f"{path}: metadata {KEY_ARCHITECTURE}={_short(architecture)}: expected a name of "
+            "1 to 64 letters, digits, '.', '_' or '-'"
+        )
+    channels = _int(props, KEY_CHANNELS, path)
+    if channels not in CHANNELS:
+        raise ModelLoadError(
+            f"{path}: metadata {KEY_CHANNELS}={channels}: expected one of "
+            f"{', '.join(map(str, CHANNELS))}"
+        )
+    if channels not in RUNTIME_CHANNELS:
+        raise ModelLoadError(
+            f"{path}: a {channels}-channel model: this n2n_infer runs 3-channel (RGB) models "
+            f"only; {channels}-channel models need a newer n2n_infer"
+        )
+    radius = _int(props, KEY_RECEPTIVE_RADIUS, path)
+    if not 0 <= radius <= MAX_RECEPTIVE_RADIUS:
+        raise ModelLoadError(
+            f"{path}: metadata {KEY_RECEPTIVE_RADIUS}={radius}: expected 0 to "
+            f"{MAX_RECEPTIVE_RADIUS} pixels"
+        )
+    grey = props[KEY_GREY]
+    if grey not in GREY_HANDLING:
+        raise ModelLoadError(
+            f"{path}: metadata {KEY_GREY}={_short(grey)}: expected one of "
+            f"{', '.join(GREY_HANDLING)}"
+        )
+    return {
+        "architecture": architecture,
+        "channels": channels,
+        "receptive_radius": radius,
+        "grey": grey,
+        "noise_description": props.get(KEY_NOISE_DESCRIPTION, ""),
+    }
 
 
 def _int(props: dict[str, str], key: str, path: Path) -> int:
@@ -121,7 +222,54 @@ def _json(props: dict[str, str], key: str, path: Path) -> dict[str, Any]:
     return value
 
 
-def _check_config(config: dict[str, Any], path: Path) -> None:
+def _int_in(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (metadata can hold huge values)."""
+    return _cut(repr(value), limit)
+
+
+# --- Format 1 compatibility ---------------------------------------------------------------
+# Format-1 files do not state their facts. Everything below derives them as the runtime
+# did before format 2, from the UNet config and the noise spec: the only place in
+# n2n_infer that knows the UNet's layers and the noise kinds. Format-2 files never come
+# here; new knowledge of architectures or noises belongs in training/ and export/.
+
+#: Bounds of a plausible format-1 ``n2n.config``: levels (``features``), channels per
+#: level and convolutions per level (the training code allows 2..6 levels and 1..2 convs).
+MAX_LEVELS = 9
+MAX_FEATURES = 65536
+MAX_CONVS_PER_LEVEL = 4
+#: Format-1 noise kinds whose draws are not independent from pixel to pixel (format 1
+#: replicated grey images for these only; format 2 states ``n2n.grey``).
+FORMAT1_BLOCK_NOISES = ("pixelated",)
+
+
+def _format1_facts(
+    config: dict[str, Any], noise: str, training: dict[str, Any], path: Path
+) -> dict[str, Any]:
+    """The facts a format-1 file leaves unstated, derived as before format 2.
+
+    Every format-1 file is a 3-channel UNet (the only network the exporter wrote).
+
+    Raises:
+        ModelLoadError: a config whose levels or convolutions no real UNet has.
+    """
+    _format1_check_config(config, path)
+    kinds = {part.split(":", 1)[0] for part in noise.split("+")}  # "a:1+b:2" is a mix
+    replicate = _format1_trained_on_grey(training) or bool(kinds & set(FORMAT1_BLOCK_NOISES))
+    return {
+        "architecture": "unet",
+        "channels": 3,
+        "receptive_radius": _format1_receptive_radius(config),
+        "grey": "replicate" if replicate else "phases",
+        "noise_description": describe_noise(noise) if noise else "",
+    }
+
+
+def _format1_check_config(config: dict[str, Any], path: Path) -> None:
     """Refuse a config whose levels or convolutions no real UNet has (see the bounds above)."""
     features = config.get("features")
     if features is not None and not (
@@ -141,16 +289,37 @@ def _check_config(config: dict[str, Any], path: Path) -> None:
         )
 
 
-def _int_in(value: object, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+def _format1_receptive_radius(config: dict[str, Any]) -> int:
+    """The UNet's receptive radius from its config (the formula of
+    ``UNetConfig.receptive_radius``), or :data:`FALLBACK_RADIUS` when the config
+    does not describe its layers."""
+    feats, convs = config.get("features"), config.get("convs_per_level")
+    if not isinstance(feats, list) or not isinstance(convs, int) or not feats:
+        return FALLBACK_RADIUS
+    levels = len(feats)
+    radius = convs * (2**levels - 1) + convs * (2 ** (levels - 1) - 1)  # 3×3 convs
+    radius += 2 ** (levels - 1) - 1  # 2×2 pooling
+    up = 2 if config.get("upsampling") in ("bilinear", "transposed") else 1
+    return radius + up * (2 ** (levels - 1) - 1)
 
 
-def _short(value: object, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters (metadata can hold huge values)."""
-    return _cut(repr(value), limit)
+def _format1_trained_on_grey(training: dict[str, Any]) -> bool:
+    """Whether a training summary says the model learned grey images copied into RGB.
+
+    Photo training with grey patches (``n2n-train fit --grey-fraction``), or own
+    data (``--pairs``/``--bursts``/``--singles``) with grey scenes, which training
+    copies into R, G and B (the summary's ``data.grey_scenes``).
+    """
+    cfg, data = training.get("train_config"), training.get("data")
+    try:
+        if isinstance(cfg, dict) and float(cfg.get("grey_fraction") or 0.0) > 0.0:
+            return True
+        return isinstance(data, dict) and int(data.get("grey_scenes") or 0) > 0
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
-#: How each noise kind of a noise spec reads in words (its arguments follow).
+#: How each noise kind of a format-1 noise spec reads in words (its arguments follow).
 NOISE_WORDS = {
     "gaussian": ("Gaussian noise", "sigma {} (of 255)"),
     "correlated": ("spatially correlated Gaussian noise", "sigma {} (of 255)"),
@@ -164,6 +333,8 @@ NOISE_WORDS = {
 def describe_noise(spec: str) -> str:
     """A noise spec in words: ``gaussian:0-50`` -> ``Gaussian noise, sigma 0–50 (of 255)``.
 
+    Format 1 compatibility: the words of a file that does not state them (format 2
+    files carry ``n2n.noise_description``: use :attr:`ModelInfo.noise_description`).
     Mixes (``a+b``) read as "one of ..."; unknown kinds are shown as given.
     """
     parts = []
@@ -185,10 +356,18 @@ def card(info: ModelInfo) -> list[tuple[str, str]]:
     """The model card's lines from the metadata: (label, text), short lines, in reading order."""
     cfg, train = info.config, info.training
     lines = [("model", _cut(info.name or info.path.stem))]
-    if info.noise:
-        lines.append(("for", _cut(f"images with {describe_noise(info.noise)}", 120)))
-    lines.append(("architecture", _architecture(cfg)))
-    lines.append(("stride", f"{info.stride} (sizes are padded to a multiple of {info.stride} px)"))
+    images = f"{_CHANNEL_WORDS.get(info.channels, f'{info.channels}-channel')} images"
+    if info.noise_description:
+        images += f" with {info.noise_description}"
+    lines.append(("for", _cut(images, 120)))
+    lines.append(("architecture", _architecture(info.architecture, cfg)))
+    lines.append(
+        (
+            "stride",
+            f"{info.stride} (sizes are padded to a multiple of {info.stride} px); "
+            f"receptive radius {info.receptive_radius} px",
+        )
+    )
     lines.append(("precision", _cut(str(info.raw.get(KEY_PRECISION, "fp32")))))
     tc = train.get("train_config") if isinstance(train.get("train_config"), dict) else {}
     data = train.get("data") if isinstance(train.get("data"), dict) else {}
@@ -218,11 +397,19 @@ def _epochs(train: dict[str, Any], tc: dict[str, Any]) -> str:
     return text
 
 
-def _architecture(cfg: dict[str, Any]) -> str:
+#: How a model's channel count reads on its card.
+_CHANNEL_WORDS = {3: "RGB", 1: "grey"}
+#: How an architecture's name reads on a card (others as they are named).
+_ARCHITECTURE_WORDS = {"unet": "UNet"}
+
+
+def _architecture(architecture: str, cfg: dict[str, Any]) -> str:
+    """The stated architecture; for a UNet, its levels and layers from its config."""
+    name = _ARCHITECTURE_WORDS.get(architecture, _cut(architecture, 40))
     features = cfg.get("features")
-    if not isinstance(features, list) or not features:
-        return "not described in the metadata"
-    text = f"UNet, {len(features)} levels ({'/'.join(map(str, features))} channels)"
+    if architecture != "unet" or not isinstance(features, list) or not features:
+        return name or "not described in the metadata"
+    text = f"{name}, {len(features)} levels ({'/'.join(map(str, features))} channels)"
     if isinstance(cfg.get("convs_per_level"), int):
         text += f", {cfg['convs_per_level']} conv per level"
     for key, word in (("pooling", "pooling"), ("upsampling", "upsampling")):

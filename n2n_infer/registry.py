@@ -63,9 +63,17 @@ def available_models() -> list[str]:
 def resolve_model(model: str | Path | None) -> Path:
     """Turn a bundled model name, a path, or ``None`` (the default) into a file path.
 
+    A BioImage.IO package that ``n2n-export bioimageio`` wrote (a zip file, or the
+    folder it unpacks to) becomes its ONNX weights, checked against the package's
+    checksum (:func:`n2n_infer.package.package_weights`; a zip's weights are extracted
+    once into the runtime's cache folder). A bundled name wins over a folder of the
+    same name in the working directory.
+
     Raises:
         ModelLoadError: neither a bundled name nor an existing file; the message
-            lists the bundled names.
+            lists the bundled names. ``n2n_infer.package.PackageError`` (a
+            ``ModelLoadError``): a package that n2n did not write, an unsafe zip, or
+            weights that do not match their checksum.
     """
     if model is None:
         model = DEFAULT_MODEL
@@ -74,10 +82,24 @@ def resolve_model(model: str | Path | None) -> Path:
         bundled = models_dir() / f"{model}.onnx"
         if bundled.is_file():
             return bundled
-        raise ModelLoadError(
-            f"model {str(model)!r}: no bundled model of that name "
-            f"(bundled: {', '.join(available_models()) or 'none'}); pass a path to an .onnx file"
-        )
+        if not path.is_dir():
+            raise ModelLoadError(
+                f"model {str(model)!r}: no bundled model of that name (bundled: "
+                f"{', '.join(available_models()) or 'none'}); pass a path to an .onnx file"
+            )
+    if path.is_dir() or (path.is_file() and _starts_like_zip(path)):
+        from n2n_infer.package import package_weights  # only for packages: json, zipfile
+
+        return package_weights(path)
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file not found")
     return path
+
+
+def _starts_like_zip(path: Path) -> bool:
+    """Whether ``path`` begins as a zip archive does (an ONNX file, protobuf, never does)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+    except OSError:
+        return False

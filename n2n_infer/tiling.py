@@ -21,14 +21,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from n2n_infer.arrays import ImageArray, to_unit, unit_chw_into, write_rows_chw
-
-#: Receptive radius assumed when a model's config does not describe its layers.
-FALLBACK_RADIUS = 32
 
 
 @dataclass(frozen=True)
@@ -55,22 +51,6 @@ class TileSpec:
             )
 
 
-def receptive_radius(config: dict[str, Any]) -> int:
-    """Pixels of context, on each side, that one output pixel of the UNet depends on.
-
-    An upper bound from the model config (levels, convolutions per level,
-    upsampling); :data:`FALLBACK_RADIUS` when the config does not say.
-    """
-    feats, convs = config.get("features"), config.get("convs_per_level")
-    if not isinstance(feats, list) or not isinstance(convs, int) or not feats:
-        return FALLBACK_RADIUS
-    levels = len(feats)
-    radius = convs * (2**levels - 1) + convs * (2 ** (levels - 1) - 1)  # 3×3 convs
-    radius += 2 ** (levels - 1) - 1  # 2×2 pooling
-    up = 2 if config.get("upsampling") in ("bilinear", "transposed") else 1
-    return radius + up * (2 ** (levels - 1) - 1)
-
-
 def default_tile_size(overlap: int, stride: int, base: int = 512) -> int:
     """``base``, or for a wide overlap the multiple of ``stride`` nearest above 4 × overlap,
     so that at least half of each tile's width is its own output."""
@@ -78,9 +58,11 @@ def default_tile_size(overlap: int, stride: int, base: int = 512) -> int:
     return -(-size // stride) * stride
 
 
-def default_overlap(config: dict[str, Any], stride: int) -> int:
-    """Four margins, each the receptive radius rounded up to the stride."""
-    margin = math.ceil(receptive_radius(config) / stride) * stride
+def default_overlap(radius: int, stride: int) -> int:
+    """Four margins, each the model's receptive radius (``radius`` px, as its metadata
+    states: :attr:`~n2n_infer.metadata.ModelInfo.receptive_radius`) rounded up to the
+    stride (one stride at least, so that tiles always overlap)."""
+    margin = max(1, math.ceil(radius / stride)) * stride
     return 4 * margin
 
 

@@ -120,6 +120,26 @@ class UNetConfig(_Versioned):
         """Input heights and widths must be multiples of this."""
         return 2 ** (len(self.features) - 1)
 
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels of context, on each side, that one output pixel can depend on (a bound).
+
+        With ``L`` levels and ``c`` convolutions per level: the 3×3 convolutions
+        of the encoder and the decoder (``c·(2^L − 1) + c·(2^(L−1) − 1)``), the
+        2×2 poolings (``2^(L−1) − 1``) and the upsamplings (as much again, twice
+        for bilinear and transposed). Measured on the network
+        (``tests/export/test_stated_facts.py``): no output pixel moves farther than
+        this from a changed input pixel, and the bound exceeds the measured reach
+        by at most ``2·(stride − 1)`` pixels. The exporter writes it into the
+        model (``n2n.receptive_radius``); the runtime's tile overlap and a
+        BioImage.IO package's halo come from it.
+        """
+        levels, convs = len(self.features), self.convs_per_level
+        deep = 2 ** (levels - 1) - 1  # 1 + 2 + ... + 2^(L-2)
+        radius = convs * (2**levels - 1) + convs * deep  # 3×3 convolutions, down and up
+        up = 2 if self.upsampling in ("bilinear", "transposed") else 1
+        return radius + deep + up * deep  # 2×2 poolings, upsamplings
+
 
 @dataclass(frozen=True)
 class TrainConfig(_Versioned):

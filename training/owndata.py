@@ -23,7 +23,7 @@ by name, :func:`_levels_problem`). Grey images
 to the network copied into R, G and B; the record counts them
 (``grey_scenes``), which makes the runtime feed grey images to the trained model
 the same way (``--grey auto`` picks ``replicate``,
-:func:`n2n_infer.grey.trained_on_grey`). All problems (unmatched names,
+:func:`n2n_export.exporter.trained_on_grey` states it in the model). All problems (unmatched names,
 different sizes or pixel ranges, unreadable files, scenes too small or with fewer
 than two frames) are collected and reported in one :class:`~training.data.DataError`
 before any training.

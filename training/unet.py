@@ -56,6 +56,11 @@ class UNet(nn.Module):
         """Input heights and widths must be multiples of this."""
         return self.config.stride
 
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels of context, on each side, that one output pixel can depend on (a bound)."""
+        return self.config.receptive_radius
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         inputs = x
         skips: list[torch.Tensor] = []

@@ -17,6 +17,15 @@ MODELS = REPO / "models"
 EXAMPLES = REPO / "examples"
 NAMES = ("astronaut", "chelsea", "coffee", "rocket")
 SHIPPED = available_models()
+#: The facts a model states (metadata format 2), as ``Denoiser.metadata`` names them.
+STATED = (
+    "format_version",
+    "architecture",
+    "channels",
+    "receptive_radius",
+    "grey",
+    "noise_description",
+)
 
 #: Runtime PSNR (dB) of models/photo.onnx on examples/noisy vs examples/clean, as measured
 #: by `n2n-infer batch examples/noisy OUT --reference examples/clean` when the model was made.
@@ -74,8 +83,22 @@ def test_committed_onnx_matches_what_the_exporter_writes_today(model, tmp_path):
     fresh = Denoiser(export_onnx(_checkpoint_of(model), tmp_path / "fresh.onnx"), device="cpu")
     x = np.random.default_rng(0).random((2, 3, 45, 61), dtype=np.float32)
     assert np.abs(committed.denoise_nchw(x) - fresh.denoise_nchw(x)).max() <= 1e-5
-    for key in ("stride", "config", "noise"):
+    for key in ("stride", "config", "noise", *STATED):
         assert committed.metadata[key] == fresh.metadata[key], key
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_shipped_models_state_what_the_exporter_states_for_their_checkpoints(model):
+    """Format 2 (scripts/upgrade_metadata.py added the facts to the files, weights untouched)."""
+    from n2n_export.exporter import stated_facts
+    from n2n_train.checkpoint import load_checkpoint
+
+    props = Denoiser(model, device="cpu").info.raw
+    facts = stated_facts(load_checkpoint(_checkpoint_of(model)))
+    assert {key: props.get(key) for key in facts} == facts
+    assert props[md.KEY_FORMAT_VERSION] == str(md.FORMAT_VERSION)
+    card = (MODELS / f"{model}.md").read_text()
+    assert f"| receptive radius | {facts[md.KEY_RECEPTIVE_RADIUS]} px" in card
 
 
 @pytest.mark.parametrize("model", SHIPPED)

@@ -39,6 +39,9 @@ def test_metadata_round_trips_the_config(tiny_onnx, tiny_run):
     assert info.format_version == md.FORMAT_VERSION
     assert info.config == ckpt.config.to_dict()
     assert info.noise == "gaussian:25"
+    assert (info.architecture, info.channels, info.grey) == ("unet", 3, "phases")
+    assert info.receptive_radius == ckpt.config.receptive_radius
+    assert info.noise_description == "Gaussian noise, sigma 25 (of 255)"
     assert set(info.exporter) >= {"torch", "onnx", "opset"}
     assert len(props[md.KEY_CHECKPOINT_SHA256]) == 64
     assert json.loads(props[md.KEY_TRAINING])["best_epoch"] == ckpt.summary["best_epoch"]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from n2n_infer import Denoiser
+from n2n_infer import metadata as md
 from n2n_infer.arrays import as_image
 from n2n_infer.grey import STACKS, grey_mode_for, is_grey, merge_phases, phase_stacks
 from n2n_infer.metrics import psnr
@@ -54,39 +58,59 @@ def test_what_counts_as_grey():
     assert not is_grey(as_image(rgb))
 
 
-def test_grey_mode_follows_the_models_noise():
-    assert grey_mode_for("auto", "gaussian:0-50") == "phases"
-    assert grey_mode_for("auto", "") == "phases"
-    assert grey_mode_for("auto", "pixelated:24.4591,2") == "replicate"
-    assert grey_mode_for("auto", "gaussian:0-50+pixelated:24") == "replicate"  # a mix
-    assert grey_mode_for("auto", "gaussian:0-50+correlated:0-50") == "phases"
-    assert grey_mode_for("auto", "gaussian:0-50", grey_trained=True) == "replicate"
-    assert grey_mode_for("phases", "gaussian:0-50", grey_trained=True) == "phases"
+def test_grey_mode_auto_follows_what_the_model_states():
+    assert grey_mode_for("auto", "phases") == "phases"
+    assert grey_mode_for("auto", "replicate") == "replicate"
+    assert grey_mode_for("phases", "replicate") == "phases"  # a named mode wins
+    assert grey_mode_for("replicate", "phases") == "replicate"
+    assert grey_mode_for("auto") == "phases"
+    with pytest.raises(ValueError, match="expected one of auto, phases, replicate, got 'gray'"):
+        grey_mode_for("gray", "phases")
+    with pytest.raises(ValueError, match="'gray'"):
+        Denoiser(device="cpu", grey="gray")
+
+
+def _format1_grey(noise: str, training: dict | None = None) -> str:
+    """The grey handling the runtime derives for a format-1 file (which does not state it)."""
+    props = {
+        md.KEY_FORMAT_VERSION: "1",
+        md.KEY_STRIDE: "4",
+        md.KEY_NOISE: noise,
+        md.KEY_TRAINING: json.dumps(training or {}),
+    }
+    return md.ModelInfo.from_props(props, Path("m.onnx")).grey
+
+
+def test_format1_files_get_the_grey_handling_they_always_had():
+    """Format 1 replicated for ``pixelated`` only: correlated noise kept phases (format 2
+    states ``replicate`` for it: tests/export/test_stated_facts.py)."""
+    assert _format1_grey("gaussian:0-50") == "phases"
+    assert _format1_grey("") == "phases"
+    assert _format1_grey("pixelated:24.4591,2") == "replicate"
+    assert _format1_grey("gaussian:0-50+pixelated:24") == "replicate"  # a mix
+    assert _format1_grey("gaussian:0-50+correlated:0-50") == "phases"
+    assert _format1_grey("gaussian:0-50", {"train_config": {"grey_fraction": 0.3}}) == "replicate"
 
 
 @pytest.mark.parametrize(
     ("training", "expected"),
     [
-        ({}, False),
-        ({"train_config": {"grey_fraction": 0.0}}, False),
-        ({"train_config": {"grey_fraction": 0.25}}, True),
-        ({"train_config": {"grey_fraction": "junk"}}, False),
-        ({"train_config": "junk"}, False),
-        ({"data": {"source": "pairs", "grey_scenes": 0}}, False),
-        ({"data": {"source": "pairs", "grey_scenes": 3}}, True),  # own grey data, copied
-        ({"data": {"grey_scenes": "junk"}}, False),
-        ({"data": "junk"}, False),
+        ({}, "phases"),
+        ({"train_config": {"grey_fraction": 0.0}}, "phases"),
+        ({"train_config": {"grey_fraction": 0.25}}, "replicate"),
+        ({"train_config": {"grey_fraction": "junk"}}, "phases"),
+        ({"train_config": "junk"}, "phases"),
+        ({"data": {"source": "pairs", "grey_scenes": 0}}, "phases"),
+        ({"data": {"source": "pairs", "grey_scenes": 3}}, "replicate"),  # own grey data, copied
+        ({"data": {"grey_scenes": "junk"}}, "phases"),
+        ({"data": {"grey_scenes": float("inf")}}, "phases"),
+        ({"data": "junk"}, "phases"),
     ],
 )
-def test_a_model_trained_on_grey_patches_is_read_from_its_training_summary(training, expected):
-    from n2n_infer.grey import trained_on_grey
-
-    assert trained_on_grey(training) is expected
-    assert grey_mode_for("replicate", "gaussian:25") == "replicate"
-    with pytest.raises(ValueError, match="expected one of auto, phases, replicate, got 'gray'"):
-        grey_mode_for("gray", "gaussian:25")
-    with pytest.raises(ValueError, match="'gray'"):
-        Denoiser(device="cpu", grey="gray")
+def test_a_format1_model_trained_on_grey_patches_is_read_from_its_training_summary(
+    training, expected
+):
+    assert _format1_grey("gaussian:25", training) == expected
 
 
 def test_phases_remove_the_noise_that_replicating_leaves_in(photo):

@@ -566,7 +566,7 @@ def hostile_model(tmp_path_factory) -> Path:
     for prop in model.metadata_props:
         if prop.key == "n2n.name":
             prop.value = "seed\x1b]0;pwned\x07\nFAILED x\u202egnp.exe"
-        if prop.key == "n2n.noise":
+        if prop.key in ("n2n.noise", "n2n.noise_description"):  # format 1 shows the first
             prop.value = "gaussian:25\x1b[2J"
     path = tmp_path_factory.mktemp("m") / "hostile.onnx"
     onnx.save(model, str(path))

@@ -13,6 +13,9 @@ from n2n_infer import session as sess
 from n2n_infer.cli import main
 from tests.infer import onnx_graphs as g
 
+#: The shipped seedlike model's metadata (what g.save writes) read as a format-1 file.
+V1 = {"format_version": "1"}
+
 
 @pytest.mark.parametrize(
     ("build", "message"),
@@ -40,16 +43,31 @@ def test_models_that_cannot_denoise_are_refused_at_load(tmp_path, build, message
         ({"stride": "6"}, "n2n.stride=6"),
         ({"stride": "4.0"}, r"n2n.stride='4.0' is not an integer"),
         ({"stride": "9" * 5000}, r"is not an integer"),
-        ({"config": json.dumps({"features": [16] * 70})}, r"features=\[16, 16, .*\.\.\.: expected"),
-        ({"config": json.dumps({"features": [16, -1]})}, "features=.*expected a list"),
-        ({"config": json.dumps({"features": "16,32"})}, "features=.*expected a list"),
-        ({"config": json.dumps({"convs_per_level": 1000})}, "convs_per_level=1000"),
-        ({"config": json.dumps({"convs_per_level": True})}, "convs_per_level=True"),
+        # format 1: the UNet config is checked, since the runtime derives the radius from it
+        ({**V1, "config": json.dumps({"features": [16] * 70})}, r"features=\[16, 16, .*: expected"),
+        ({**V1, "config": json.dumps({"features": [16, -1]})}, "features=.*expected a list"),
+        ({**V1, "config": json.dumps({"features": "16,32"})}, "features=.*expected a list"),
+        ({**V1, "config": json.dumps({"convs_per_level": 1000})}, "convs_per_level=1000"),
+        ({**V1, "config": json.dumps({"convs_per_level": True})}, "convs_per_level=True"),
         ({"config": "[1, 2]"}, "n2n.config must be a JSON object"),
         ({"config": "[" * 100_000}, "n2n.config is not valid JSON"),
         ({"training": "{" * 100_000}, "n2n.training is not valid JSON"),
-        ({"format_version": "2"}, "format version 2 is not supported"),
+        ({"format_version": "3"}, "format version 3 is not supported .*supports 1..2"),
+        ({"format_version": "0"}, "format version 0 is not supported"),
         ({"format_version": None}, "not an n2n model"),
+        # format 2: the stated facts are checked
+        ({"receptive_radius": "-1"}, "n2n.receptive_radius=-1: expected 0 to 4096 pixels"),
+        ({"receptive_radius": "5000"}, "n2n.receptive_radius=5000: expected 0 to 4096"),
+        ({"receptive_radius": "26px"}, "n2n.receptive_radius='26px' is not an integer"),
+        ({"receptive_radius": None}, "format 2 needs 'n2n.receptive_radius', which is missing"),
+        ({"channels": "2"}, "n2n.channels=2: expected one of 1, 3"),
+        ({"channels": "1"}, "a 1-channel model: .*1-channel models need a newer n2n_infer"),
+        ({"channels": None}, "format 2 needs 'n2n.channels'"),
+        ({"grey": "sideways"}, "n2n.grey='sideways': expected one of phases, replicate"),
+        ({"grey": None}, "format 2 needs 'n2n.grey'"),
+        ({"architecture": "u net"}, "n2n.architecture='u net': expected a name"),
+        ({"architecture": "x" * 65}, "n2n.architecture='xxx.*: expected a name"),
+        ({"architecture": None}, "format 2 needs 'n2n.architecture'"),
     ],
 )
 def test_implausible_metadata_is_refused_at_load(tmp_path, props, message):
@@ -58,12 +76,26 @@ def test_implausible_metadata_is_refused_at_load(tmp_path, props, message):
         Denoiser(path, device="cpu")
 
 
-def test_deep_configs_need_an_explicit_overlap(tmp_path):
-    config = json.dumps({"features": [8] * 8, "convs_per_level": 4})
-    path = g.save(g.identity(), tmp_path / "deep.onnx", config=config)
+@pytest.mark.parametrize(
+    "props",
+    [
+        {"receptive_radius": "600"},  # format 2: the radius the model states
+        {**V1, "config": json.dumps({"features": [8] * 8, "convs_per_level": 4})},  # derived
+    ],
+    ids=["format 2", "format 1"],
+)
+def test_deep_models_need_an_explicit_overlap(tmp_path, props):
+    path = g.save(g.identity(), tmp_path / "deep.onnx", **props)
     with pytest.raises(ModelLoadError, match=r"deep\.onnx: .*tile overlap of \d+ px"):
         Denoiser(path, device="cpu")
     assert Denoiser(path, device="cpu", tile_overlap=64).tiles.overlap == 64
+
+
+def test_format2_configs_are_the_models_own_business(tmp_path):
+    """A format-2 file states its radius: its config is not read as a UNet's (any JSON object)."""
+    config = json.dumps({"features": [16] * 70, "blocks": "anything"})
+    d = Denoiser(g.save(g.identity(), tmp_path / "other.onnx", config=config), device="cpu")
+    assert d.info.receptive_radius == 16 and d.tiles.overlap == 64
 
 
 def test_an_identity_model_with_n2n_metadata_loads_and_runs(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from n2n_infer import Denoiser
-from n2n_infer.tiling import TileSpec, axis_weights, receptive_radius, tile_starts
+from n2n_infer.tiling import TileSpec, axis_weights, default_overlap, tile_starts
 from tests.conftest import synthetic_photo
 
 
@@ -48,8 +48,19 @@ def test_margin_covers_the_measured_receptive_field(photo):
         y[0, :, c, c] += 0.5
         rows, cols = np.nonzero(np.abs(photo.denoise_nchw(y) - base).max(axis=(0, 1)) > 0)
         reach = max(reach, np.abs(rows - c).max(), np.abs(cols - c).max())
-    assert reach <= receptive_radius(photo.info.config) <= photo.tiles.overlap // 4
-    assert photo.tiles.overlap == 112  # 3 levels × 2 convs: radius 26, margin 28
+    assert reach <= photo.info.receptive_radius <= photo.tiles.overlap // 4
+    assert photo.info.receptive_radius == 26  # stated by the model: 3 levels × 2 convs
+    assert photo.tiles.overlap == 112  # margin 28: the radius rounded up to the stride
+
+
+@pytest.mark.parametrize(
+    ("radius", "stride", "overlap"),
+    [(26, 4, 112), (16, 4, 64), (28, 4, 112), (1, 8, 32), (0, 4, 16), (250, 32, 1024)],
+)
+def test_default_overlap_is_four_margins_of_the_radius_rounded_up_to_the_stride(
+    radius, stride, overlap
+):
+    assert default_overlap(radius, stride) == overlap  # never less than one stride per margin
 
 
 @pytest.mark.parametrize(
