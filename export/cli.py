@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from n2n_infer.cli import echo, setup_printable_logging
+from n2n_export.bioimageio import bioimageio_command
+from n2n_infer.cli import configure_logging, echo, quiet_option
 from n2n_train.cli import ExtraGroup
 
 if TYPE_CHECKING:
@@ -28,10 +29,10 @@ if TYPE_CHECKING:
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option("-v", "--verbose", count=True, help="More log output.")
-def main(verbose: int) -> None:
+@quiet_option()
+def main(verbose: int, quiet: bool) -> None:
     """Export n2n checkpoints to ONNX and prove they match torch."""
-    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    setup_printable_logging(level)
+    configure_logging(verbose, quiet)
     # torch's ONNX exporter warns about torchvision ops that n2n never uses.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
@@ -382,6 +383,8 @@ def _input_errors() -> tuple[type[Exception], ...]:
 
     return (CheckpointError, DataError, N2NError, ValueError, OSError)
 
+
+main.add_command(bioimageio_command)
 
 if __name__ == "__main__":
     main()

@@ -1,8 +1,9 @@
-"""The folder job: denoise every image of a folder (tree) into another, file by file.
+"""The folder job: denoise every image of a folder (tree) into another, file by file;
+and the same job for one image file (:func:`denoise_file`).
 
 A bad file is reported and skipped; the job goes on. Outputs are written
-atomically, never inside the input folder, and never over an existing file
-unless asked.
+atomically, never inside the input folder (for one file: never in the folder
+that holds it), and never over an existing file unless asked.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def check_folders(in_dir: Path, out_dir: Path, recursive: bool = False) -> None:
     if in_dir.exists() and not in_dir.is_dir():
         raise N2NError(f"{in_dir}: is a file, not a folder: give the folder that holds the images")
     if not in_dir.is_dir():
-        raise N2NError(f"{in_dir}: input folder not found")
+        what = "input file" if is_image_name(in_dir) else "input folder"
+        raise N2NError(f"{in_dir}: {what} not found")
     src, dst = in_dir.resolve(), out_dir.resolve()
     if dst == src or src in dst.parents:
         raise N2NError(f"output folder {out_dir} is inside input folder {in_dir}; choose another")
@@ -150,6 +152,8 @@ def prepare_output(out_dir: Path) -> None:
 def check_report_path(report: Path, in_dir: Path) -> Path:
     """``report``, checked as the place a JSON report will be written to (see
     :func:`write_report`); a symbolic link is followed to check what it leads to.
+    ``in_dir`` is the input folder, or the input file of a single-file job (then
+    the report may not be in the folder that holds it: see :func:`lands_in_input`).
 
     ``-``, ``/dev/stdout``, ``/dev/stderr`` and ``/dev/fd/N`` (the report goes to
     that open descriptor), a FIFO and a character device (written into) pass as
@@ -168,9 +172,9 @@ def check_report_path(report: Path, in_dir: Path) -> Path:
         raise N2NError(f"report file {report}: {exc.strerror or exc}") from None
     if fd is not None:
         return report
-    src = in_dir.resolve()
-    if target == src or src in target.parents:
-        raise N2NError(f"report file {report} is inside input folder {in_dir}; choose another")
+    if lands_in_input(target, in_dir):
+        where = "input folder" if in_dir.is_dir() else "the folder of input file"
+        raise N2NError(f"report file {report} is inside {where} {in_dir}; choose another")
     if target.is_dir():
         raise N2NError(f"report file {report} is a folder; give a file name such as report.json")
     kind = kind_of(target.stat().st_mode) if target.exists() else "regular file"
@@ -194,8 +198,14 @@ def check_reference(reference_dir: Path | None) -> None:
     Raises:
         N2NError: naming the folder.
     """
-    if reference_dir is not None and not Path(reference_dir).is_dir():
-        raise N2NError(f"reference folder {reference_dir} not found (or not a folder)")
+    if reference_dir is None or Path(reference_dir).is_dir():
+        return
+    if Path(reference_dir).exists():
+        raise N2NError(
+            f"reference folder {reference_dir} is a file: with a folder as IN, give the "
+            "folder of clean images with the same names"
+        )
+    raise N2NError(f"reference folder {reference_dir} not found (or not a folder)")
 
 
 def remove_stale_temp_files(out_dir: Path, in_dir: Path, recursive: bool = False) -> list[Path]:
@@ -246,8 +256,9 @@ class FileJob:
     src: Path
     rel: Path
     dst: Path
-    in_root: Path  # the input folder, resolved
+    in_root: Path  # the input folder, resolved (a single file's: the folder holding it)
     ref: Path | None
+    single: bool = False  # one file: only in_root and src's folder, not their subfolders
 
     @property
     def name(self) -> str:
@@ -325,6 +336,77 @@ def denoise_folder(
     return report
 
 
+def file_reference(in_file: Path, reference: Path | None) -> Path | None:
+    """The clean image for a single-file job: ``reference`` itself when it is a file,
+    the image of ``in_file``'s name in it when it is a folder (missing there: a note).
+
+    Raises:
+        N2NError: ``reference`` is given but does not exist.
+    """
+    if reference is None:
+        return None
+    if reference.is_dir():
+        return reference / in_file.name
+    if not (reference.exists() or reference.is_symlink()):
+        raise N2NError(f"reference {reference} not found (give a clean image, or a folder of them)")
+    return reference
+
+
+def start_file_job(in_file: Path, out: str | Path, reference: Path | None = None) -> Path:
+    """Check a single-file job (:func:`check_file_job`, :func:`file_reference`), create
+    the output's folder, remove what an interrupted run left in it; the output's path.
+
+    Raises:
+        N2NError: the input, the output or the reference is unusable.
+    """
+    dst = check_file_job(in_file, out)
+    file_reference(in_file, reference)
+    prepare_output(dst.parent)
+    # dst.parent is not the folder of in_file (checked): its own stale files are removed
+    remove_stale_temp_files(dst.parent, in_file)
+    return dst
+
+
+def denoise_file(
+    denoiser: Denoiser,
+    in_file: str | Path,
+    out: str | Path,
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    reference: str | Path | None = None,
+    on_file: Callable[[FileResult], None] | None = None,
+    tile: bool | None = None,
+    on_tile: Callable[[str, int, int], None] | None = None,
+) -> BatchReport:
+    """Denoise the one image file ``in_file`` into ``out``: a folder (the output keeps
+    the input's name) or an image file name of the input's format (see
+    :func:`single_target`).
+
+    The folder job's steps and rules for one file (see :func:`denoise_folder`): an
+    existing output is an error unless ``overwrite`` or ``skip_existing``; the write
+    is atomic; a failure is the report's one ``"error"`` result. Nothing is written
+    in the folder that holds ``in_file`` (checked first and again before the write).
+    ``reference`` is a clean image, or a folder holding one of the same name.
+
+    Raises:
+        N2NError: the input, the output or the reference is unusable (see
+            :func:`start_file_job`).
+    """
+    in_file = Path(in_file)
+    ref_path = None if reference is None else Path(reference)
+    dst = start_file_job(in_file, out, ref_path)
+    ref = file_reference(in_file, ref_path)
+    job = FileJob(in_file, Path(in_file.name), dst, input_folders(in_file)[0], ref, single=True)
+    result = run_guarded(
+        job.name,
+        job.src,
+        lambda: _denoise_file(denoiser, job, overwrite, skip_existing, tile, on_tile),
+    )
+    if on_file:
+        on_file(result)
+    return BatchReport([result])
+
+
 def run_guarded(name: str, src: Path, work: Callable[[], FileResult]) -> FileResult:
     """``work()``, timed; any exception becomes an ``"error"`` result for ``name``.
 
@@ -356,10 +438,15 @@ def existing_output(
     return FileResult(name, "error", f"{dst} exists (use --overwrite or --skip-existing)")
 
 
-def check_destination(dst: Path, in_root: Path, src: Path | None = None) -> None:
+def check_destination(
+    dst: Path, in_root: Path, src: Path | None = None, single: bool = False
+) -> None:
     """Create ``dst``'s folder and refuse a ``dst`` whose real location (symbolic links
     followed, the last one included) is in ``in_root`` or in the real folder of
     ``src`` (an input reached through a linked folder).
+
+    With ``single`` (a single-file job: ``in_root`` is the folder holding ``src``),
+    only a location directly in those folders is refused, not one in a subfolder.
 
     Raises:
         N2NError: ``dst`` leads into the (resolved) input folder ``in_root``.
@@ -368,9 +455,109 @@ def check_destination(dst: Path, in_root: Path, src: Path | None = None) -> None
     dst.parent.mkdir(parents=True, exist_ok=True)
     real, _ = resolve_target(dst)  # links followed to the end: the write follows them too
     roots = [in_root] if src is None else [in_root, src.resolve().parent]
+    if _inside(real, roots, subfolders=not single):
+        raise N2NError(f"refused to write {dst}: it leads into an input folder (as {real})")
+
+
+def _inside(real: Path, roots: list[Path], subfolders: bool = True) -> bool:
+    """Whether the resolved path ``real`` is one of ``roots`` or lies in one (directly,
+    or at any depth with ``subfolders``)."""
     for root in roots:
-        if real == root or root in real.parents:
-            raise N2NError(f"refused to write {dst}: it leads into an input folder (as {real})")
+        if real == root or real.parent == root or (subfolders and root in real.parents):
+            return True
+    return False
+
+
+def input_folders(in_file: Path) -> list[Path]:
+    """The folders a single-file job never writes into: the one holding ``in_file`` as
+    named, and the one holding the file it is (symbolic links followed), both resolved."""
+    named = Path(os.path.abspath(in_file)).parent.resolve()
+    real = in_file.resolve().parent
+    return [named] if real == named else [named, real]
+
+
+def lands_in_input(real: Path, in_path: Path) -> bool:
+    """Whether writing the resolved path ``real`` would write into the input ``in_path``:
+    inside it at any depth when it is a folder; directly in the folder that holds it
+    (:func:`input_folders`) when it is a file, a subfolder there being allowed."""
+    if in_path.is_dir():
+        return _inside(real, [in_path.resolve()])
+    return _inside(real, input_folders(in_path), subfolders=False)
+
+
+def is_image_name(path: Path) -> bool:
+    """Whether ``path``'s suffix is one the job lists: read (:data:`SUFFIXES`) or refused
+    by name (:data:`UNSUPPORTED`)."""
+    return path.suffix.lower() in SUFFIXES or path.suffix.lower() in UNSUPPORTED
+
+
+def _format_word(suffix: str) -> str:
+    """The format a suffix is written as (``.jpeg`` and ``.jpg``: JPEG); a suffix that
+    is not read stands for itself."""
+    return SUFFIXES.get(suffix.lower(), suffix.lower())
+
+
+def single_target(in_file: Path, out: str | Path) -> Path:
+    """Where the single-file job writes ``in_file``: ``out/<its name>`` when ``out`` is a
+    folder (an existing one, a name ending with a separator, or a new name without an
+    image suffix: created), else ``out`` itself (an image file name: ``clean.png``; an
+    existing file, which :func:`check_file_job` then judges)."""
+    text = os.fspath(out)
+    path = Path(text)
+    ends_with_separator = text.endswith(os.sep) or bool(os.altsep and text.endswith(os.altsep))
+    if ends_with_separator or path.is_dir():
+        return path / in_file.name
+    if path.exists() or path.is_symlink() or is_image_name(path):
+        return path
+    return path / in_file.name
+
+
+def check_file_job(in_file: Path, out: str | Path) -> Path:
+    """Check a single-file job (IN is one image file) and return the output file's path
+    (see :func:`single_target`).
+
+    IN must be a regular file (symbolic links followed) with an image suffix; an
+    output file name must name IN's format (``.jpeg`` for a ``.jpg`` passes: the
+    output keeps its input's format); the output may not land in the folder that
+    holds IN (:func:`input_folders`; a subfolder such as ``out/`` beside it is fine).
+
+    Raises:
+        N2NError: with a message naming the path.
+    """
+    try:
+        mode = in_file.stat().st_mode
+    except OSError as exc:
+        if in_file.is_symlink():
+            raise N2NError(f"{in_file}: a symbolic link to nothing ({exc.strerror})") from None
+        raise N2NError(f"{in_file}: input not found: {exc.strerror or exc}") from None
+    kind = kind_of(mode)
+    if kind != "regular file":
+        raise N2NError(f"{in_file}: is a {kind}, not an image file or a folder of images")
+    if not is_image_name(in_file):
+        raise N2NError(
+            f"{in_file}: not an image file name (known: {', '.join(sorted(SUFFIXES))}); "
+            "give an image file or the folder that holds the images"
+        )
+    dst = single_target(in_file, out)
+    fmt = _format_word(in_file.suffix)
+    if _format_word(dst.suffix) != fmt:
+        if (dst.exists() or dst.is_symlink()) and not is_image_name(dst):
+            raise N2NError(f"output {dst} is an existing file, not a folder or an image file")
+        raise N2NError(
+            f"output {dst}: the input {in_file.name} is written as {fmt} (an output keeps "
+            f"its input's format): name it {dst.with_suffix(in_file.suffix).name}, "
+            "or give a folder"
+        )
+    try:
+        real, _ = resolve_target(dst)
+    except OSError as exc:
+        raise N2NError(f"output {dst}: {exc.strerror or exc}") from None
+    if _inside(real, input_folders(in_file), subfolders=False):
+        raise N2NError(
+            f"refused to write {dst} into {in_file.parent}, the folder of input {in_file}: "
+            f"choose another folder (such as {Path('denoised') / dst.name})"
+        )
+    return dst
 
 
 def convert_file(
@@ -382,13 +569,14 @@ def convert_file(
     tile: bool | None = None,
     in_root: Path | None = None,
     on_tile: Callable[[int, int], None] | None = None,
+    single: bool = False,
 ) -> FileResult:
     """Read ``src``, denoise it, write ``dst`` like ``src`` (format, bit depth, ICC, EXIF).
 
-    With ``in_root``, ``dst`` is checked with :func:`check_destination` just
-    before it is written. With a ``ref`` file, the result has the PSNR of the
-    input and of the output against it; ``ref`` is read and checked before
-    anything is denoised or written. ``on_tile(done, total)`` is called after
+    With ``in_root``, ``dst`` is checked with :func:`check_destination` (``single``:
+    as for a single-file job) just before it is written. With a ``ref`` file, the
+    result has the PSNR of the input and of the output against it; ``ref`` is read
+    and checked before anything is denoised or written. ``on_tile(done, total)`` is called after
     each tile of a tiled image. The result is ``"ok"``, for ``name``.
 
     Raises:
@@ -402,7 +590,7 @@ def convert_file(
     clean = None if ref is None else _reference(ref, loaded.pixels)  # fails before any output
     denoised = denoiser.denoise(loaded.pixels, tile=tile, on_tile=on_tile)
     if in_root is not None:
-        check_destination(dst, in_root, src)
+        check_destination(dst, in_root, src, single)
     write_file(dst, loaded, denoised)
     result = FileResult(name, "ok", size_hw=loaded.pixels.shape[:2], notes=list(loaded.notes))
     if clean is not None:
@@ -424,7 +612,9 @@ def _denoise_file(
         return existing
     ref = job.ref if job.has_reference else None
     progress = None if on_tile is None else lambda done, total: on_tile(job.name, done, total)
-    result = convert_file(denoiser, job.src, job.dst, job.name, ref, tile, job.in_root, progress)
+    result = convert_file(
+        denoiser, job.src, job.dst, job.name, ref, tile, job.in_root, progress, job.single
+    )
     return job.noted(result)
 
 

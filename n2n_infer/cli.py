@@ -13,9 +13,9 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from n2n_infer.batch import BatchReport, FileResult
     from n2n_infer.denoiser import Denoiser
     from n2n_infer.probe import EngineChoice
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def echo(text: object = "", err: bool = False) -> None:
@@ -61,29 +63,58 @@ class PrintableFormatter(logging.Formatter):
         return "\n".join(printable(line) for line in super().formatException(ei).splitlines())
 
 
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = (
-        logging.ERROR
-        if quiet
-        else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    )
+#: What ``-q``/``--quiet`` means, in every place of the three CLIs (``n2n-infer``,
+#: ``n2n-infer batch``, ``n2n-train``, ``n2n-export``).
+QUIET_HELP = (
+    "Quiet: no progress bar, no per-file or per-step lines, no log lines below errors; "
+    "failures, notes, results and the summary are still printed (wins over -v)."
+)
+
+
+def quiet_option(name: str = "quiet") -> Callable[[F], F]:
+    """The ``-q``/``--quiet`` flag (:data:`QUIET_HELP`), passed as ``name``."""
+    return click.option("-q", "--quiet", name, is_flag=True, help=QUIET_HELP)
+
+
+def log_level(verbose: int, quiet: bool) -> int:
+    """The log level of ``-v`` (INFO), ``-vv`` (DEBUG), ``-q`` (ERROR; it wins) or neither
+    (WARNING): the same for every CLI."""
+    if quiet:
+        return logging.ERROR
+    return logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """Log to stderr at :func:`log_level` (see :func:`setup_printable_logging`).
+
+    The level is set on the root logger even where logging was set up before (a
+    test runner's capture); inside a click command it is put back when the
+    command's context closes.
+    """
+    level = log_level(verbose, quiet)
     setup_printable_logging(level)
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(level)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(lambda: root.setLevel(previous))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="n2n")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@quiet_option()
 @click.pass_context
 def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Denoise images with an n2n ONNX model (onnxruntime; CUDA if usable, else CPU)."""
-    _setup_logging(verbose, quiet)
+    configure_logging(verbose, quiet)
     ctx.obj = {"quiet": quiet, "verbose": verbose}
 
 
 @main.command()
-@click.argument("in_dir", type=click.Path(path_type=Path))
-@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.argument("in_path", metavar="IN", type=click.Path(path_type=Path))
+@click.argument("out", metavar="OUT", type=click.Path())
 @click.option("--model", default=None, help="Bundled model name or .onnx path [default: photo].")
 @click.option(
     "--device",
@@ -100,11 +131,18 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 )
 @click.option(
     "--tile",
-    type=click.IntRange(min=0),
+    type=int,
     default=None,
-    help="Denoise in N×N tiles (a multiple of the model's stride, above twice its tile "
-    "overlap: `n2n-infer info` shows both); 0 never tiles "
+    metavar="N",
+    help="Denoise every image in N×N tiles (a multiple of the model's stride, above twice "
+    "its tile overlap: `n2n-infer info` shows both) "
     "[default: 512-pixel tiles (larger for deep models) above 2.1 megapixels].",
+)
+@click.option(
+    "--no-tile",
+    is_flag=True,
+    help="Never tile (large images then need more memory). "
+    "--tile 0, its old spelling, still works, with a warning.",
 )
 @click.option(
     "--ensemble",
@@ -132,13 +170,14 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "(no value above 16383: a microscope's counts) by its own min..max and back; "
     "full always uses the type's full scale (docs/runtime.md).",
 )
-@click.option("--recursive", is_flag=True, help="Also denoise subfolders, mirrored in OUT_DIR.")
+@click.option("--recursive", is_flag=True, help="Also denoise subfolders, mirrored in OUT.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")
 @click.option("--skip-existing", is_flag=True, help="Leave outputs that already exist (resume).")
 @click.option(
     "--reference",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Folder of clean images with the same names: print PSNR before/after.",
+    type=click.Path(path_type=Path),
+    help="Folder of clean images with the same names (for a single file IN, also the clean "
+    "image itself): print PSNR before/after.",
 )
 @click.option(
     "--report",
@@ -146,12 +185,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="Write a JSON report (per file: status, size, seconds, error); - or /dev/stdout "
     "adds it to standard output, a FIFO is written into.",
 )
-@click.option(
-    "--quiet",
-    "quiet_batch",
-    is_flag=True,
-    help="No progress bar; print failures and the summary only.",
-)
+@quiet_option("quiet_here")
 @click.option(
     "--engine",
     type=click.Choice(["local", "ray"]),
@@ -182,12 +216,13 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.pass_context
 def batch(
     ctx: click.Context,
-    in_dir: Path,
-    out_dir: Path,
+    in_path: Path,
+    out: str,
     model: str | None,
     device: str,
     batch_size: int,
     tile: int | None,
+    no_tile: bool,
     ensemble: str,
     grey: str,
     levels: str,
@@ -196,22 +231,27 @@ def batch(
     skip_existing: bool,
     reference: Path | None,
     report: Path | None,
-    quiet_batch: bool,
+    quiet_here: bool,
     engine: str,
     address: str | None,
     workers: int | None,
     cpus_per_worker: int | None,
     gpus_per_worker: float | None,
 ) -> None:
-    """Denoise every PNG, JPEG, TIFF, WebP, BMP, PPM/PGM, AVIF and HEIC in IN_DIR
-    into OUT_DIR.
+    """Denoise every PNG, JPEG, TIFF, WebP, BMP, PPM/PGM, AVIF and HEIC in the folder
+    IN into the folder OUT; or the one image file IN into OUT.
 
     Outputs have the same names. Each keeps its input's format, bit depth
     (16-bit PNG/TIFF/PGM and 10-bit HEIC stay deep), alpha, ICC profile and
     resolution; EXIF orientation is applied. AVIF needs Pillow's codec, HEIC the
     heic extra (`n2n-infer doctor` lists what is read here); RAW, GIF,
     animations, multi-page TIFFs and other image files fail by name. Outputs are
-    written atomically and never inside IN_DIR.
+    written atomically and never inside IN.
+
+    A single file IN goes into the folder OUT (created if needed), or onto OUT
+    itself when OUT is an image file name of IN's format (batch noisy.jpg
+    out/clean.jpg); never into the folder that holds IN (a subfolder of it is
+    fine). The local engine only.
 
     Exit status: 0 when every file succeeded, 1 when any failed (the others are
     still written), 2 for unusable arguments (model, device, folders).
@@ -224,34 +264,44 @@ def batch(
 
     from n2n_infer import batch as job
 
-    quiet = ctx.obj["quiet"] or quiet_batch
+    quiet = ctx.obj["quiet"] or quiet_here
+    if quiet_here and not ctx.obj["quiet"]:  # the same as n2n-infer -q batch
+        configure_logging(ctx.obj["verbose"], True)
     if overwrite and skip_existing:
         _fail("--overwrite and --skip-existing contradict each other; choose one", 2)
+    tile_size, tiled = _tiling(tile, no_tile)
     cluster = {
         "address": address,
         "workers": workers,
         "cpus_per_worker": cpus_per_worker,
         "gpus_per_worker": gpus_per_worker,
     }
-    _check_engine(engine, cluster)
+    single = not in_path.is_dir() and (in_path.exists() or in_path.is_symlink())
+    if not single:
+        _check_engine(engine, cluster)
+    out_dir = Path(out)  # a single file's OUT may be a file name (job.single_target)
     try:  # every argument is checked before any work
-        job.check_folders(in_dir, out_dir, recursive)
-        job.check_reference(reference)
+        if single:
+            dst = job.check_file_job(in_path, out)
+            _check_single(in_path, recursive, engine)  # before Ray would be imported
+            _check_engine(engine, cluster)
+            job.file_reference(in_path, reference)
+        else:
+            job.check_folders(in_path, out_dir, recursive)
+            job.check_reference(reference)
         if report is not None:
-            report = job.check_report_path(report, in_dir)
+            report = job.check_report_path(report, in_path)
         check_device = "cpu" if engine == "ray" else device  # the workers' device may differ
-        spec = (model, check_device, batch_size, tile, int(ensemble), grey, levels)
+        spec = (model, check_device, batch_size, tile_size, int(ensemble), grey, levels)
         denoiser = _denoiser(*spec)
-        job.prepare_output(out_dir)
-        total = len(job.find_images(in_dir, recursive))
+        job.prepare_output(dst.parent if single else out_dir)
+        total = 1 if single else len(job.find_images(in_path, recursive))
     except (N2NError, ValueError) as exc:
         _fail(str(exc), 2)
     options = {
         "overwrite": overwrite,
         "skip_existing": skip_existing,
-        "reference_dir": reference,
-        "recursive": recursive,
-        "tile": None if tile is None else tile > 0,
+        "tile": tiled,
     }
     quiet_ray = engine == "ray" and ctx.obj["verbose"] == 0
     native = _native_stderr_captured() if quiet_ray else contextlib.nullcontext()
@@ -266,12 +316,19 @@ def batch(
             bar.set_postfix_str(printable(f"{short}: tile {done}/{tiles}"))  # redraws the bar
 
         options["on_file"] = on_file
-        if engine == "ray":
-            spec = (model, device, batch_size, tile, int(ensemble), grey, levels)
-            run = (in_dir, out_dir, options, quiet_ray, captured)
+        if single:
+            result = job.denoise_file(
+                denoiser, in_path, out, reference=reference, on_tile=on_tile, **options
+            )
+            providers = denoiser.providers
+        elif engine == "ray":
+            options |= {"reference_dir": reference, "recursive": recursive}
+            spec = (model, device, batch_size, tile_size, int(ensemble), grey, levels)
+            run = (in_path, out_dir, options, quiet_ray, captured)
             result, providers = _run_ray(spec, cluster, *run)
         else:
-            result = job.denoise_folder(denoiser, in_dir, out_dir, on_tile=on_tile, **options)
+            options |= {"reference_dir": reference, "recursive": recursive}
+            result = job.denoise_folder(denoiser, in_path, out_dir, on_tile=on_tile, **options)
             providers = denoiser.providers
     _print_results(result, quiet)
     echo(
@@ -282,9 +339,40 @@ def batch(
     if gains:
         echo(f"mean PSNR gain: {sum(gains) / len(gains):+.2f} dB over {len(gains)} images")
     if report is not None:
-        _write_report(report, result, denoiser, providers, in_dir, out_dir)
+        _write_report(report, result, denoiser, providers, in_path, out_dir)
     if result.failed:
         sys.exit(1)
+
+
+def _tiling(tile: int | None, no_tile: bool) -> tuple[int | None, bool | None]:
+    """``--tile N`` / ``--no-tile`` as (tile size, tile every image?): ``(N, True)``,
+    ``(None, False)``, or ``(None, None)`` for the default (large images only).
+
+    ``--tile 0`` is the old spelling of ``--no-tile``: it still works, with a warning
+    on stderr (printed even with -q: it is about the command line, which will change).
+    """
+    if tile is not None and tile < 0:
+        _fail(f"--tile {tile}: expected a tile size N > 0 (--no-tile never tiles)", 2)
+    if no_tile and tile is not None:
+        _fail(f"--tile {tile} and --no-tile contradict each other; choose one", 2)
+    if tile == 0:
+        echo("warning: --tile 0 is deprecated: use --no-tile", err=True)
+        no_tile = True
+    if no_tile:
+        return None, False
+    return tile, None if tile is None else True
+
+
+def _check_single(in_file: Path, recursive: bool, engine: str) -> None:
+    """Refuse the folder-only options for a single file IN (exit 2)."""
+    if recursive:
+        _fail(f"--recursive: IN {in_file} is a file; --recursive is for a folder", 2)
+    if engine == "ray":
+        _fail(
+            f"--engine ray: IN {in_file} is a file; one file runs on the local engine "
+            "(leave out --engine ray)",
+            2,
+        )
 
 
 def _check_engine(engine: str, cluster: dict[str, Any]) -> None:
@@ -480,16 +568,28 @@ def _describe(r: FileResult, width: int) -> str:
 
 
 @main.command()
-@click.argument("model", required=False)
+@click.argument("model_alias", metavar="[MODEL]", required=False)
+@click.option("--model", default=None, help="Bundled model name or .onnx path [default: photo].")
 @click.option("--json", "as_json", is_flag=True, help="Print all the metadata as JSON.")
-def info(model: str | None, as_json: bool) -> None:
-    """Print a model's card: what it is for, architecture, stride, training, PSNR, tiles."""
+def info(model_alias: str | None, model: str | None, as_json: bool) -> None:
+    """Print a model's card: what it is for, architecture, stride, training, PSNR, tiles.
+
+    MODEL, given without --model, is an alias of --model (the older spelling).
+    """
     import onnxruntime as ort
 
     from n2n_infer.denoiser import Denoiser
     from n2n_infer.metadata import card
     from n2n_infer.probe import cached_choice
 
+    if model_alias is not None:
+        if model is not None and not _same_model(model_alias, model):
+            _fail(
+                f"MODEL {model_alias} and --model {model} name different models; "
+                "give one (--model)",
+                2,
+            )
+        model = model_alias
     try:
         d = Denoiser(model, device="cpu")
     except (N2NError, ValueError) as exc:
@@ -521,6 +621,19 @@ def info(model: str | None, as_json: bool) -> None:
     for label, text in lines:
         echo(f"{label:<{width}}  {text}")
     echo("(n2n-infer info --json for all the metadata)")
+
+
+def _same_model(a: str, b: str) -> bool:
+    """Whether two spellings of a model name the same one: equal, or the same file (a
+    bundled name and its path, a link and its target)."""
+    if a == b:
+        return True
+    from n2n_infer.registry import resolve_model
+
+    try:
+        return os.path.samefile(resolve_model(a), resolve_model(b))
+    except (N2NError, OSError, ValueError):
+        return False
 
 
 def _auto_engine_text(auto: EngineChoice | None) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import math
 import os
 import sys
@@ -13,7 +12,7 @@ from typing import Any
 
 import click
 
-from n2n_infer.cli import echo, echo_lines, setup_printable_logging
+from n2n_infer.cli import configure_logging, echo, echo_lines, quiet_option
 
 
 class ExtraGroup(click.Group):
@@ -78,10 +77,13 @@ class FiniteFloat(click.FloatRange):
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option("-v", "--verbose", count=True, help="More log output.")
-def main(verbose: int) -> None:
+@quiet_option()
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Train Noise2Noise UNets (torch)."""
-    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    setup_printable_logging(level)
+    configure_logging(verbose, quiet)
+    if quiet:  # no progress bar: fit --no-progress (given or not)
+        ctx.default_map = {"fit": {"no_progress": True}}
 
 
 @main.command()
@@ -467,7 +469,9 @@ def sweep(
             select_runs(parsed, only)  # a misspelt name is an error here too
             doc = collect_results(parsed, out)
         else:
-            doc = run_sweep(parsed, out, jobs=jobs, threads=threads, only=only, report=_said)
+            quiet = click.get_current_context().find_root().params.get("quiet")
+            said = None if quiet else _said
+            doc = run_sweep(parsed, out, jobs=jobs, threads=threads, only=only, report=said)
     except SweepError as exc:
         echo(f"error: {exc}", err=True)
         sys.exit(2)

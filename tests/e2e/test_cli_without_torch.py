@@ -44,6 +44,7 @@ CASES = [
     ("n2n-export", ["--help"]),
     ("n2n-export", ["onnx", "a.pt", "a.onnx"]),
     ("n2n-export", ["parity", "a.pt", "a.onnx", "--images", "x"]),
+    ("n2n-export", ["bioimageio", "a.pt", "a.zip"]),
 ]
 
 

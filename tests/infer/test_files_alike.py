@@ -338,9 +338,9 @@ def test_decoder_warnings_become_notes_not_stderr(tmp_path, capfd):
 
 
 def test_clearer_messages(tmp_path):
-    (tmp_path / "a.png").write_bytes(b"")
-    result = _run(tmp_path / "a.png", tmp_path / "out")
-    assert result.exit_code == 2 and "is a file, not a folder" in result.output
+    (tmp_path / "notes.txt").write_text("not an image")
+    result = _run(tmp_path / "notes.txt", tmp_path / "out")
+    assert result.exit_code == 2 and "not an image file name" in result.output
     with pytest.raises(ValueError, match="tile overlap of 112 pixels: use 232 or more"):
         TileSpec(128, 112).check(8)
     from n2n_infer import Denoiser

@@ -97,3 +97,52 @@ def test_card_gives_epochs_run_and_a_time_budget():
     (training,) = [text for label, text in card(info) if label == "training"]
     assert training.startswith("17 epochs within a 20-minute budget")
     assert "100000" not in training
+
+
+# -- info --model, and MODEL as its alias -----------------------------------------------------
+
+
+def _info(*args: object):
+    return CliRunner().invoke(main, ["info", *map(str, args)])
+
+
+def test_info_takes_the_model_as_an_option_like_doctor_and_batch():
+    result = _info("--model", "seedlike", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["config"]["features"] == [16, 32, 64]
+
+
+def test_the_positional_model_is_an_alias_of_model():
+    by_option = _info("--model", "seedlike")
+    by_alias = _info("seedlike")
+    assert by_option.exit_code == by_alias.exit_code == 0, by_alias.output
+    assert by_alias.stdout == by_option.stdout
+    assert "alias of --model" in _info("--help").stdout
+
+
+def test_the_alias_and_the_option_may_name_the_same_model(tmp_path):
+    from n2n_infer.registry import resolve_model
+
+    path = resolve_model("seedlike")
+    link = tmp_path / "same.onnx"
+    link.symlink_to(path)
+    for alias, option in (("seedlike", "seedlike"), (path, link), ("seedlike", link)):
+        result = _info(alias, "--model", option, "--json")
+        assert result.exit_code == 0, result.output
+
+
+def test_the_alias_and_the_option_naming_different_models_is_a_usage_error():
+    result = _info("seedlike", "--model", "photo")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "error: MODEL seedlike and --model photo name different models; give one (--model)\n"
+    )
+
+
+def test_a_missing_model_given_either_way_is_one_line(tmp_path):
+    gone = tmp_path / "none.onnx"
+    for args in ((gone,), ("--model", gone)):
+        result = _info(*args)
+        assert result.exit_code == 2
+        assert result.stderr == f"error: {gone}: model file not found\n"
