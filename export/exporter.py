@@ -107,6 +107,7 @@ def export_onnx(
     }
     onnx.helper.set_model_props(model, props)
     model.producer_name = "n2n-export"
+    strip_node_metadata(model)
     onnx.checker.check_model(model, full_check=True)
     _atomic_save(model, out)
     log.info(
@@ -292,6 +293,28 @@ def _torch_export(wrapper: OnnxDenoiser, example: torch.Tensor, path: Path) -> N
 def _atomic_save(model: onnx.ModelProto, out: Path) -> None:
     # the bytes, not onnx.save_model(model, f): that reads f.name, an int for a descriptor
     write_atomic(out, lambda f: f.write(model.SerializeToString()))
+
+
+def strip_node_metadata(model: onnx.ModelProto) -> int:
+    """Remove every node's ``metadata_props`` (torch's exporter records each node's Python
+    stack trace there, with the exporting machine's source paths); returns how many were
+    removed. The graph's computation is unchanged."""
+    removed = 0
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            removed += len(node.metadata_props)
+            del node.metadata_props[:]
+            for attribute in node.attribute:  # subgraphs (If, Loop, Scan)
+                if attribute.HasField("g"):
+                    graphs.append(attribute.g)
+                graphs.extend(attribute.graphs)
+    for function in model.functions:
+        for node in function.node:
+            removed += len(node.metadata_props)
+            del node.metadata_props[:]
+    return removed
 
 
 def exporter_versions() -> dict[str, str]:

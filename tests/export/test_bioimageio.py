@@ -232,11 +232,6 @@ def test_no_file_that_the_package_adds_names_a_path_of_the_exporting_machine(shi
     assert _paths_in(shipped_package[0], skip_onnx=True) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="export/exporter.py keeps torch's per-node metadata pkg.torch.onnx.stack_trace, "
-    "which holds the exporting machine's source paths, in every ONNX file it writes",
-)
 def test_the_onnx_weights_name_no_path_of_the_exporting_machine(tiny_package):
     assert _paths_in(tiny_package[0], skip_onnx=False) == []
 

@@ -7,6 +7,7 @@ import pytest
 
 from n2n_infer import metadata as md
 from n2n_train.checkpoint import load_checkpoint
+from tests.conftest import REPO
 
 
 def test_one_self_contained_file_that_passes_the_checker(tiny_onnx):
@@ -117,3 +118,16 @@ def test_a_failed_metadata_update_leaves_the_model_and_no_temporary_file(
     assert model.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
     assert len(seen) == 1 and is_temp_name(seen[0])
+
+
+@pytest.mark.parametrize("which", ["exported", "photo", "seedlike"])
+def test_no_node_carries_torchs_stack_traces_or_a_machine_path(tiny_onnx, which):
+    """torch records each node's Python stack trace (with the exporting machine's source
+    paths) in node metadata: the exporter removes it, and the shipped models have none."""
+    from n2n_infer.registry import resolve_model
+
+    path = tiny_onnx if which == "exported" else resolve_model(which)
+    model = onnx.load(str(path))
+    assert all(len(node.metadata_props) == 0 for node in model.graph.node)
+    data = path.read_bytes()
+    assert b"stack_trace" not in data and str(REPO).encode() not in data
