@@ -29,9 +29,10 @@ import numpy as np
 from n2n_infer import Denoiser, SessionConfig
 
 h, w, tile, threads = (int(a) for a in sys.argv[1:5])
+device = sys.argv[5]
 def rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-d = Denoiser(device="cpu", session_config=SessionConfig(intra_op_threads=threads))
+d = Denoiser(device=device, session_config=SessionConfig(intra_op_threads=threads))
 rng = np.random.default_rng(0)
 img = np.empty((h, w, 3), np.uint8)
 for y in range(0, h, 1000):  # filled in strips, so no large temporary inflates the baseline
@@ -43,14 +44,15 @@ seconds = time.perf_counter() - t0
 print(json.dumps({"baseline_mib": base, "peak_mib": rss_mib(), "seconds": seconds,
                   "input_mib": img.nbytes / 2**20, "output_mib": out.nbytes / 2**20,
                   "tile_size": d.tiles.size, "tile_overlap": d.tiles.overlap,
-                  "batch_size": d.batch_size}))
+                  "batch_size": d.batch_size, "max_batch_pixels": d.max_batch_pixels,
+                  "engine": d.providers[0]}))
 """
 
 
-def measure(h: int, w: int, tile: int, threads: int) -> dict:
+def measure(h: int, w: int, tile: int, threads: int, device: str = "cpu") -> dict:
     """Run one child process; ``tile`` -1 = runtime default (auto), 0 = untiled."""
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(h), str(w), str(tile), str(threads)],
+        [sys.executable, "-c", CHILD, str(h), str(w), str(tile), str(threads), device],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -65,21 +67,30 @@ def _mode(tile: int) -> str:
     return {-1: "default (auto tiling)", 0: "untiled"}.get(tile, f"tiled ({tile})")
 
 
+def _cpu_name() -> str:
+    """The CPU's model name and family/model numbers, and the core count."""
+    sys.path.insert(0, str(REPO))
+    from bench.throughput import machine
+
+    return machine()
+
+
 def markdown(result: dict) -> str:
     lines = [
         f"Measured {result['date']} on {result['machine']} ({result['platform']}), "
         f"onnxruntime {result['onnxruntime']}, CPU provider, {result['threads']} threads.",
         "",
-        "| image | mode | input MiB | baseline RSS MiB | peak RSS MiB "
+        "| image | mode | engine | input MiB | baseline RSS MiB | peak RSS MiB "
         "| peak − baseline MiB | seconds |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in result["rows"]:
         if "error" in r:
-            lines.append(f"| {r['width']}×{r['height']} | failed: {r['error']} | | | | | |")
+            lines.append(f"| {r['width']}×{r['height']} | failed: {r['error']} | | | | | | |")
             continue
         lines.append(
-            f"| {r['width']}×{r['height']} RGB uint8 | {r['mode']} | {r['input_mib']:.0f} "
+            f"| {r['width']}×{r['height']} RGB uint8 | {r['mode']} | {r.get('engine', '')} "
+            f"| {r['input_mib']:.0f} "
             f"| {r['baseline_mib']:.0f} | {r['peak_mib']:.0f} "
             f"| {r['peak_mib'] - r['baseline_mib']:.0f} | {r['seconds']:.1f} |"
         )
@@ -96,7 +107,13 @@ def main() -> None:
         default=2048,
         help="also measure an image of this edge untiled and tiled, for comparison (0: skip)",
     )
-    parser.add_argument("--machine", default="2-core shared x86_64 VM, no GPU")
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        default=["cpu", "auto"],
+        help="devices for the large image (auto: what Denoiser() runs here)",
+    )
+    parser.add_argument("--machine", default=_cpu_name())
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "memory")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
@@ -107,8 +124,9 @@ def main() -> None:
         for tile in (0, 512):
             rows.append(measure(args.untiled_size, args.untiled_size, tile, args.threads))
             print(rows[-1], flush=True)
-    rows.append(measure(args.size, args.size, -1, args.threads))
-    print(rows[-1], flush=True)
+    for device in args.devices:
+        rows.append(measure(args.size, args.size, -1, args.threads, device))
+        print(rows[-1], flush=True)
     import onnxruntime
 
     result = {
