@@ -55,8 +55,11 @@ log = logging.getLogger(__name__)
 
 #: Images with more pixels than this are tiled when ``tile`` is left to ``None`` (1920×1080 is not).
 MAX_UNTILED_PIXELS = 2_100_000
-#: At most this many pixels go into one model call (about 450 MiB of activations on the CPU).
-MAX_BATCH_PIXELS = 1 << 20
+#: At most this many pixels go into one model call: two 512×512 tiles, or eight 256×256
+#: images. The photo model's activations take about 1.1 KB a pixel on onnxruntime's CPU
+#: provider, so 2²⁰ pixels peaked at 1.64 GiB for an 8000×8000 image and 2¹⁹ at 1.01 GiB,
+#: at the same speed (docs/runtime.md, "Large images").
+MAX_BATCH_PIXELS = 1 << 19
 DEFAULT_TILE_SIZE = 512
 
 
@@ -151,7 +154,8 @@ class Denoiser:
         max_untiled_pixels: images with more pixels are tiled automatically.
         max_batch_pixels: fewer images (or tiles) than ``batch_size`` go into
             one model call when they would exceed this many pixels together
-            (memory grows with it: about 440 bytes per pixel on the CPU).
+            (memory grows with it: about 1.1 KB per pixel for the photo model on the
+            CPU).
         session_config: onnxruntime settings (threads, graph optimisation, CUDA
             options, I/O binding); see :class:`~n2n_infer.session.SessionConfig`.
         ensemble: 1, 2, 4 or 8: average the model's outputs over that many
