@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         ProviderError,
     )
     from n2n_infer.metadata import ModelInfo
+    from n2n_infer.options import DenoiserOptions
     from n2n_infer.registry import available_models
     from n2n_infer.session import SessionConfig
 
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 #: Public name -> the module that defines it.
 _HOMES = {
     "Denoiser": "n2n_infer.denoiser",
+    "DenoiserOptions": "n2n_infer.options",
     "ImageError": "n2n_infer.errors",
     "InferenceError": "n2n_infer.errors",
     "ModelLoadError": "n2n_infer.errors",
@@ -44,6 +46,7 @@ _HOMES = {
 
 __all__ = [
     "Denoiser",
+    "DenoiserOptions",
     "ImageError",
     "InferenceError",
     "ModelInfo",

@@ -4,9 +4,9 @@ Inside the runtime an image is float32 RGB in [0, 1]. Callers hand in numpy
 arrays of many shapes and dtypes (and PIL images); :func:`as_image` checks one
 and describes it as an :class:`ImageArray` whose ``rgb`` attribute is an
 H×W×3 *view* (no copy of the pixels, even for grey images, unless the input's
-byte order or PIL mode needs converting); :func:`restore` (or
+byte order or PIL mode needs converting); :func:`restore_chw` (or
 :func:`new_output`, :func:`write_rows` and :func:`finish`, band by band) turns
-the model's float32 H×W×3 output back into the caller's shape, dtype, byte
+the model's float32 3×H×W output back into the caller's shape, dtype, byte
 order and layout, or PIL mode (grey averaged back to one channel, alpha copied
 through).
 
@@ -139,14 +139,17 @@ def as_image(
     """
     if layout not in LAYOUTS:
         raise ImageError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
-    check_levels(levels)
+    if levels not in LEVELS:
+        check_levels(levels)
     limit = MAX_PIXELS if max_pixels is None else max_pixels
     try:
-        if _is_pil(image):
+        if not isinstance(image, np.ndarray) and _is_pil(image):
             img = _pil_image(image, index, limit)
         else:
             img = _array_image(image, index, layout, limit)
-        return replace(img, levels=levels_of(img.rgb)) if levels == "auto" else img
+        if levels == "auto" and img.rgb.dtype == np.uint16:  # only 16 bits can be dim
+            return replace(img, levels=levels_of(img.rgb))
+        return img
     except MemoryError as exc:
         raise ImageError(f"image {index}: not enough memory to check and convert it") from exc
 
@@ -198,7 +201,8 @@ def _array_image(image: Any, index: int, layout: str, limit: int) -> ImageArray:
         )
     hwc = _to_hwc(np.asarray(image), index, layout, limit)
     native = _native(hwc, index)
-    _check_values(native, index)
+    if native.dtype not in INT_SCALE:
+        _check_values(native, index)
     back = hwc.dtype if native.dtype != hwc.dtype else None
     return ImageArray(_rgb_view(native), native, layout, dtype=back)
 
@@ -218,7 +222,8 @@ def _to_hwc(image: np.ndarray, index: int, layout: str, limit: int) -> np.ndarra
         )
     if image.size == 0:
         raise ImageError(f"image {index}: empty image of shape {image.shape}")
-    _check_pixels(int(image.shape[0]), int(image.shape[1]), index, limit)
+    if image.shape[0] * image.shape[1] > limit:
+        _check_pixels(int(image.shape[0]), int(image.shape[1]), index, limit)
     return image
 
 
@@ -353,15 +358,8 @@ def finish(img: ImageArray, out: np.ndarray) -> Any:
     return np.ascontiguousarray(out, dtype=img.dtype or out.dtype)
 
 
-def restore(img: ImageArray, denoised_hwc: np.ndarray) -> Any:
-    """The model's float32 H×W×3 output in the input's shape, dtype and layout."""
-    out = new_output(img)
-    write_rows(img, out, 0, denoised_hwc)
-    return finish(img, out)
-
-
 def restore_chw(img: ImageArray, denoised_chw: np.ndarray) -> Any:
-    """:func:`restore` for the model's float32 3×H×W output."""
+    """The model's float32 3×H×W output in the input's shape, dtype and layout."""
     out = new_output(img)
     write_rows_chw(img, out, 0, denoised_chw)
     return finish(img, out)

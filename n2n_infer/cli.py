@@ -14,12 +14,14 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from n2n_infer.errors import N2NError, printable
+from n2n_infer.options import DenoiserOptions
 
 if TYPE_CHECKING:
     from n2n_infer.batch import BatchReport, FileResult
@@ -292,8 +294,16 @@ def batch(
         if report is not None:
             report = job.check_report_path(report, in_path)
         check_device = "cpu" if engine == "ray" else device  # the workers' device may differ
-        spec = (model, check_device, batch_size, tile_size, int(ensemble), grey, levels)
-        denoiser = _denoiser(*spec)
+        spec = DenoiserOptions(
+            model,
+            check_device,
+            batch_size,
+            tile_size=tile_size or None,
+            ensemble=int(ensemble),
+            grey=grey,
+            levels=levels,
+        )
+        denoiser = spec.build()
         job.prepare_output(dst.parent if single else out_dir)
         total = 1 if single else len(job.find_images(in_path, recursive))
     except (N2NError, ValueError) as exc:
@@ -323,9 +333,8 @@ def batch(
             providers = denoiser.providers
         elif engine == "ray":
             options |= {"reference_dir": reference, "recursive": recursive}
-            spec = (model, device, batch_size, tile_size, int(ensemble), grey, levels)
             run = (in_path, out_dir, options, quiet_ray, captured)
-            result, providers = _run_ray(spec, cluster, *run)
+            result, providers = _run_ray(replace(spec, device=device), cluster, *run)
         else:
             options |= {"reference_dir": reference, "recursive": recursive}
             result = job.denoise_folder(denoiser, in_path, out_dir, on_tile=on_tile, **options)
@@ -393,7 +402,7 @@ def _check_engine(engine: str, cluster: dict[str, Any]) -> None:
 
 
 def _run_ray(
-    spec: tuple[str | None, str, int, int | None, int, str, str],
+    spec: DenoiserOptions,
     cluster: dict[str, Any],
     in_dir: Path,
     out_dir: Path,
@@ -407,20 +416,10 @@ def _run_ray(
     output are kept off the terminal (:func:`n2n_infer.ray.connect`); what Ray's
     native code wrote to ``captured`` (see :func:`_native_stderr_captured`) is
     shown when the job fails."""
-    from n2n_infer.ray import DenoiserSpec, RayJobError, connect, denoise_folder_ray
+    from n2n_infer.ray import RayJobError, connect, denoise_folder_ray
 
-    model, device, batch_size, tile, ensemble, grey, levels = spec
     cpus = cluster["cpus_per_worker"] or 1
-    denoiser_spec = DenoiserSpec(
-        model,
-        device,
-        batch_size,
-        tile or None,
-        ensemble,
-        grey,
-        intra_op_threads=cpus,
-        levels=levels,
-    )
+    denoiser_spec = replace(spec, intra_op_threads=cpus)
     try:
         connect(cluster["address"], quiet=quiet_ray)
     except RayJobError as exc:
@@ -489,28 +488,6 @@ def _show_captured(captured: IO[bytes] | None) -> None:
     for line in captured.read().decode("utf-8", "replace").splitlines():
         if line.strip():
             echo(f"ray: {line}", err=True)
-
-
-def _denoiser(
-    model: str | None,
-    device: str,
-    batch_size: int,
-    tile: int | None,
-    ensemble: int,
-    grey: str,
-    levels: str = "auto",
-) -> Denoiser:
-    from n2n_infer.denoiser import Denoiser
-
-    return Denoiser(
-        model,
-        device=device,
-        batch_size=batch_size,
-        tile_size=tile if tile else None,
-        ensemble=ensemble,
-        grey=grey,
-        levels=levels,
-    )
 
 
 def _write_report(

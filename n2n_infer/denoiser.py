@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +17,25 @@ from n2n_infer.arrays import (
     check_levels,
     finish,
     new_output,
-    restore,
     restore_chw,
     unit_chw_into,
 )
+from n2n_infer.engines import Engine, open_engine
 from n2n_infer.ensemble import check_size, run_ensemble
 from n2n_infer.errors import (
     ArgumentError,
     ImageError,
     InferenceError,
     ModelLoadError,
-    ProviderError,
 )
 from n2n_infer.grey import grey_mode_for, is_grey, merge_phases, phase_stacks
 from n2n_infer.metadata import KEY_PRECISION, MAX_AUTO_OVERLAP, ModelInfo
-from n2n_infer.ov_backend import OpenVINOSession
+from n2n_infer.options import MAX_BATCH_PIXELS, MAX_UNTILED_PIXELS, DenoiserOptions
 from n2n_infer.padding import crop, pad_to_multiple
-from n2n_infer.probe import EngineChoice, auto_session
-from n2n_infer.providers import CPU, CUDA, ProviderSpec, parse_device
+from n2n_infer.probe import EngineChoice, auto_engine
+from n2n_infer.providers import CPU, ProviderSpec, parse_device
 from n2n_infer.registry import available_models, resolve_model
-from n2n_infer.session import (
-    SessionConfig,
-    check_model,
-    create_session,
-    read_metadata,
-    run_model,
-)
+from n2n_infer.session import SessionConfig, read_metadata
 from n2n_infer.tiling import (
     TileSpec,
     default_overlap,
@@ -53,13 +46,6 @@ from n2n_infer.tiling import (
 
 log = logging.getLogger(__name__)
 
-#: Images with more pixels than this are tiled when ``tile`` is left to ``None`` (1920×1080 is not).
-MAX_UNTILED_PIXELS = 2_100_000
-#: At most this many pixels go into one model call: two 512×512 tiles, or eight 256×256
-#: images. The photo model's activations take about 1.1 KB a pixel on onnxruntime's CPU
-#: provider, so 2²⁰ pixels peaked at 1.64 GiB for an 8000×8000 image and 2¹⁹ at 1.01 GiB,
-#: at the same speed (docs/runtime.md, "Large images").
-MAX_BATCH_PIXELS = 1 << 19
 DEFAULT_TILE_SIZE = 512
 
 
@@ -230,30 +216,40 @@ class Denoiser:
                 "session_config: expected a SessionConfig or None, "
                 f"got {session_config!r} ({type(session_config).__name__})"
             )
+        #: What this Denoiser was built from (see :class:`~n2n_infer.options.DenoiserOptions`).
+        self.options = DenoiserOptions(
+            model,
+            device,
+            batch_size,
+            intra_op_threads,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            max_untiled_pixels=max_untiled_pixels,
+            max_batch_pixels=max_batch_pixels,
+            session_config=session_config,
+            ensemble=ensemble,
+            grey=grey,
+            providers=None if providers is None else tuple(providers),
+            levels=levels,
+        )
         self.levels = levels
         self.ensemble = check_size(ensemble)
         self.path = model_file(model)
         self.batch_size = batch_size
         self.max_untiled_pixels = max_untiled_pixels
         self.max_batch_pixels = max_batch_pixels
-        config = session_config or SessionConfig()
-        if intra_op_threads:
-            config = replace(config, intra_op_threads=intra_op_threads)
-        self._session = create_session(self.path, device, config=config, providers=providers)
-        kind, option = parse_device(device)
-        if kind == "openvino":
-            self._session = OpenVINOSession(
-                self._session, self.path, option or "f32", config.intra_op_threads
-            )
-        self.info = ModelInfo.from_props(read_metadata(self._session, self.path), self.path)
+        config = self.options.session()
+        kind = parse_device(device)[0]
+        #: The backend running the model (see :mod:`n2n_infer.engines`).
+        self.engine: Engine = open_engine(self.path, device, providers, config)
+        self.info = ModelInfo.from_props(read_metadata(self.engine.session, self.path), self.path)
         self.grey = grey_mode_for(grey, self.info.grey)
-        self._warm_up(config, device, explicit=providers is not None)
         #: What ``auto`` chose among this CPU's engines, measured (see :mod:`n2n_infer.probe`);
         #: None when a device or providers were named, or when CUDA runs.
         self.engine_choice: EngineChoice | None = None
         if kind == "auto" and providers is None and self.providers[0] == CPU:
-            self._session, self.engine_choice = auto_session(
-                self._session, self.path, self.stride, config.intra_op_threads
+            self.engine, self.engine_choice = auto_engine(
+                self.engine, self.path, self.stride, config.intra_op_threads
             )
         overlap = tile_overlap
         if overlap is None:
@@ -268,60 +264,32 @@ class Denoiser:
             tile_size = default_tile_size(overlap, self.stride, DEFAULT_TILE_SIZE)
         self.tiles = TileSpec(tile_size, overlap)
         self.tiles.check(self.stride)
-        self._binding, self._device_id = self._binding_device(config.io_binding)
-        on_cuda = self.providers[0] == CUDA
-        self._run_options = config.run_options(self._cuda_device_id() if on_cuda else None)
         bucket = config.shape_bucket or self.stride
         #: Untiled inputs are padded to multiples of this (the stride, or a shape bucket).
         self.pad_multiple = -(-bucket // self.stride) * self.stride
+        #: The model call on a float32 N×3×H×W batch whose sides are multiples of the
+        #: stride: the engine's call, wrapped in the ensemble when there is one (composed
+        #: once, here, so that a call goes straight to the engine).
+        self._run = self._composed_run()
 
-    def _cuda_device_id(self) -> int:
-        return int(self._session.get_provider_options().get(CUDA, {}).get("device_id", "0"))
+    @classmethod
+    def from_options(cls, options: DenoiserOptions) -> Denoiser:
+        """The Denoiser ``options`` describe (as :meth:`DenoiserOptions.build`)."""
+        return options.build()
 
-    def _warm_up(self, config: SessionConfig, device: str, explicit: bool) -> None:
-        """Run the model once on a tiny image; on CUDA this is what proves CUDA works.
-
-        onnxruntime lists CUDA as in use before any kernel has run (cuDNN, for
-        one, loads at the first convolution), so a CUDA session that fails its
-        first run is tested again on the CPU: if the CPU runs it, ``auto``
-        goes on on the CPU with one warning and ``cuda`` raises
-        ``ProviderError``; if neither does, the model is at fault.
-        """
-        try:
-            check_model(self._session, self.path, self.stride)
-        except ModelLoadError as exc:
-            if self.providers[0] == CPU:
-                raise
-            cpu = create_session(self.path, "cpu", config=config)
-            check_model(cpu, self.path, self.stride)  # raises if the model itself is at fault
-            reason = str(exc.__cause__ or exc)
-            if device != "auto" or explicit:
-                wanted = (
-                    f"providers {', '.join(self.providers)}" if explicit else f"device {device!r}"
-                )
-                first = f"the first run of {self.path.name} on {self.providers[0]}"
-                raise ProviderError(f"{wanted}: {first} failed: {reason}") from exc
-            log.warning("%s failed its first run (%s); running on CPU", self.providers[0], reason)
-            self._session = cpu
-
-    def _binding_device(self, io_binding: bool) -> tuple[str, int]:
-        """I/O binding, when asked for: on CUDA when CUDA is the first provider in use,
-        else on the CPU."""
-        if not io_binding or isinstance(self._session, OpenVINOSession):  # OpenVINO: none
-            return "", 0
-        if self.providers[0] != CUDA:
-            return "cpu", 0
-        return "cuda", self._cuda_device_id()
+    def _composed_run(self) -> Callable[[np.ndarray], np.ndarray]:
+        call = self.engine.run
+        return call if self.ensemble == 1 else partial(run_ensemble, call, n=self.ensemble)
 
     @property
     def providers(self) -> list[str]:
         """The execution providers the session really uses, in order."""
-        return list(self._session.get_providers())
+        return list(self.engine.providers)
 
     @property
     def io_binding(self) -> bool:
         """Whether model calls bind inputs and outputs on the device."""
-        return bool(self._binding)
+        return self.engine.io_binding
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -479,26 +447,9 @@ class Denoiser:
         joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return np.ascontiguousarray(crop(joined, size))
 
-    def _run(self, batch_nchw: np.ndarray) -> np.ndarray:
-        return run_ensemble(self._run_once, batch_nchw, self.ensemble)
-
-    def _run_once(self, batch_nchw: np.ndarray) -> np.ndarray:
-        try:
-            return run_model(
-                self._session, batch_nchw, self._binding, self._device_id, self._run_options
-            )
-        except InferenceError as exc:
-            raise InferenceError(f"{self.path.name}: {exc}") from exc
-
     def _per_call(self, h: int, w: int) -> int:
         """Images (or tiles) of h×w per model call: ``batch_size``, capped by pixels."""
         return max(1, min(self.batch_size, self.max_batch_pixels // (h * w)))
-
-    def _wants_tiles(self, img: ImageArray, tile: bool | None) -> bool:
-        if tile is None:
-            h, w = img.size_hw
-            return h * w > self.max_untiled_pixels
-        return tile
 
     def _denoise_chunk(
         self,
@@ -507,7 +458,11 @@ class Denoiser:
         on_tile: Callable[[int, int], None] | None = None,
     ) -> list[Any]:
         try:
-            grey = [i for i, img in enumerate(images) if self.grey == "phases" and is_grey(img)]
+            grey: list[int] = []
+            if self.grey == "phases":
+                for i, img in enumerate(images):
+                    if is_grey(img):
+                        grey.append(i)
             if not grey:
                 return self._denoise_colour(images, tile, on_tile)
             taken = set(grey)
@@ -526,7 +481,7 @@ class Denoiser:
                 plane = merge_phases(
                     results[first : first + 4], images[i].size_hw, images[i].levels
                 )
-                out[i] = restore(images[i], np.broadcast_to(plane[:, :, None], (*plane.shape, 3)))
+                out[i] = restore_chw(images[i], np.broadcast_to(plane, (3, *plane.shape)))
             return out
         except MemoryError as exc:  # numpy's, for an image that fits the pixel limit but not RAM
             h, w = max((img.size_hw for img in images), key=lambda hw: hw[0] * hw[1])
@@ -542,25 +497,42 @@ class Denoiser:
         on_tile: Callable[[int, int], None] | None = None,
     ) -> list[Any]:
         out: list[Any] = [None] * len(images)
-        tiled = [i for i, img in enumerate(images) if self._wants_tiles(img, tile)]
+        tiled: list[int] = []
         groups: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(images):
-            if i not in tiled:
-                groups.setdefault(img.size_hw, []).append(i)
+            h, w = img.rgb.shape[:2]
+            if h * w > self.max_untiled_pixels if tile is None else tile:
+                tiled.append(i)
+            else:
+                groups.setdefault((h, w), []).append(i)
+        m = self.pad_multiple
         for (h, w), idx in groups.items():
-            step = self._per_call(h, w)
+            step = max(1, min(self.batch_size, self.max_batch_pixels // (h * w)))
             for start in range(0, len(idx), step):
                 part = idx[start : start + step]
                 nchw = np.empty((len(part), 3, h, w), np.float32)
                 for k, i in enumerate(part):
                     unit_chw_into(images[i].rgb, nchw[k], images[i].levels)
-                denoised = self.denoise_nchw(nchw)
+                if h % m or w % m:
+                    nchw = pad_to_multiple(nchw, m)[0]
+                denoised = self._run(nchw)
                 for k, i in enumerate(part):
-                    out[i] = restore_chw(images[i], denoised[k])
+                    out[i] = restore_chw(images[i], denoised[k, :, :h, :w])
+        if tiled:
+            self._denoise_tiled(images, tiled, out, on_tile)
+        return out
+
+    def _denoise_tiled(
+        self,
+        images: list[ImageArray],
+        tiled: list[int],
+        out: list[Any],
+        on_tile: Callable[[int, int], None] | None,
+    ) -> None:
         jobs = ((images[i], new_output(images[i])) for i in tiled)
         per_call = self._per_call(self.tiles.size, self.tiles.size)
         counted = None
-        if on_tile is not None and tiled:
+        if on_tile is not None:
             total = sum(tile_count(images[i].size_hw, self.tiles, self.stride) for i in tiled)
             done = iter(range(1, total + 1))
 
@@ -570,7 +542,6 @@ class Denoiser:
         results = denoise_tiled(jobs, self.tiles, self.stride, per_call, self._run, counted)
         for i, filled in zip(tiled, results, strict=True):
             out[i] = finish(images[i], filled)
-        return out
 
     def __repr__(self) -> str:
         extra = f", ensemble={self.ensemble}" if self.ensemble > 1 else ""

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from n2n_infer.errors import ModelLoadError, ProviderError
-from n2n_infer.metadata import INPUT_NAME
+from n2n_infer.errors import InferenceError, ModelLoadError, ProviderError
+from n2n_infer.session import check_output
 
 #: ``openvino:PRECISION`` -> OpenVINO's inference precision hint.
 PRECISIONS = {"f32": "f32", "bf16": "bf16"}
@@ -53,9 +53,9 @@ def _core() -> Any:
     return openvino.Core()
 
 
-class OpenVINOSession:
-    """The slice of ``onnxruntime.InferenceSession`` that :class:`~n2n_infer.Denoiser` uses,
-    with model calls on OpenVINO; metadata and signature come from ``ort_session``.
+class OpenVINOEngine:
+    """OpenVINO as an :class:`~n2n_infer.engines.Engine`: model calls on OpenVINO's CPU
+    plugin; metadata and signature come from ``ort_session`` (onnxruntime, same file).
 
     Calls are serialised (one infer request), so one instance is safe to share
     between threads.
@@ -94,7 +94,10 @@ class OpenVINOSession:
                 "and would run float32; use 'openvino' or 'cpu'"
             )
         self.precision = precision
-        self._ort = ort_session
+        self.session = ort_session
+        self.providers = [f"OpenVINO CPU {precision}"]
+        self.io_binding = False
+        self._name = path.name
         self._request = self._compiled.create_infer_request()
         self._output = self._compiled.output(0)
         self._lock = threading.Lock()
@@ -103,8 +106,8 @@ class OpenVINOSession:
         self.streams = min(MAX_STREAMS, threads or _usable_cores())
         self._stream_requests: list[Any] | None = None
 
-    def run(self, output_names: list[str], feed: dict[str, np.ndarray], *args: Any) -> list:
-        """``session.run`` for the one input and output: float32 N×3×H×W in and out.
+    def run(self, noisy: np.ndarray) -> np.ndarray:
+        """The model on float32 N×3×H×W; its output of the same shape.
 
         One image runs with every thread on it (OpenVINO's latency mode); a batch of
         several is split into :attr:`streams` parts run at once, one stream each
@@ -112,12 +115,20 @@ class OpenVINOSession:
         (Zen 4), bf16 on 8×256×256 went from 1.96× to 2.46× onnxruntime fp32
         (docs/runtime.md, "Speed").
         """
-        noisy = feed[INPUT_NAME]
-        with self._lock:
-            if self.streams < 2 or noisy.shape[0] < 2:
-                result = self._request.infer({0: noisy})
-                return [np.asarray(result[self._output])]
-            return [self._run_streams(noisy)]
+        try:
+            with self._lock:
+                if self.streams < 2 or noisy.shape[0] < 2:
+                    out = np.asarray(self._request.infer({0: noisy})[self._output])
+                else:
+                    out = self._run_streams(noisy)
+            check_output(out, noisy.shape)
+        except InferenceError as exc:
+            raise InferenceError(f"{self._name}: {exc}") from exc
+        except Exception as exc:  # OpenVINO's own RuntimeError subclasses
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            raise InferenceError(f"{self._name}: OpenVINO failed: {first}") from exc
+        return out
 
     def _run_streams(self, noisy: np.ndarray) -> np.ndarray:
         if self._stream_requests is None:
@@ -131,18 +142,3 @@ class OpenVINOSession:
         for request in requests:
             request.wait()
         return np.concatenate([np.array(r.get_output_tensor(0).data) for r in requests])
-
-    def get_providers(self) -> list[str]:
-        return [f"OpenVINO CPU {self.precision}"]
-
-    def get_provider_options(self) -> dict[str, dict[str, str]]:
-        return {}
-
-    def get_modelmeta(self) -> Any:
-        return self._ort.get_modelmeta()
-
-    def get_inputs(self) -> Any:
-        return self._ort.get_inputs()
-
-    def get_outputs(self) -> Any:
-        return self._ort.get_outputs()

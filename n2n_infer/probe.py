@@ -461,42 +461,41 @@ def _write_cache(entries: dict[str, Any]) -> None:
         _warn_once(f"engine cache not saved in {folder}: {exc}")
 
 
-def auto_session(
-    ort_session: Any, model: Path, stride: int, threads: int
-) -> tuple[Any, EngineChoice]:
-    """The session ``auto`` runs on the CPU: ``ort_session`` (onnxruntime, already checked)
-    or an OpenVINO session of the same file, by :func:`choose_engine`.
+def auto_engine(reference: Any, model: Path, stride: int, threads: int) -> tuple[Any, EngineChoice]:
+    """The engine ``auto`` runs on the CPU: ``reference`` (onnxruntime's
+    :class:`~n2n_infer.engines.OrtEngine`, already checked) or an OpenVINO engine of the
+    same file, by :func:`choose_engine`; candidates are built through the same seam
+    (:mod:`n2n_infer.engines`) as a named device.
 
     An engine chosen from the cache that cannot start now, or fails the load-time
     test run, gives onnxruntime back with a warning.
     """
-    from n2n_infer.ov_backend import OpenVINOSession
-    from n2n_infer.session import check_model, run_model
+    from n2n_infer.engines import check_engine
+    from n2n_infer.ov_backend import OpenVINOEngine
 
-    sessions: dict[str, Any] = {REFERENCE: ort_session}
+    engines: dict[str, Any] = {REFERENCE: reference}
 
-    def open_engine(name: str) -> Any:
-        if name not in sessions:
+    def open_candidate(name: str) -> Any:
+        if name not in engines:
             precision = name.partition(":")[2] or "f32"
-            sessions[name] = OpenVINOSession(ort_session, model, precision, threads)
-        return sessions[name]
+            engines[name] = OpenVINOEngine(reference.session, model, precision, threads)
+        return engines[name]
 
     def build(name: str) -> Runner:
-        session = open_engine(name)
-        return lambda x: run_model(session, x)
+        return open_candidate(name).run
 
     try:
         choice = choose_engine(model, threads, build, stride)
     except RuntimeError as exc:  # the reference failed: the caller's checks speak for the model
         log.warning("engine probe failed (%s); running onnxruntime", exc)
-        return ort_session, EngineChoice(REFERENCE, "off")
+        return reference, EngineChoice(REFERENCE, "off")
     if choice.engine == REFERENCE:
-        return ort_session, choice
+        return reference, choice
     try:
-        session = open_engine(choice.engine)
+        engine = open_candidate(choice.engine)
         if choice.source == "cache":
-            check_model(session, model, stride)
+            check_engine(engine, model, stride)
     except Exception as exc:  # the engine's own errors: onnxruntime still runs the model
         log.warning("engine %s could not start (%s); running onnxruntime", choice.engine, exc)
-        return ort_session, EngineChoice(REFERENCE, choice.source, choice.results, choice.measured)
-    return session, choice
+        return reference, EngineChoice(REFERENCE, choice.source, choice.results, choice.measured)
+    return engine, choice

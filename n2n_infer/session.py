@@ -1,6 +1,7 @@
 """Session options, session creation, the model's signature check and model calls.
 
-Which providers a session asks for is decided in :mod:`n2n_infer.providers`.
+Which providers a session asks for is decided in :mod:`n2n_infer.providers`; whether
+to fall back to the CPU, in :func:`n2n_infer.engines.open_engine`.
 """
 
 from __future__ import annotations
@@ -8,23 +9,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from n2n_infer.errors import InferenceError, ModelLoadError, ProviderError
+from n2n_infer.errors import InferenceError, ModelLoadError
 from n2n_infer.metadata import INPUT_NAME, OUTPUT_NAME
-from n2n_infer.providers import (
-    CPU,
-    ProviderSpec,
-    check_providers_used,
-    requested_providers,
-    stdout_to_log,
-)
+from n2n_infer.providers import CPU, ProviderSpec, stdout_to_log
 
 log = logging.getLogger(__name__)
 
@@ -160,45 +155,32 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
     return opts
 
 
-def create_session(
-    path: Path,
-    device: str = "auto",
-    intra_op_threads: int = 0,
-    config: SessionConfig | None = None,
-    providers: Sequence[ProviderSpec] | None = None,
+def open_session(
+    path: Path, config: SessionConfig, requested: Sequence[ProviderSpec]
 ) -> ort.InferenceSession:
-    """Create an inference session for ``path`` on ``device`` (or on ``providers``).
+    """One ``InferenceSession`` of ``path`` on the ``requested`` providers, as they are.
 
-    ``config`` (default :class:`SessionConfig`) sets threads, graph optimisation
-    and CUDA options; a non-zero ``intra_op_threads`` overrides its thread count.
-    With ``auto``, a CUDA provider that onnxruntime could not start on a machine
-    with an NVIDIA driver is replaced by the CPU with one warning that says why.
-    ``providers`` (see :func:`~n2n_infer.providers.explicit_providers`) replaces
-    ``device``.
+    Whether to go on on the CPU when an accelerator cannot start is decided by
+    :func:`n2n_infer.engines.open_engine`, which calls this.
 
     Raises:
-        ModelLoadError: the file is missing or onnxruntime cannot load it.
-        ProviderError: ``device`` or ``providers`` asks for an accelerator that
-            cannot be used, or both are given.
+        ModelLoadError: the file is missing, or only the CPU was asked for and
+            onnxruntime cannot load the file.
         ValueError: a setting of ``config`` is out of range.
+        Exception: onnxruntime's own, when a session with an accelerator could
+            not be started.
     """
-    config = config or SessionConfig()
-    if intra_op_threads:
-        config = replace(config, intra_op_threads=intra_op_threads)
     config.check()
-    requested = requested_providers(device, config.cuda_options(), providers)
     if not path.is_file():
         raise ModelLoadError(f"{path}: model file not found")
     try:
-        session = _new_session(path, config, requested)
+        return _new_session(path, config, requested)
     except Exception as exc:  # onnxruntime raises its own, unexported exception types
-        if requested == [CPU]:
+        if list(requested) == [CPU]:
             raise ModelLoadError(
-                f"{path}: onnxruntime cannot load this model: {_first(exc)}"
+                f"{path}: onnxruntime cannot load this model: {first_line(exc)}"
             ) from exc
-        return _cpu_after_failure(path, config, requested, device, providers, exc)
-    check_providers_used(session.get_providers(), requested, device, path, providers is not None)
-    return session
+        raise
 
 
 def _new_session(
@@ -214,39 +196,7 @@ def _new_session(
         )
 
 
-def _cpu_after_failure(
-    path: Path,
-    config: SessionConfig,
-    requested: Sequence[ProviderSpec],
-    device: str,
-    providers: Sequence[ProviderSpec] | None,
-    exc: Exception,
-) -> ort.InferenceSession:
-    """An accelerator failed to start a session: a CPU session, or the right error.
-
-    The CPU is tried to tell a model onnxruntime cannot load (``ModelLoadError``)
-    from an accelerator that cannot run it: ``auto`` then goes on on the CPU
-    with one warning; ``cuda``/``cuda:N`` and explicit providers raise
-    ``ProviderError`` with onnxruntime's first line.
-    """
-    reason = _first(exc)
-    try:
-        session = _new_session(path, config, [CPU])
-    except Exception as cpu_exc:
-        raise ModelLoadError(
-            f"{path}: onnxruntime cannot load this model: {_first(cpu_exc)}"
-        ) from cpu_exc
-    if device != "auto" or providers is not None:
-        names = ", ".join(s if isinstance(s, str) else s[0] for s in requested if s != CPU)
-        wanted = f"device {device!r}" if providers is None else f"providers {names}"
-        raise ProviderError(
-            f"{wanted}: onnxruntime could not start a session for {path.name}: {reason}"
-        ) from exc
-    log.warning("CUDA could not start a session (%s); running on CPU", reason)
-    return session
-
-
-def _first(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (onnxruntime's can be long)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -264,27 +214,14 @@ def read_metadata(session: Any, path: Path) -> dict[str, str]:
         raise ModelLoadError(f"{path}: the model's metadata is not valid UTF-8 ({exc})") from None
 
 
-def check_model(session: Any, path: Path, stride: int) -> None:
-    """Check the model's inputs and outputs, then run it once on a tiny image.
-
-    The test input is 1×3×(3·stride)×(2·stride): non-square, so that a model
-    that transposes is caught, and larger than the stride both ways, so that
-    pooling and upsampling run on more than one cell. The output must have the
-    input's shape and be finite float32.
-
-    Raises:
-        ModelLoadError: a wrong signature, or the test run fails; the message
-            names the file and what was found.
-    """
-    check_signature(session, path)
+def tiny_input(stride: int) -> np.ndarray:
+    """The load-time test input: float32 1×3×(3·stride)×(2·stride), non-square (a model
+    that transposes is caught) and larger than the stride both ways (pooling and
+    upsampling run on more than one cell)."""
     h, w = 3 * stride, 2 * stride
     # a golden-ratio sequence in [0.05, 0.95): varied, without importing numpy.random (0.1 s)
     steps = np.arange(3 * h * w, dtype=np.float32) * np.float32(0.618034) % 1
-    noisy = (0.05 + 0.9 * steps).astype(np.float32).reshape(1, 3, h, w)
-    try:
-        run_model(session, noisy)
-    except InferenceError as exc:
-        raise ModelLoadError(f"{path}: the test run on a 1×3×{h}×{w} input failed: {exc}") from exc
+    return (0.05 + 0.9 * steps).astype(np.float32).reshape(1, 3, h, w)
 
 
 def check_signature(session: Any, path: Path) -> None:
@@ -341,23 +278,49 @@ def run_model(
             message's first line is kept), or the output is not finite float32
             of the input's shape.
     """
-    shape = "×".join(map(str, noisy.shape))
+    return model_call(session, "", binding_device, device_id, run_options)(noisy)
+
+
+def model_call(
+    session: Any,
+    name: str = "",
+    binding_device: str = "",
+    device_id: int = 0,
+    run_options: ort.RunOptions | None = None,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """:func:`run_model` with its settings bound once: a function of the N×3×H×W batch
+    alone, which calls ``session.run`` directly (one frame on the way to the engine).
+    ``name`` (the model file's name), when given, starts every error message."""
     options = run_options or _QUIET_RUN
-    try:
-        if binding_device:
-            out = _run_bound(session, noisy, binding_device, device_id, options)
-        else:
-            out = session.run([OUTPUT_NAME], {INPUT_NAME: noisy}, options)[0]
-    except Exception as exc:  # onnxruntime's own types, and MemoryError from its allocator
-        hint = ""
-        if isinstance(exc, MemoryError) or any(s in str(exc) for s in _OUT_OF_MEMORY):
-            hint = (
-                " (out of memory: tile the image, use a smaller tile_size or batch_size, "
-                "or a larger gpu_mem_limit_mb)"
-            )
-        raise InferenceError(f"onnxruntime failed on a {shape} batch: {_first(exc)}{hint}") from exc
-    check_output(out, noisy.shape)
-    return out
+    prefix = f"{name}: " if name else ""
+    names, feed_name = [OUTPUT_NAME], INPUT_NAME
+
+    def call(noisy: np.ndarray) -> np.ndarray:
+        try:
+            if binding_device:
+                out = _run_bound(session, noisy, binding_device, device_id, options)
+            else:
+                out = session.run(names, {feed_name: noisy}, options)[0]
+            check_output(out, noisy.shape)
+        except InferenceError as exc:
+            raise InferenceError(f"{prefix}{exc}") from exc
+        except Exception as exc:  # onnxruntime's own types, and MemoryError from its allocator
+            raise InferenceError(f"{prefix}{_failure(exc, noisy.shape)}") from exc
+        return out
+
+    return call
+
+
+def _failure(exc: BaseException, shape: tuple[int, ...]) -> str:
+    """What an engine's failure on a batch of ``shape`` says: its first line, and a hint
+    when it ran out of memory."""
+    hint = ""
+    if isinstance(exc, MemoryError) or any(s in str(exc) for s in _OUT_OF_MEMORY):
+        hint = (
+            " (out of memory: tile the image, use a smaller tile_size or batch_size, "
+            "or a larger gpu_mem_limit_mb)"
+        )
+    return f"onnxruntime failed on a {'×'.join(map(str, shape))} batch: {first_line(exc)}{hint}"
 
 
 def check_output(out: Any, shape: tuple[int, ...]) -> None:

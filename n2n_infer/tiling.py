@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from n2n_infer.arrays import ImageArray, to_unit, unit_chw_into, write_rows_chw
+from n2n_infer.padding import pad_bottom_right
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class _Assembly:
                 pad_h, pad_w = self.th - part.shape[0], self.tw - part.shape[1]
                 if pad_h or pad_w:
                     chw = to_unit(part, self.img.levels).transpose(2, 0, 1)
-                    chw = np.pad(chw, ((0, 0), (0, pad_h), (0, pad_w)), mode="reflect")
+                    chw = pad_bottom_right(chw, pad_h, pad_w)
                 else:
                     chw = np.empty((3, self.th, self.tw), np.float32)
                     unit_chw_into(part, chw, self.img.levels)

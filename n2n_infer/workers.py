@@ -21,48 +21,18 @@ from typing import Any
 import numpy as np
 
 from n2n_infer.batch import FileResult, convert_file, run_guarded
-from n2n_infer.denoiser import Denoiser, model_file
+from n2n_infer.denoiser import model_file
 from n2n_infer.errors import N2NError
+from n2n_infer.options import DenoiserOptions
 from n2n_infer.registry import models_dir
 
 __all__ = ["DenoiseFiles", "DenoiseImages", "DenoiserSpec", "ShippedModel"]
 
 
-@dataclass(frozen=True)
-class DenoiserSpec:
-    """How each worker builds its :class:`~n2n_infer.Denoiser` (the constructor's arguments).
-
-    ``model`` is a bundled model's name, a path to an ``.onnx`` file on the
-    driver (shipped to the workers as bytes), or ``None`` for the bundled
-    default. ``intra_op_threads`` 0 lets onnxruntime choose (all the node's
-    cores: give the CPUs each worker reserves).
-    """
-
-    model: str | None = None
-    device: str = "auto"
-    batch_size: int = 8
-    tile_size: int | None = None
-    ensemble: int = 1
-    grey: str = "auto"
-    intra_op_threads: int = 0
-    levels: str = "auto"
-
-    def build(self, model: str | Path | None = None) -> Denoiser:
-        """A :class:`~n2n_infer.Denoiser` of ``model`` (default: :attr:`model`).
-
-        Raises:
-            ModelLoadError, ProviderError, ValueError: as :class:`~n2n_infer.Denoiser`.
-        """
-        return Denoiser(
-            self.model if model is None else model,
-            device=self.device,
-            batch_size=self.batch_size,
-            intra_op_threads=self.intra_op_threads,
-            tile_size=self.tile_size,
-            ensemble=self.ensemble,
-            grey=self.grey,
-            levels=self.levels,
-        )
+#: How each worker builds its :class:`~n2n_infer.Denoiser`: the one description of a
+#: Denoiser, :class:`~n2n_infer.options.DenoiserOptions` (``intra_op_threads`` 0 lets
+#: onnxruntime choose all the node's cores: give the CPUs each worker reserves).
+DenoiserSpec = DenoiserOptions
 
 
 @dataclass(frozen=True)

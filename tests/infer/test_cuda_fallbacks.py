@@ -14,7 +14,6 @@ import pytest
 
 from n2n_infer import Denoiser, ModelLoadError, ProviderError, SessionConfig
 from n2n_infer import providers as prov
-from n2n_infer import session as sess
 
 REAL_SESSION = ort.InferenceSession
 
@@ -145,15 +144,16 @@ def test_preload_messages_do_not_reach_stdout(
     assert any("libcublasLt.so.13" in r.getMessage() for r in caplog.records)
 
 
-def _shapes_run(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+def _shapes_run(monkeypatch: pytest.MonkeyPatch, *denoisers: Denoiser) -> list[tuple[int, ...]]:
     shapes: list[tuple[int, ...]] = []
-    real = sess.run_model
+    for d in denoisers:
+        real = d._run
 
-    def recording(session: object, noisy: np.ndarray, *a: object) -> np.ndarray:
-        shapes.append(noisy.shape)
-        return real(session, noisy, *a)
+        def recording(noisy: np.ndarray, real=real) -> np.ndarray:
+            shapes.append(noisy.shape)
+            return real(noisy)
 
-    monkeypatch.setattr("n2n_infer.denoiser.run_model", recording)
+        monkeypatch.setattr(d, "_run", recording)
     return shapes
 
 
@@ -165,7 +165,7 @@ def test_shape_buckets_pad_untiled_images_and_crop_back(monkeypatch: pytest.Monk
     assert plain.pad_multiple == plain.stride and bucketed.pad_multiple == 64
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
-    shapes = _shapes_run(monkeypatch)
+    shapes = _shapes_run(monkeypatch, plain, bucketed)
     out_plain, out_bucketed = plain.denoise(img), bucketed.denoise(img)
     s = plain.stride
     assert shapes[0][2:] == (-(-50 // s) * s, -(-70 // s) * s) and shapes[1][2:] == (64, 128)

@@ -320,7 +320,7 @@ def test_memory_error_while_denoising_is_an_inference_error(photo, monkeypatch):
     def out_of_memory(batch):
         raise MemoryError
 
-    monkeypatch.setattr(photo, "denoise_nchw", out_of_memory)
+    monkeypatch.setattr(photo, "_run", out_of_memory)
     with pytest.raises(InferenceError, match=r"not enough memory to denoise 1 image.* 9×13"):
         photo.denoise(np.zeros((9, 13, 3), np.uint8), tile=False)
 

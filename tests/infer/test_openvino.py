@@ -157,7 +157,7 @@ def test_auto_never_picks_openvino() -> None:
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_a_batch_runs_as_parallel_streams_with_the_same_outputs(n: int) -> None:
     d = Denoiser(device="openvino", intra_op_threads=2)
-    session = d._session
+    session = d.engine
     assert session.streams == 2
     x = np.stack([noisy(32, 48, seed=k).transpose(2, 0, 1) / 255 for k in range(n)])
     x = x.astype(np.float32)
@@ -169,4 +169,4 @@ def test_a_batch_runs_as_parallel_streams_with_the_same_outputs(n: int) -> None:
 
 
 def test_one_thread_means_one_stream() -> None:
-    assert Denoiser(device="openvino", intra_op_threads=1)._session.streams == 1
+    assert Denoiser(device="openvino", intra_op_threads=1).engine.streams == 1

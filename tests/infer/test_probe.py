@@ -301,7 +301,7 @@ def test_a_cached_engine_that_cannot_start_gives_onnxruntime_back(
     def broken(*args, **kwargs):
         raise RuntimeError("the plugin is gone")
 
-    monkeypatch.setattr(ov_backend.OpenVINOSession, "__init__", broken)
+    monkeypatch.setattr(ov_backend.OpenVINOEngine, "__init__", broken)
     with caplog.at_level(logging.WARNING, logger="n2n_infer.probe"):
         d = Denoiser()
     assert d.providers == ["CPUExecutionProvider"] and d.engine_choice.engine == REFERENCE

@@ -113,3 +113,16 @@ def test_the_runtime_and_the_local_engine_never_import_ray(tmp_path, in_dir):
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+def test_one_description_of_a_denoiser_serves_the_api_the_cli_and_the_workers() -> None:
+    from n2n_infer import Denoiser, DenoiserOptions, SessionConfig
+
+    assert workers.DenoiserSpec is DenoiserOptions
+    options = DenoiserOptions("photo", "cpu", 2, 1, session_config=SessionConfig(), ensemble=2)
+    d = options.build()
+    assert d.options == options and Denoiser.from_options(options).options == options
+    assert d.options.session().intra_op_threads == 1  # the thread count, in one place
+    assert DenoiserOptions(session_config=SessionConfig(intra_op_threads=3)).session() == (
+        SessionConfig(intra_op_threads=3)
+    )

@@ -164,7 +164,7 @@ def test_session_options_are_applied():
     assert opts.intra_op_num_threads == 1
     assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     d = Denoiser(device="cpu", session_config=cfg)
-    assert d._session.get_session_options().intra_op_num_threads == 1
+    assert d.engine.session.get_session_options().intra_op_num_threads == 1
 
 
 @pytest.mark.parametrize(
@@ -191,11 +191,11 @@ def test_io_binding_gives_the_same_output(photo):
 
 def test_onnxruntime_failures_become_inference_errors(photo):
     with pytest.raises(InferenceError, match=r"onnxruntime failed on a 1×3×5×8 batch"):
-        sess.run_model(photo._session, np.zeros((1, 3, 5, 8), np.float32))
+        sess.run_model(photo.engine.session, np.zeros((1, 3, 5, 8), np.float32))
 
 
 def test_providers_are_read_back_from_the_session(photo):
-    assert photo.providers == photo._session.get_providers() == [prov.CPU]
+    assert photo.providers == photo.engine.session.get_providers() == [prov.CPU]
 
 
 @pytest.fixture
@@ -348,12 +348,10 @@ class _Providers:
         ([prov.CPU], True, ("cpu", 0)),
     ],
 )
-def test_io_binding_when_asked_for_on_the_first_provider_in_use(
-    photo, in_use, io_binding, expected
-):
-    d = Denoiser(device="cpu")
-    d._session = _Providers(in_use, device_id="2")
-    assert d._binding_device(io_binding) == expected
+def test_io_binding_when_asked_for_on_the_first_provider_in_use(in_use, io_binding, expected):
+    from n2n_infer.engines import binding_device
+
+    assert binding_device(_Providers(in_use, device_id="2"), io_binding) == expected
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,196 @@
+"""The backend seam: an :class:`Engine` runs the model on an N×3×H×W array, and
+:func:`open_engine` is the one place that opens a model on a device (or a providers
+list), runs the load-time test run and decides any fallback from an accelerator to
+the CPU.
+
+An engine is small: ``run`` (float32 N×3×H×W in, the model's output of that shape
+out, :class:`~n2n_infer.errors.InferenceError` on failure, the model file named),
+``providers`` (what really runs it), ``io_binding`` and ``session`` (the onnxruntime
+session of the same file: metadata and signature). :class:`OrtEngine` wraps an
+onnxruntime session (CPU, CUDA, and any execution provider: ROCm, TensorRT, CoreML
+run through it as ``providers``); :class:`~n2n_infer.ov_backend.OpenVINOEngine`
+runs OpenVINO. A new backend is one class of this shape and one branch in
+:func:`open_engine` (docs/design.md, "Extending → A backend").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from n2n_infer.errors import ModelLoadError, ProviderError
+from n2n_infer.metadata import ModelInfo
+from n2n_infer.providers import (
+    CPU,
+    CUDA,
+    ProviderSpec,
+    check_providers_used,
+    parse_device,
+    requested_providers,
+)
+from n2n_infer.session import (
+    SessionConfig,
+    check_signature,
+    first_line,
+    model_call,
+    open_session,
+    read_metadata,
+    tiny_input,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Engine(Protocol):
+    """What the :class:`~n2n_infer.Denoiser` needs of a backend."""
+
+    #: The onnxruntime session of the same file (metadata, signature).
+    session: Any
+    #: The providers (or engine) really in use, the first one running the model.
+    providers: list[str]
+    #: Whether model calls bind inputs and outputs on the device.
+    io_binding: bool
+    #: float32 N×3×H×W (sides multiples of the stride) -> the model's output.
+    run: Callable[[np.ndarray], np.ndarray]
+
+
+def binding_device(session: Any, io_binding: bool) -> tuple[str, int]:
+    """I/O binding, when asked for: on CUDA when CUDA is the first provider in use,
+    else on the CPU (``("", 0)``: none)."""
+    if not io_binding:
+        return "", 0
+    if session.get_providers()[0] != CUDA:
+        return "cpu", 0
+    return "cuda", cuda_device_id(session)
+
+
+def cuda_device_id(session: Any) -> int:
+    """The CUDA device a session runs on (0 when it says nothing)."""
+    return int(session.get_provider_options().get(CUDA, {}).get("device_id", "0"))
+
+
+class OrtEngine:
+    """An onnxruntime session as an :class:`Engine`: ``run`` calls ``session.run`` (or
+    runs with I/O binding) directly, its settings bound once."""
+
+    def __init__(self, session: Any, path: Path, config: SessionConfig | None = None) -> None:
+        config = config or SessionConfig()
+        self.session = session
+        self.providers: list[str] = list(session.get_providers())
+        binding, device_id = binding_device(session, config.io_binding)
+        self.io_binding = bool(binding)
+        on_cuda = self.providers[0] == CUDA
+        options = config.run_options(cuda_device_id(session) if on_cuda else None)
+        self.run = model_call(session, path.name, binding, device_id, options)
+
+
+def check_engine(engine: Engine, path: Path, stride: int) -> None:
+    """The load-time check: the signature, then one run on a tiny image (see
+    :func:`~n2n_infer.session.tiny_input`).
+
+    Raises:
+        ModelLoadError: a wrong signature, or the test run fails; the message
+            names the file and what was found.
+    """
+    check_signature(engine.session, path)
+    noisy = tiny_input(stride)
+    try:
+        engine.run(noisy)
+    except Exception as exc:  # InferenceError, or a backend's own error
+        shape = "×".join(map(str, noisy.shape))
+        raise ModelLoadError(f"{path}: the test run on a {shape} input failed: {exc}") from exc
+
+
+def open_engine(
+    path: Path,
+    device: str = "auto",
+    providers: Sequence[ProviderSpec] | None = None,
+    config: SessionConfig | None = None,
+) -> Engine:
+    """The engine for ``path`` on ``device`` (or ``providers``), checked by a test run.
+
+    The one place that decides a fallback to the CPU. An accelerator that cannot
+    start a session, or whose session fails the load-time test run (onnxruntime
+    lists CUDA as in use before any kernel has run: cuDNN, for one, loads at the
+    first convolution), is tried on the CPU: if the CPU loads (and runs) the
+    model, ``auto`` goes on on the CPU with one warning that says why, and a
+    named device or explicit ``providers`` raise ``ProviderError``; if it does
+    not, the model is at fault. A CUDA provider that onnxruntime silently left
+    out is judged by :func:`~n2n_infer.providers.check_providers_used`.
+
+    Raises:
+        ModelLoadError: missing file, a file onnxruntime cannot load, not an n2n
+            model, or a test run that fails on the CPU.
+        ProviderError: the accelerator asked for cannot be used.
+        ValueError: a setting of ``config`` is out of range.
+    """
+    config = config or SessionConfig()
+    config.check()
+    requested = requested_providers(device, config.cuda_options(), providers)
+    named = device != "auto" or providers is not None
+    try:
+        session = open_session(path, config, requested)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # an accelerator could not start a session
+        accelerators = ", ".join(s if isinstance(s, str) else s[0] for s in requested if s != CPU)
+        wanted = f"device {device!r}" if providers is None else f"providers {accelerators}"
+        reason = first_line(exc)
+        refusal = f"{wanted}: onnxruntime could not start a session for {path.name}: {reason}"
+        engine = _on_cpu(
+            path, config, named, refusal, f"CUDA could not start a session ({reason})", exc
+        )
+    else:
+        check_providers_used(
+            session.get_providers(), requested, device, path, providers is not None
+        )
+        kind, option = parse_device(device)
+        if kind == "openvino":
+            from n2n_infer.ov_backend import OpenVINOEngine
+
+            engine = OpenVINOEngine(session, path, option or "f32", config.intra_op_threads)
+        else:
+            engine = OrtEngine(session, path, config)
+    stride = ModelInfo.from_props(read_metadata(engine.session, path), path).stride
+    try:
+        check_engine(engine, path, stride)
+    except ModelLoadError as exc:
+        if engine.providers[0] == CPU:
+            raise
+        reason = str(exc.__cause__ or exc)
+        used = engine.providers
+        wanted = f"providers {', '.join(used)}" if providers is not None else f"device {device!r}"
+        refusal = f"{wanted}: the first run of {path.name} on {used[0]} failed: {reason}"
+        warning = f"{used[0]} failed its first run ({reason})"
+        engine = _on_cpu(path, config, named, refusal, warning, exc, stride)
+    return engine
+
+
+def _on_cpu(
+    path: Path,
+    config: SessionConfig,
+    named: bool,
+    refusal: str,
+    warning: str,
+    exc: Exception,
+    stride: int | None = None,
+) -> Engine:
+    """An accelerator failed: a CPU engine (``auto``) or ``ProviderError(refusal)`` (a named
+    device or providers), once the CPU has shown the model itself is sound: it loads, and
+    with ``stride`` it also passes the test run.
+
+    Raises:
+        ModelLoadError: the CPU cannot load or run the model either.
+        ProviderError: ``named``.
+    """
+    cpu = OrtEngine(open_session(path, config, [CPU]), path, config)
+    if stride is not None:
+        check_engine(cpu, path, stride)
+    if named:
+        raise ProviderError(refusal) from exc
+    log.warning("%s; running on CPU", warning)
+    return cpu
