@@ -180,16 +180,9 @@ def pixel_independent(noise: NoiseModel) -> bool:
 
 
 def trained_on_grey(summary: dict[str, Any]) -> bool:
-    """Whether a training summary says the model learned grey images copied into RGB:
-    photo patches made grey (``train_config.grey_fraction``) or own data with grey
-    scenes (``data.grey_scenes``), which training copies into R, G and B."""
-    cfg, data = summary.get("train_config"), summary.get("data")
-    try:
-        if isinstance(cfg, dict) and float(cfg.get("grey_fraction") or 0.0) > 0.0:
-            return True
-        return isinstance(data, dict) and int(data.get("grey_scenes") or 0) > 0
-    except (TypeError, ValueError, OverflowError):
-        return False
+    """Whether a training summary says the model learned grey images copied into RGB (the
+    runtime's reading of the same summary, :func:`n2n_infer.metadata.trained_on_grey`)."""
+    return md.trained_on_grey(summary)
 
 
 def noise_description(spec: str) -> str:

@@ -259,7 +259,7 @@ def _format1_facts(
     """
     _format1_check_config(config, path)
     kinds = {part.split(":", 1)[0] for part in noise.split("+")}  # "a:1+b:2" is a mix
-    replicate = _format1_trained_on_grey(training) or bool(kinds & set(FORMAT1_BLOCK_NOISES))
+    replicate = trained_on_grey(training) or bool(kinds & set(FORMAT1_BLOCK_NOISES))
     return {
         "architecture": "unet",
         "channels": 3,
@@ -303,7 +303,7 @@ def _format1_receptive_radius(config: dict[str, Any]) -> int:
     return radius + up * (2 ** (levels - 1) - 1)
 
 
-def _format1_trained_on_grey(training: dict[str, Any]) -> bool:
+def trained_on_grey(training: dict[str, Any]) -> bool:
     """Whether a training summary says the model learned grey images copied into RGB.
 
     Photo training with grey patches (``n2n-train fit --grey-fraction``), or own
