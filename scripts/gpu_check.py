@@ -572,7 +572,6 @@ def _mps(pixels: int, seconds: float) -> float:
 
 def step_throughput(run: Run) -> dict[str, Any]:
     from n2n_infer import Denoiser, SessionConfig
-    from n2n_infer.session import run_model
 
     noisy, _ = load_examples()
     rows = []
@@ -599,7 +598,7 @@ def step_throughput(run: Run) -> dict[str, Any]:
                 x = rng.random((n, 3, s, s), dtype=np.float32)
                 t = timed(lambda x=x, d=d: d.denoise_nchw(x), run.plan.repeats)
                 model_only = timed(
-                    lambda x=x, d=d: run_model(d._session, x, d._binding, d._device_id),
+                    lambda x=x, d=d: d.engine.run(x),  # the engine alone: the model call
                     run.plan.repeats,
                 )
                 rows.append(
@@ -635,7 +634,7 @@ def step_throughput(run: Run) -> dict[str, Any]:
                 mode="reflect",
             )
             t = timed(
-                lambda x=x, d=d: run_model(d._session, x, d._binding, d._device_id),
+                lambda x=x, d=d: d.engine.run(x),
                 run.plan.repeats,
             )
             rows.append(
