@@ -26,6 +26,7 @@ from n2n_train.distributed import (
     check_in_sync,
     order_seed,
     rank_seed,
+    shutdown,
     weights_digest,
 )
 from n2n_train.loop import batch_seed, fit
@@ -136,8 +137,10 @@ def _equivalence_rank(rank: int, world: int, init_file: str, out: str) -> None:
         cfg = TrainConfig(epochs=2, batch_size=5, lr=0.05, seed=4)
         dist = Dist(rank=rank, world=world, backend="gloo")
         fit(UNet(_SMALL), data, cfg, out, progress=False, dist=dist, check_sync=1)
+        shutdown(dist)  # a barrier first, as `fit --nproc` does: no rank tears down early
     finally:
-        tdist.destroy_process_group()
+        if tdist.is_initialized():
+            tdist.destroy_process_group()
 
 
 def _pairs() -> tuple[torch.Tensor, torch.Tensor]:
