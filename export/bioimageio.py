@@ -242,12 +242,12 @@ def _build(
     info = _info(onnx_path)
     geometry = Geometry.of(info.receptive_radius, info.stride)
     noise = _drawable_noise(info.noise)
-    test_in, test_out = _test_tensors(onnx_path, geometry, levels, noise, seed)
+    test_in, test_out = _test_tensors(onnx_path, geometry, levels, noise, seed, info.channels)
     np.save(work / "test_input.npy", test_in)
     np.save(work / "test_output.npy", test_out)
     ts_path = work / f"{name}.torchscript.pt"
     _torchscript(ckpt, test_in, test_out, levels, ts_path)
-    _cover(onnx_path, noise, seed, work / "cover.png")
+    _cover(onnx_path, noise, seed, work / "cover.png", info.channels)
     (work / "README.md").write_text(_documentation(info, geometry, levels, card))
     marker = PackageMarker(
         onnx_path.name, sha256_file(onnx_path), onnx_path.stat().st_size, _version("n2n")
@@ -275,7 +275,7 @@ def _onnx_weights(src: Source, ckpt: Checkpoint, onnx_path: Path, seed: int) -> 
         shutil.copyfile(src.onnx, onnx_path)
     else:
         export_onnx(src.checkpoint, onnx_path, name=onnx_path.stem)
-    cases = parity_cases(builtin_patterns(seed), FALLBACK_NOISE, seed)
+    cases = parity_cases(builtin_patterns(seed), FALLBACK_NOISE, seed, ckpt.config.in_channels)
     report = check_parity(src.checkpoint, onnx_path, cases)
     if not report.passed:
         raise ParityError(
@@ -332,7 +332,7 @@ def _drawable_noise(noise: str) -> str:
 
 
 def _test_tensors(
-    onnx_path: Path, geometry: Geometry, levels: str, noise: str, seed: int
+    onnx_path: Path, geometry: Geometry, levels: str, noise: str, seed: int, channels: int = 3
 ) -> tuple[np.ndarray, np.ndarray]:
     """The test input (a noisy pattern as the levels mode expects it: dim 16-bit counts for
     ``range``, full-scale 8- or 16-bit otherwise) and the runtime's output for it: float32
@@ -343,7 +343,7 @@ def _test_tensors(
 
     h, w = geometry.valid(TEST_SIDE), geometry.valid(TEST_SIDE + 32)
     pattern = builtin_patterns(seed)[0][:h, :w]
-    noisy = noised_pairs([pattern], noise, seed)[0][0]  # float C×H×W in [0, 1], 8-bit steps
+    noisy = noised_pairs([pattern], noise, seed, channels)[0][0]  # float C×H×W, 8-bit steps
     if levels == "range":
         pixels = np.rint(100 + noisy * 3900).astype(np.uint16)  # a camera's 12-bit counts
     elif levels == "uint8":
@@ -351,7 +351,7 @@ def _test_tensors(
     else:
         pixels = np.rint(noisy * 65535).astype(np.uint16)
     image = as_image(pixels.transpose(1, 2, 0), levels="auto")  # the runtime's levels rule
-    unit = to_unit(image.rgb, image.levels).transpose(2, 0, 1)[None]
+    unit = to_unit(image.rgb, image.levels).transpose(2, 0, 1)[None, :channels]
     runtime = Denoiser(onnx_path, device="cpu")
     out = runtime.denoise_nchw(np.ascontiguousarray(unit, dtype=np.float32))
     return pixels[None], out.astype(np.float32)
@@ -409,7 +409,7 @@ def _jit_bytes(traced: torch.jit.ScriptModule) -> bytes:
     return stripped.getvalue()
 
 
-def _cover(onnx_path: Path, noise: str, seed: int, path: Path) -> None:
+def _cover(onnx_path: Path, noise: str, seed: int, path: Path, channels: int = 3) -> None:
     """A 2:1 PNG: a noisy pattern beside the runtime's result for it."""
     from PIL import Image
 
@@ -417,8 +417,10 @@ def _cover(onnx_path: Path, noise: str, seed: int, path: Path) -> None:
     from n2n_infer import Denoiser
 
     pattern = builtin_patterns(seed)[1][:COVER_SIDE, :COVER_SIDE]
-    noisy = noised_pairs([pattern], noise, seed + 1)[0][0]
+    noisy = noised_pairs([pattern], noise, seed + 1, channels)[0][0]
     noisy_u8 = np.rint(noisy.transpose(1, 2, 0) * 255).astype(np.uint8)
+    if channels == 1:
+        noisy_u8 = noisy_u8[..., 0]
     denoised = Denoiser(onnx_path, device="cpu").denoise(noisy_u8)
     Image.fromarray(np.concatenate([noisy_u8, denoised], axis=1)).save(path)
 
@@ -443,11 +445,11 @@ def _documentation(info: md.ModelInfo, geometry: Geometry, levels: str, card: st
             f"# {info.name}: an n2n (Noise2Noise) denoiser",
             "",
             f"Removes {info.noise_description or 'noise'} from "
-            "colour images. Written by `n2n-export bioimageio`.",
+            f"{_images_word(info)} images. Written by `n2n-export bioimageio`.",
             "",
             "## Inputs and outputs",
             "",
-            "- input `noisy`: batch × channel (red, green, blue) × y × x, float32; y and x "
+            f"- input `noisy`: batch × channel ({_channel_words(info)}) × y × x, float32; y and x "
             f"of {geometry.minimum} + n·{geometry.stride} pixels (reflect padding).",
             f"- preprocessing: {pre}.",
             "- output `denoised`: the same axes and size, float32 in [0, 1] (clamped inside "
@@ -697,9 +699,17 @@ def _training_details(summary: dict[str, Any]) -> Any:
 def _one_line(info: md.ModelInfo) -> str:
     noise = info.noise_description or "noise"
     return (
-        f"Noise2Noise UNet (n2n) that removes {noise} from RGB images; ONNX and TorchScript "
-        "weights."
+        f"Noise2Noise UNet (n2n) that removes {noise} from {_images_word(info, 'RGB')} "
+        "images; ONNX and TorchScript weights."
     )[:512]
+
+
+def _images_word(info: md.ModelInfo, colour: str = "colour") -> str:
+    return "grey" if info.channels == 1 else colour
+
+
+def _channel_words(info: md.ModelInfo) -> str:
+    return "grey" if info.channels == 1 else "red, green, blue"
 
 
 def _opset(onnx_path: Path) -> int:

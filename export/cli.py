@@ -148,7 +148,8 @@ def onnx(
         checked = calibration
     try:
         reference = _reference(checkpoint, val_data, images)  # calibration images: clean
-        cases = _cases(val_data, checked, noise, seed, reference) if parity else None
+        channels = _channels(checkpoint)
+        cases = _cases(val_data, checked, noise, seed, reference, channels) if parity else None
         calib = _calibration(checkpoint, calibration, seed) if precision == "int8" else None
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".n2n-export-") as tmp:
@@ -247,7 +248,8 @@ def parity(
     """
     try:
         reference = _reference(checkpoint, val_data, images)
-        result = _check_cases(checkpoint, model, _cases(val_data, images, noise, seed, reference))
+        cases = _cases(val_data, images, noise, seed, reference, _channels(checkpoint))
+        result = _check_cases(checkpoint, model, cases)
     except _input_errors() as exc:
         echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -284,10 +286,27 @@ def _reference(checkpoint: Path, val_data: Path | None, images: Path | None) -> 
     return "noisy images" if data.get("source") in OWN_DATA else "given images"
 
 
+def _channels(checkpoint: Path) -> int:
+    """The checkpoint's model channels (1: a grey model, whose cases are grey)."""
+    from n2n_train.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint).config.in_channels
+
+
 def _cases(
-    val_data: Path | None, images: Path | None, noise: str, seed: int, reference: str
+    val_data: Path | None,
+    images: Path | None,
+    noise: str,
+    seed: int,
+    reference: str,
+    channels: int = 3,
 ) -> list[ParityCase]:
-    """The parity cases of --images and --val-data; without either, of the built-in patterns."""
+    """The parity cases of --images and --val-data; without either, of the built-in patterns
+    (their luma for a 1-channel model).
+
+    Raises:
+        ValueError: course data (colour) for a 1-channel model.
+    """
     from n2n_export.data import (
         PATTERNS_NAME,
         ParityCase,
@@ -300,12 +319,19 @@ def _cases(
     cases = []
     if images or not val_data:
         label = f"{images.name if images else PATTERNS_NAME} + {noise}"
+        if channels == 1:
+            label += ", grey"
         if images and reference == "noisy images":
             label += f", PSNR vs noisy {images.name}"
         clean = load_clean_images(images) if images else builtin_patterns(seed)
         cases += [
-            ParityCase(f"{c.name} ({label})", c.pairs) for c in parity_cases(clean, noise, seed)
+            ParityCase(f"{c.name} ({label})", c.pairs)
+            for c in parity_cases(clean, noise, seed, channels)
         ]
+    if val_data and channels != 3:
+        raise ValueError(
+            f"{val_data}: course pairs are in colour; this is a {channels}-channel model"
+        )
     if val_data:
         cases.append(ParityCase(f"course {val_data.name}", course_pairs(val_data)))
     return cases
@@ -373,7 +399,8 @@ def _calibration(checkpoint: Path, folder: Path | None, seed: int) -> list[Any]:
     noise = str(load_checkpoint(checkpoint).summary.get("noise", ""))
     if not noise.startswith("gaussian"):
         noise = "gaussian:25"
-    return calibration_batches(load_clean_images(folder), noise, seed=seed)
+    channels = load_checkpoint(checkpoint).config.in_channels
+    return calibration_batches(load_clean_images(folder), noise, seed=seed, channels=channels)
 
 
 def _input_errors() -> tuple[type[Exception], ...]:

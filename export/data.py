@@ -15,7 +15,7 @@ from PIL import Image
 
 from n2n_infer.batch import find_images
 from n2n_infer.imageio import read_image
-from n2n_train.data import load_course_pairs, quantize
+from n2n_train.data import LUMA, load_course_pairs, quantize
 from n2n_train.noise import parse_noise
 
 Pair = tuple[np.ndarray, np.ndarray]
@@ -107,11 +107,27 @@ def load_clean_images(folder: str | Path) -> list[np.ndarray]:
     return images
 
 
-def noised_pairs(clean_hwc_u8: list[np.ndarray], noise: str, seed: int = 0) -> list[Pair]:
-    """Apply ``noise`` (seeded) to each clean image; the noisy copy is clipped and rounded."""
+def grey_u8(img_hwc_u8: np.ndarray) -> np.ndarray:
+    """A uint8 H×W×3 image's luma (ITU-R BT.601, as training's grey photos), H×W×1 uint8;
+    a one-channel image as it is."""
+    if img_hwc_u8.shape[-1] == 1:
+        return img_hwc_u8
+    luma = img_hwc_u8[..., :3].astype(np.float64) @ np.array(LUMA)
+    return np.rint(luma).clip(0, 255).astype(np.uint8)[..., None]
+
+
+def noised_pairs(
+    clean_hwc_u8: list[np.ndarray], noise: str, seed: int = 0, channels: int = 3
+) -> list[Pair]:
+    """Apply ``noise`` (seeded) to each clean image; the noisy copy is clipped and rounded.
+
+    ``channels`` 1: the images' luma (:func:`grey_u8`) is noised, for a grey model.
+    """
     noise_fn = parse_noise(noise)
     gen = torch.Generator().manual_seed(seed)
     pairs = []
+    if channels == 1:
+        clean_hwc_u8 = [grey_u8(img) for img in clean_hwc_u8]
     for img in clean_hwc_u8:
         clean = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].float() / 255
         noisy = quantize(noise_fn(clean, gen))
@@ -119,19 +135,21 @@ def noised_pairs(clean_hwc_u8: list[np.ndarray], noise: str, seed: int = 0) -> l
     return pairs
 
 
-def parity_cases(clean_hwc_u8: list[np.ndarray], noise: str, seed: int = 0) -> list[ParityCase]:
+def parity_cases(
+    clean_hwc_u8: list[np.ndarray], noise: str, seed: int = 0, channels: int = 3
+) -> list[ParityCase]:
     """The standard cases (see :data:`CASE_SHAPES`) plus the images at their own sizes.
 
     Crops are taken at seeded random places; an image smaller than a case is
-    first enlarged (Lanczos) to cover it.
+    first enlarged (Lanczos) to cover it. ``channels`` 1: their luma, for a grey model.
     """
     rng = np.random.default_rng(seed)
     cases = []
     for h, w, batch in CASE_SHAPES:
         crops = [_crop(clean_hwc_u8[i % len(clean_hwc_u8)], h, w, rng) for i in range(batch)]
         name = f"{w}x{h} batch {batch}"
-        cases.append(ParityCase(name, noised_pairs(crops, noise, seed + len(cases))))
-    full = noised_pairs(clean_hwc_u8, noise, seed + len(cases))
+        cases.append(ParityCase(name, noised_pairs(crops, noise, seed + len(cases), channels)))
+    full = noised_pairs(clean_hwc_u8, noise, seed + len(cases), channels)
     cases.append(ParityCase(f"{len(full)} images at their own sizes", full))
     return cases
 
@@ -148,9 +166,14 @@ def _crop(img: np.ndarray, h: int, w: int, rng: np.random.Generator) -> np.ndarr
 
 
 def calibration_batches(
-    clean_hwc_u8: list[np.ndarray], noise: str, count: int = 16, size: int = 128, seed: int = 0
+    clean_hwc_u8: list[np.ndarray],
+    noise: str,
+    count: int = 16,
+    size: int = 128,
+    seed: int = 0,
+    channels: int = 3,
 ) -> list[np.ndarray]:
-    """Noisy float32 1×3×size×size crops for int8 calibration.
+    """Noisy float32 1×C×size×size crops for int8 calibration (C: ``channels``).
 
     ``count`` seeded random crops from images spread evenly over the list
     (several per image when there are fewer images than crops), noised with
@@ -159,7 +182,7 @@ def calibration_batches(
     rng = np.random.default_rng(seed)
     picks = np.linspace(0, len(clean_hwc_u8), num=count, endpoint=False).astype(int)
     crops = [_crop(clean_hwc_u8[i], size, size, rng) for i in picks]
-    return [p[0][None] for p in noised_pairs(crops, noise, seed)]
+    return [p[0][None] for p in noised_pairs(crops, noise, seed, channels)]
 
 
 def resized_crops(clean_hwc_u8: list[np.ndarray], h: int, w: int) -> list[np.ndarray]:

@@ -81,7 +81,7 @@ def export_onnx(
     facts = stated_facts(ckpt)  # refuses what the runtime's contract cannot describe
     wrapper = OnnxDenoiser(ckpt.build_model(), half=precision == "fp16")
     stride = ckpt.config.stride
-    example = torch.rand(1, 3, 2 * stride, 2 * stride)
+    example = torch.rand(1, ckpt.config.in_channels, 2 * stride, 2 * stride)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         raw = Path(tmp) / "raw.onnx"
@@ -140,13 +140,14 @@ def stated_facts(ckpt: Checkpoint) -> dict[str, str]:
         md.KEY_ARCHITECTURE: ARCHITECTURE,
         md.KEY_CHANNELS: str(config.in_channels),
         md.KEY_RECEPTIVE_RADIUS: str(config.receptive_radius),
-        md.KEY_GREY: grey_handling(summary),
+        md.KEY_GREY: md.GREY_NATIVE if config.in_channels == 1 else grey_handling(summary),
         md.KEY_NOISE_DESCRIPTION: noise_description(str(summary.get("noise", ""))),
     }
 
 
 def grey_handling(summary: dict[str, Any]) -> str:
-    """How grey images should go through the model (``n2n.grey``), from its training summary.
+    """How grey images should go through a colour model (``n2n.grey``), from its training
+    summary (a 1-channel model states ``native``).
 
     ``replicate`` (the grey copied into R, G and B) when the model learned grey
     images copied so (photo patches made grey, ``train_config.grey_fraction``, or

@@ -1,5 +1,7 @@
 """The folder job: denoise every image of a folder (tree) into another, file by file;
-and the same job for one image file (:func:`denoise_file`).
+and the same job for one image file (:func:`denoise_file`). A TIFF stack (multi-page
+TIFF, ImageJ hyperstack, OME-TIFF) is one file: denoised plane by plane, streamed
+into one output TIFF (:mod:`n2n_infer.stacks`).
 
 A bad file is reported and skipped; the job goes on. Outputs are written
 atomically, never inside the input folder (for one file: never in the folder
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from n2n_infer import stacks
 from n2n_infer.denoiser import Denoiser
 from n2n_infer.errors import ImageError, N2NError, first_line
 from n2n_infer.files import (
@@ -579,12 +582,19 @@ def convert_file(
     and checked before anything is denoised or written. ``on_tile(done, total)`` is called after
     each tile of a tiled image. The result is ``"ok"``, for ``name``.
 
+    A TIFF stack (:func:`n2n_infer.stacks.is_stack`) goes to
+    :func:`n2n_infer.stacks.denoise_stack_file` instead: its planes stream into
+    ``dst``, checked as above before it is written; ``ref`` is not compared (a note
+    says so) and ``on_tile`` is not called.
+
     Raises:
         ImageError: ``src`` cannot be read or ``dst``'s format cannot hold the
             pixels; ``ref`` cannot be read or is of another size.
         N2NError: ``dst`` leads into ``in_root``; the denoiser fails.
         OSError: ``dst`` cannot be written.
     """
+    if src.suffix.lower() not in UNSUPPORTED and stacks.is_stack(src):  # RAW files are TIFFs
+        return _convert_stack(denoiser, src, dst, name, ref, tile, in_root, single)
     loaded = read_file(src)
     check_writable(dst, loaded, src)  # a 16-bit PNG named .jpg: refused before denoising
     clean = None if ref is None else _reference(ref, loaded.pixels)  # fails before any output
@@ -597,6 +607,36 @@ def convert_file(
         result.psnr_noisy = psnr(as_rgb_u8(loaded.pixels), clean)
         result.psnr_denoised = psnr(as_rgb_u8(denoised), clean)
     return result
+
+
+def _convert_stack(
+    denoiser: Denoiser,
+    src: Path,
+    dst: Path,
+    name: str,
+    ref: Path | None,
+    tile: bool | None,
+    in_root: Path | None,
+    single: bool,
+) -> FileResult:
+    """:func:`convert_file` for a TIFF stack: :func:`n2n_infer.stacks.denoise_stack_file`,
+    ``dst`` checked with :func:`check_destination` once ``src`` is, before it is written.
+    A reference is not compared (noted)."""
+
+    def check() -> None:
+        if in_root is not None:
+            check_destination(dst, in_root, src, single)
+
+    stack = stacks.denoise_stack_file(denoiser, src, dst, tile=tile, before_write=check)
+    info = stack.info
+    notes = [
+        f"{info.kind} of {info.planes} planes ({info.axes} {'×'.join(map(str, info.shape))}), "
+        "denoised plane by plane",
+        *stack.notes,
+    ]
+    if ref is not None:
+        notes.append(f"reference {ref}: PSNR is not measured for stacks")
+    return FileResult(name, "ok", size_hw=stack.size_hw, notes=notes)
 
 
 def _denoise_file(

@@ -117,7 +117,12 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @main.command()
 @click.argument("in_path", metavar="IN", type=click.Path(path_type=Path))
 @click.argument("out", metavar="OUT", type=click.Path())
-@click.option("--model", default=None, help="Bundled model name or .onnx path [default: photo].")
+@click.option(
+    "--model",
+    default=None,
+    help="Bundled model name or .onnx path [default: photo for colour images, grey for grey "
+    "ones].",
+)
 @click.option(
     "--device",
     default="auto",
@@ -159,9 +164,10 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     type=click.Choice(["auto", "phases", "replicate"]),
     default="auto",
     show_default=True,
-    help="How grey images go through the colour model: as colour images made of "
+    help="How grey images go through a colour model: as colour images made of "
     "their pixel phases, or copied into R, G and B (leaves most noise in); auto: "
-    "phases unless the model's noise is pixelated (docs/runtime.md).",
+    "with no --model, the grey model; else as the model states (docs/runtime.md). "
+    "A grey model runs grey images as they are.",
 )
 @click.option(
     "--levels",

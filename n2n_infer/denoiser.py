@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,12 +30,12 @@ from n2n_infer.errors import (
     ModelLoadError,
 )
 from n2n_infer.grey import grey_mode_for, is_grey, merge_phases, phase_stacks
-from n2n_infer.metadata import KEY_PRECISION, MAX_AUTO_OVERLAP, ModelInfo
+from n2n_infer.metadata import GREY_NATIVE, KEY_PRECISION, MAX_AUTO_OVERLAP, ModelInfo
 from n2n_infer.options import MAX_BATCH_PIXELS, MAX_UNTILED_PIXELS, DenoiserOptions
 from n2n_infer.padding import crop, pad_to_multiple
 from n2n_infer.probe import EngineChoice, auto_engine
 from n2n_infer.providers import CPU, ProviderSpec, parse_device
-from n2n_infer.registry import available_models, resolve_model
+from n2n_infer.registry import DEFAULT_GREY_MODEL, available_models, resolve_model
 from n2n_infer.session import SessionConfig, read_metadata
 from n2n_infer.tiling import (
     TileSpec,
@@ -109,8 +110,14 @@ class Denoiser:
     """Denoise images with an n2n ONNX model on CUDA or the CPU.
 
     Args:
-        model: a bundled model name (``"photo"``), a path to an ``.onnx`` file, or
-            ``None`` for the bundled default.
+        model: a bundled model name (``"photo"``, ``"grey"``), a path to an ``.onnx``
+            file, or ``None`` for the bundled defaults: ``photo`` for colour images
+            and, with ``grey="auto"``, the grey-native ``grey`` model for grey ones
+            (loaded, with these same options, at the first grey image). A
+            1-channel (grey) model runs grey images as they are and a colour
+            image channel by channel (R, G and B each as a grey image: the noise
+            of each channel is removed, but the colour model, which sees the
+            three together, does better on colour photos).
         device: ``"auto"`` (CUDA when usable, else CPU: on a machine without
             an NVIDIA driver CUDA is not tried, which costs what ``"cpu"``
             costs and is said once at INFO; with a driver, a CUDA that cannot
@@ -140,23 +147,24 @@ class Denoiser:
         max_untiled_pixels: images with more pixels are tiled automatically.
         max_batch_pixels: fewer images (or tiles) than ``batch_size`` go into
             one model call when they would exceed this many pixels together
-            (memory grows with it: about 1.1 KB per pixel for the photo model on the
-            CPU).
+            (peak memory grows with it: ``docs/runtime.md``, "Large images: tiles").
         session_config: onnxruntime settings (threads, graph optimisation, CUDA
             options, I/O binding); see :class:`~n2n_infer.session.SessionConfig`.
         ensemble: 1, 2, 4 or 8: average the model's outputs over that many
             flips/rotations of each image (self-ensemble), at that many times
-            the cost; on the photo model at sigma 25, 4 gains about 0.2 dB
-            (``docs/quality.md``). Tiled and untiled results still agree.
+            the cost (what it gains: ``docs/quality.md``). Tiled and untiled
+            results still agree.
         grey: how grey images (one channel, grey + alpha, or colour with three
-            equal channels) go through the colour model. ``"phases"``: as four
+            equal channels) go through a colour model (a 1-channel model runs
+            them as they are, whatever this says). ``"phases"``: as four
             colour images made of the image's pixel phases (see
             :mod:`n2n_infer.grey`), for the same model time as a colour image;
             ``"replicate"``: the grey copied into R, G and B, which leaves most
             of the noise in with models trained on independent channel noise;
             ``"auto"`` (default): as the model states (``"phases"`` unless its
             training noise is shared by neighbouring pixels or it learned grey
-            images copied into RGB).
+            images copied into RGB); with no model named, grey images go to the
+            bundled ``grey`` model instead.
         levels: how pixel values map to the model's [0, 1]. ``"auto"``
             (default): by the dtype's full scale, except a dim 16-bit image (no
             value above 16383: a microscope's or a scientific camera's counts),
@@ -243,13 +251,25 @@ class Denoiser:
         #: The backend running the model (see :mod:`n2n_infer.engines`).
         self.engine: Engine = open_engine(self.path, device, providers, config)
         self.info = ModelInfo.from_props(read_metadata(self.engine.session, self.path), self.path)
-        self.grey = grey_mode_for(grey, self.info.grey)
+        #: The model's channels: 3 (RGB) or 1 (a grey-native model).
+        self.channels = self.info.channels
+        mode = grey_mode_for(grey, self.info.grey)
+        self.grey = GREY_NATIVE if self.channels == 1 else mode
+        #: With no model named and ``grey="auto"``: the bundled grey model's Denoiser,
+        #: opened at the first grey image (see :meth:`_grey_denoiser`).
+        self._grey_model: Denoiser | None = None
+        self._grey_default = (
+            model is None
+            and grey == "auto"
+            and self.channels == 3
+            and DEFAULT_GREY_MODEL in available_models()
+        )
         #: What ``auto`` chose among this CPU's engines, measured (see :mod:`n2n_infer.probe`);
         #: None when a device or providers were named, or when CUDA runs.
         self.engine_choice: EngineChoice | None = None
         if kind == "auto" and providers is None and self.providers[0] == CPU:
             self.engine, self.engine_choice = auto_engine(
-                self.engine, self.path, self.stride, config.intra_op_threads
+                self.engine, self.path, self.stride, config.intra_op_threads, self.channels
             )
         overlap = tile_overlap
         if overlap is None:
@@ -269,17 +289,36 @@ class Denoiser:
         self.pad_multiple = -(-bucket // self.stride) * self.stride
         #: The model call on a float32 N×3×H×W batch whose sides are multiples of the
         #: stride: the engine's call, wrapped in the ensemble when there is one (composed
-        #: once, here, so that a call goes straight to the engine).
-        self._run = self._composed_run()
+        #: once, here, so that a call goes straight to the engine); for a 1-channel model,
+        #: channel by channel. ``_run_grey``: a 1-channel model's call on grey images (their
+        #: first channel only, the result given as three equal channels).
+        self._run, self._run_grey = self._composed_run()
 
     @classmethod
     def from_options(cls, options: DenoiserOptions) -> Denoiser:
         """The Denoiser ``options`` describe (as :meth:`DenoiserOptions.build`)."""
         return options.build()
 
-    def _composed_run(self) -> Callable[[np.ndarray], np.ndarray]:
+    def _composed_run(
+        self,
+    ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]:
         call = self.engine.run
-        return call if self.ensemble == 1 else partial(run_ensemble, call, n=self.ensemble)
+        if self.ensemble > 1:
+            call = partial(run_ensemble, call, n=self.ensemble)
+        if self.channels == 3:
+            return call, call
+        return partial(_channel_by_channel, call), partial(_first_channel, call)
+
+    def _grey_denoiser(self) -> Denoiser | None:
+        """The bundled grey model's Denoiser (same options), for grey images when no model
+        was named; None when this Denoiser runs them itself."""
+        if not self._grey_default:
+            return None
+        if self._grey_model is None:
+            options = dataclasses.replace(self.options, model=DEFAULT_GREY_MODEL)
+            self._grey_model = options.build()
+            log.info("grey images: the bundled %r model", DEFAULT_GREY_MODEL)
+        return self._grey_model
 
     @property
     def providers(self) -> list[str]:
@@ -323,8 +362,10 @@ class Denoiser:
         tile: bool | None = None,
         *,
         on_tile: Callable[[int, int], None] | None = None,
+        axes: str | None = None,
     ) -> Any:
-        """Denoise one image; the result has the input's shape, dtype and layout.
+        """Denoise one image, or a stack with ``axes``; the result has the input's shape,
+        dtype and layout.
 
         Args:
             image: numpy H×W (grey), H×W×1, H×W×3 (RGB) or H×W×4 (RGBA: alpha
@@ -346,6 +387,13 @@ class Denoiser:
                 tiled image (a grey image's four phase images, and an
                 ensemble's transforms, are counted in ``total``); not called
                 for an image that is not tiled.
+            axes: for a numpy stack, what its axes are, e.g. ``"ZCYX"``,
+                ``"TZYX"`` or ``"TYXS"``: letters among T, Z, C, Q, Y, X and S
+                (samples: RGB when 3, last), each once, Y and X required. Every
+                2-D plane is denoised (each channel as a grey image, RGB samples
+                as a colour image), dim 16-bit data mapped by the levels of its
+                whole channel; the result has the stack's shape and dtype. See
+                :func:`n2n_infer.stacks.denoise_axes`. ``None``: one 2-D image.
 
         Raises:
             ImageError: (a ``ValueError``) NaN/inf, floats outside [0, 1], a wrong
@@ -358,6 +406,10 @@ class Denoiser:
             InferenceError: not enough memory to denoise it (try ``tile=True``
                 or smaller tiles).
         """
+        if axes is not None:
+            from n2n_infer.stacks import denoise_axes
+
+            return denoise_axes(self, image, axes, tile=tile)
         checked = as_image(image, 0, layout, levels=self.levels)
         return self._denoise_chunk([checked], tile, on_tile)[0]
 
@@ -416,7 +468,8 @@ class Denoiser:
             yield from self._denoise_chunk(chunk, tile)
 
     def denoise_nchw(self, noisy: np.ndarray) -> np.ndarray:
-        """Run the model on float32 N×3×H×W RGB in [0, 1]; returns the raw output.
+        """Run the model on float32 N×C×H×W in [0, 1] (C: :attr:`channels`, 3 for RGB);
+        returns the raw output.
 
         The output has the input's shape and is not clipped (this is what the
         export parity check compares with torch); with ``ensemble > 1`` it is
@@ -424,7 +477,7 @@ class Denoiser:
         batch is reflect-padded to the stride and cropped back; never tiled.
 
         Raises:
-            ImageError: not a float32 N×3×H×W array.
+            ImageError: not a float32 N×C×H×W array.
             InferenceError: onnxruntime failed (out of memory included), or the
                 model's output is not finite or not of its input's shape; the
                 message names the model file.
@@ -432,24 +485,27 @@ class Denoiser:
         if (
             not isinstance(noisy, np.ndarray)
             or noisy.ndim != 4
-            or noisy.shape[1] != 3
+            or noisy.shape[1] != self.channels
             or noisy.dtype != np.float32
         ):
             raise ImageError(
-                f"denoise_nchw expects float32 N×3×H×W, got {getattr(noisy, 'dtype', type(noisy))} "
-                f"{getattr(noisy, 'shape', '')}"
+                f"denoise_nchw expects float32 N×{self.channels}×H×W, got "
+                f"{getattr(noisy, 'dtype', type(noisy))} {getattr(noisy, 'shape', '')}"
             )
+        run = self.engine.run
+        if self.ensemble > 1:
+            run = partial(run_ensemble, run, n=self.ensemble)
         padded, size = pad_to_multiple(noisy, self.pad_multiple)
         parts = [
-            self._run(padded[i : i + self.batch_size])
-            for i in range(0, len(padded), self.batch_size)
+            run(padded[i : i + self.batch_size]) for i in range(0, len(padded), self.batch_size)
         ]
         joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return np.ascontiguousarray(crop(joined, size))
 
-    def _per_call(self, h: int, w: int) -> int:
-        """Images (or tiles) of h×w per model call: ``batch_size``, capped by pixels."""
-        return max(1, min(self.batch_size, self.max_batch_pixels // (h * w)))
+    def _per_call(self, h: int, w: int, planes: int = 1) -> int:
+        """Images (or tiles) of h×w per model call: ``batch_size``, capped by pixels (each
+        image ``planes`` model inputs: 3 for colour through a 1-channel model)."""
+        return max(1, min(self.batch_size, self.max_batch_pixels // (h * w * planes)))
 
     def _denoise_chunk(
         self,
@@ -458,6 +514,8 @@ class Denoiser:
         on_tile: Callable[[int, int], None] | None = None,
     ) -> list[Any]:
         try:
+            if self.channels == 1 or self._grey_default:
+                return self._denoise_split(images, tile, on_tile)
             grey: list[int] = []
             if self.grey == "phases":
                 for i, img in enumerate(images):
@@ -490,12 +548,45 @@ class Denoiser:
                 "try tile=True, a smaller tile_size, batch_size or max_batch_pixels"
             ) from exc
 
+    def _denoise_split(
+        self,
+        images: list[ImageArray],
+        tile: bool | None,
+        on_tile: Callable[[int, int], None] | None,
+    ) -> list[Any]:
+        """Grey images and colour ones apart: a 1-channel model runs grey images on one
+        channel and colour ones channel by channel; with no model named, grey images go
+        to the bundled grey model."""
+        grey = [i for i, img in enumerate(images) if is_grey(img)]
+        taken = set(grey)
+        colour = [i for i in range(len(images)) if i not in taken]
+        out: list[Any] = [None] * len(images)
+        if grey:
+            other = self._grey_denoiser()
+            part = [images[i] for i in grey]
+            if other is not None:
+                results = other._denoise_chunk(part, tile, on_tile)
+            else:
+                results = self._denoise_colour(part, tile, on_tile, self._run_grey)
+            for i, result in zip(grey, results, strict=True):
+                out[i] = result
+        if colour:
+            planes = 3 if self.channels == 1 else 1
+            part = [images[i] for i in colour]
+            results = self._denoise_colour(part, tile, on_tile, self._run, planes)
+            for i, result in zip(colour, results, strict=True):
+                out[i] = result
+        return out
+
     def _denoise_colour(
         self,
         images: list[ImageArray],
         tile: bool | None,
         on_tile: Callable[[int, int], None] | None = None,
+        run: Callable[[np.ndarray], np.ndarray] | None = None,
+        planes: int = 1,
     ) -> list[Any]:
+        run = run or self._run
         out: list[Any] = [None] * len(images)
         tiled: list[int] = []
         groups: dict[tuple[int, int], list[int]] = {}
@@ -507,7 +598,7 @@ class Denoiser:
                 groups.setdefault((h, w), []).append(i)
         m = self.pad_multiple
         for (h, w), idx in groups.items():
-            step = max(1, min(self.batch_size, self.max_batch_pixels // (h * w)))
+            step = max(1, min(self.batch_size, self.max_batch_pixels // (h * w * planes)))
             for start in range(0, len(idx), step):
                 part = idx[start : start + step]
                 nchw = np.empty((len(part), 3, h, w), np.float32)
@@ -515,11 +606,11 @@ class Denoiser:
                     unit_chw_into(images[i].rgb, nchw[k], images[i].levels)
                 if h % m or w % m:
                     nchw = pad_to_multiple(nchw, m)[0]
-                denoised = self._run(nchw)
+                denoised = run(nchw)
                 for k, i in enumerate(part):
                     out[i] = restore_chw(images[i], denoised[k, :, :h, :w])
         if tiled:
-            self._denoise_tiled(images, tiled, out, on_tile)
+            self._denoise_tiled(images, tiled, out, on_tile, run, planes)
         return out
 
     def _denoise_tiled(
@@ -528,9 +619,11 @@ class Denoiser:
         tiled: list[int],
         out: list[Any],
         on_tile: Callable[[int, int], None] | None,
+        run: Callable[[np.ndarray], np.ndarray],
+        planes: int = 1,
     ) -> None:
         jobs = ((images[i], new_output(images[i])) for i in tiled)
-        per_call = self._per_call(self.tiles.size, self.tiles.size)
+        per_call = self._per_call(self.tiles.size, self.tiles.size, planes)
         counted = None
         if on_tile is not None:
             total = sum(tile_count(images[i].size_hw, self.tiles, self.stride) for i in tiled)
@@ -539,12 +632,25 @@ class Denoiser:
             def counted() -> None:
                 on_tile(next(done), total)
 
-        results = denoise_tiled(jobs, self.tiles, self.stride, per_call, self._run, counted)
+        results = denoise_tiled(jobs, self.tiles, self.stride, per_call, run, counted)
         for i, filled in zip(tiled, results, strict=True):
             out[i] = finish(images[i], filled)
 
     def __repr__(self) -> str:
         extra = f", ensemble={self.ensemble}" if self.ensemble > 1 else ""
-        extra += f", grey={self.grey!r}" if self.grey != "phases" else ""
+        extra += f", grey={self.grey!r}" if self.grey not in ("phases", GREY_NATIVE) else ""
         extra += f", levels={self.levels!r}" if self.levels != "auto" else ""
         return f"Denoiser({str(self.path)!r}, providers={self.providers}{extra})"
+
+
+def _channel_by_channel(call: Callable[[np.ndarray], np.ndarray], nchw: np.ndarray) -> np.ndarray:
+    """A 1-channel model's ``call`` on N×C×H×W: each channel as one grey image."""
+    n, c, h, w = nchw.shape
+    return call(np.ascontiguousarray(nchw).reshape(n * c, 1, h, w)).reshape(n, c, h, w)
+
+
+def _first_channel(call: Callable[[np.ndarray], np.ndarray], nchw: np.ndarray) -> np.ndarray:
+    """A 1-channel model's ``call`` on grey images held as N×3×H×W (three equal channels):
+    the first channel only, its result given back as three equal channels."""
+    out = call(np.ascontiguousarray(nchw[:, :1]))
+    return np.broadcast_to(out, (out.shape[0], nchw.shape[1], *out.shape[2:]))

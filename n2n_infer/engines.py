@@ -3,7 +3,7 @@
 list), runs the load-time test run and decides any fallback from an accelerator to
 the CPU.
 
-An engine is small: ``run`` (float32 N×3×H×W in, the model's output of that shape
+An engine is small: ``run`` (float32 N×C×H×W in, the model's output of that shape
 out, :class:`~n2n_infer.errors.InferenceError` on failure, the model file named),
 ``providers`` (what really runs it), ``io_binding`` and ``session`` (the onnxruntime
 session of the same file: metadata and signature). :class:`OrtEngine` wraps an
@@ -54,7 +54,7 @@ class Engine(Protocol):
     providers: list[str]
     #: Whether model calls bind inputs and outputs on the device.
     io_binding: bool
-    #: float32 N×3×H×W (sides multiples of the stride) -> the model's output.
+    #: float32 N×C×H×W (sides multiples of the stride; C the model's channels) -> its output.
     run: Callable[[np.ndarray], np.ndarray]
 
 
@@ -88,16 +88,16 @@ class OrtEngine:
         self.run = model_call(session, path.name, binding, device_id, options)
 
 
-def check_engine(engine: Engine, path: Path, stride: int) -> None:
-    """The load-time check: the signature, then one run on a tiny image (see
-    :func:`~n2n_infer.session.tiny_input`).
+def check_engine(engine: Engine, path: Path, stride: int, channels: int = 3) -> None:
+    """The load-time check: the signature, then one run on a tiny image of ``channels``
+    (see :func:`~n2n_infer.session.tiny_input`).
 
     Raises:
         ModelLoadError: a wrong signature, or the test run fails; the message
             names the file and what was found.
     """
-    check_signature(engine.session, path)
-    noisy = tiny_input(stride)
+    check_signature(engine.session, path, channels)
+    noisy = tiny_input(stride, channels)
     try:
         engine.run(noisy)
     except Exception as exc:  # InferenceError, or a backend's own error
@@ -155,9 +155,10 @@ def open_engine(
             engine = OpenVINOEngine(session, path, option or "f32", config.intra_op_threads)
         else:
             engine = OrtEngine(session, path, config)
-    stride = ModelInfo.from_props(read_metadata(engine.session, path), path).stride
+    info = ModelInfo.from_props(read_metadata(engine.session, path), path)
+    stride, channels = info.stride, info.channels
     try:
-        check_engine(engine, path, stride)
+        check_engine(engine, path, stride, channels)
     except ModelLoadError as exc:
         if engine.providers[0] == CPU:
             raise
@@ -166,7 +167,7 @@ def open_engine(
         wanted = f"providers {', '.join(used)}" if providers is not None else f"device {device!r}"
         refusal = f"{wanted}: the first run of {path.name} on {used[0]} failed: {reason}"
         warning = f"{used[0]} failed its first run ({reason})"
-        engine = _on_cpu(path, config, named, refusal, warning, exc, stride)
+        engine = _on_cpu(path, config, named, refusal, warning, exc, (stride, channels))
     return engine
 
 
@@ -177,19 +178,19 @@ def _on_cpu(
     refusal: str,
     warning: str,
     exc: Exception,
-    stride: int | None = None,
+    shape: tuple[int, int] | None = None,
 ) -> Engine:
     """An accelerator failed: a CPU engine (``auto``) or ``ProviderError(refusal)`` (a named
     device or providers), once the CPU has shown the model itself is sound: it loads, and
-    with ``stride`` it also passes the test run.
+    with ``shape`` (its stride and channels) it also passes the test run.
 
     Raises:
         ModelLoadError: the CPU cannot load or run the model either.
         ProviderError: ``named``.
     """
     cpu = OrtEngine(open_session(path, config, [CPU]), path, config)
-    if stride is not None:
-        check_engine(cpu, path, stride)
+    if shape is not None:
+        check_engine(cpu, path, *shape)
     if named:
         raise ProviderError(refusal) from exc
     log.warning("%s; running on CPU", warning)

@@ -42,11 +42,12 @@ KEY_REPRODUCE = "n2n.reproduce"
 # Format 2: the model's own facts.
 #: The network's kind, a short name ("unet"); the config's meaning depends on it.
 KEY_ARCHITECTURE = "n2n.architecture"
-#: Input and output channels (3: RGB; 1: grey, for later runtimes).
+#: Input and output channels (3: RGB; 1: grey, a grey-native model).
 KEY_CHANNELS = "n2n.channels"
 #: Pixels of context, on each side, that one output pixel depends on (an upper bound).
 KEY_RECEPTIVE_RADIUS = "n2n.receptive_radius"
-#: How grey images go through a colour model: one of :data:`GREY_HANDLING`.
+#: How grey images go through a colour model: one of :data:`GREY_HANDLING`
+#: (:data:`GREY_NATIVE` for a 1-channel model).
 KEY_GREY = "n2n.grey"
 #: The training noise in words ("Gaussian noise, sigma 0–50 (of 255)"); may be empty.
 KEY_NOISE_DESCRIPTION = "n2n.noise_description"
@@ -69,9 +70,12 @@ MAX_RECEPTIVE_RADIUS = 4096
 #: pixel to pixel); ``replicate``: the grey copied into R, G and B (noise shared by
 #: neighbouring pixels, or a model that learned grey copies). See :mod:`n2n_infer.grey`.
 GREY_HANDLING = ("phases", "replicate")
+#: What a 1-channel (grey-native) model states as its grey handling: grey images run as
+#: they are; a colour image runs channel by channel (see :class:`n2n_infer.Denoiser`).
+GREY_NATIVE = "native"
 #: Channel counts a model may state; this runtime runs those of RUNTIME_CHANNELS.
 CHANNELS = (1, 3)
-RUNTIME_CHANNELS = (3,)
+RUNTIME_CHANNELS = (1, 3)
 #: The receptive radius assumed for a format-1 file whose config does not describe its
 #: layers (and the default of a :class:`ModelInfo` built by hand).
 FALLBACK_RADIUS = 32
@@ -185,10 +189,11 @@ def _stated_facts(props: dict[str, str], path: Path) -> dict[str, Any]:
             f"{MAX_RECEPTIVE_RADIUS} pixels"
         )
     grey = props[KEY_GREY]
-    if grey not in GREY_HANDLING:
+    allowed = (GREY_NATIVE,) if channels == 1 else GREY_HANDLING
+    if grey not in allowed:
         raise ModelLoadError(
-            f"{path}: metadata {KEY_GREY}={_short(grey)}: expected one of "
-            f"{', '.join(GREY_HANDLING)}"
+            f"{path}: metadata {KEY_GREY}={_short(grey)}: a {channels}-channel model states "
+            f"one of {', '.join(allowed)}"
         )
     return {
         "architecture": architecture,
@@ -324,6 +329,10 @@ NOISE_WORDS = {
     "gaussian": ("Gaussian noise", "sigma {} (of 255)"),
     "correlated": ("spatially correlated Gaussian noise", "sigma {} (of 255)"),
     "poisson": ("Poisson (shot) noise", "lambda {}"),
+    "poisson-gaussian": (
+        "Poisson-Gaussian (camera) noise",
+        "{} photons at white, read noise {} photons",
+    ),
     "pixelated": ("pixelated Gaussian noise (80% of it in blocks)", "sigma {} (of 255), blocks {}"),
     "bernoulli": ("Bernoulli (dropped pixel) noise", "probability {}"),
     "impulse": ("impulse (salt and pepper) noise", "probability {}"),
@@ -347,6 +356,8 @@ def describe_noise(spec: str) -> str:
         values = [v.replace("-", "–") for v in arg.split(",")] if arg else []
         if kind == "pixelated" and len(values) == 1:
             values.append("2")
+        if kind == "poisson-gaussian" and len(values) == 1:
+            values.append("0")
         text = args.format(*values) if len(values) == args.count("{}") else _cut(arg)
         parts.append(f"{words}, {text}" if text else words)
     return parts[0] if len(parts) == 1 else "one of: " + "; ".join(parts)

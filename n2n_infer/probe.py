@@ -461,7 +461,9 @@ def _write_cache(entries: dict[str, Any]) -> None:
         _warn_once(f"engine cache not saved in {folder}: {exc}")
 
 
-def auto_engine(reference: Any, model: Path, stride: int, threads: int) -> tuple[Any, EngineChoice]:
+def auto_engine(
+    reference: Any, model: Path, stride: int, threads: int, channels: int = 3
+) -> tuple[Any, EngineChoice]:
     """The engine ``auto`` runs on the CPU: ``reference`` (onnxruntime's
     :class:`~n2n_infer.engines.OrtEngine`, already checked) or an OpenVINO engine of the
     same file, by :func:`choose_engine`; candidates are built through the same seam
@@ -485,7 +487,7 @@ def auto_engine(reference: Any, model: Path, stride: int, threads: int) -> tuple
         return open_candidate(name).run
 
     try:
-        choice = choose_engine(model, threads, build, stride)
+        choice = choose_engine(model, threads, build, stride, channels)
     except RuntimeError as exc:  # the reference failed: the caller's checks speak for the model
         log.warning("engine probe failed (%s); running onnxruntime", exc)
         return reference, EngineChoice(REFERENCE, "off")
@@ -494,7 +496,7 @@ def auto_engine(reference: Any, model: Path, stride: int, threads: int) -> tuple
     try:
         engine = open_candidate(choice.engine)
         if choice.source == "cache":
-            check_engine(engine, model, stride)
+            check_engine(engine, model, stride, channels)
     except Exception as exc:  # the engine's own errors: onnxruntime still runs the model
         log.warning("engine %s could not start (%s); running onnxruntime", choice.engine, exc)
         return reference, EngineChoice(REFERENCE, choice.source, choice.results, choice.measured)

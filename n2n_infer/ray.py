@@ -9,7 +9,12 @@ Needs the ``ray`` extra (``pip install "n2n[ray]"``); nothing else in
 :func:`denoise_folder_ray` runs the folder job of :mod:`n2n_infer.batch` with
 its own steps (folder checks, the file list, existing outputs, the
 input-folder guard, :func:`~n2n_infer.batch.convert_file`, atomic writes, the
-report), so its outputs are byte-identical to the local engine's. The driver
+report), so its outputs are byte-identical to the local engine's. A TIFF stack is
+one file and so one task: a worker denoises it plane by plane through
+:func:`~n2n_infer.batch.convert_file` (:mod:`n2n_infer.stacks`), since its
+planes stream through one TIFF writer into one output file; they are not spread
+over workers. Its bytes travel whole (up to :data:`MAX_FILE_BYTES`): the local
+engine, which streams a stack from disk to disk, suits larger ones. The driver
 owns the files: input (and reference) bytes are read by tasks pinned to the
 driver's node, workers decode, denoise and encode in a private scratch folder,
 and the driver writes the encoded bytes atomically into the output folder. No
@@ -138,7 +143,10 @@ def _refusal(mode: int, size: int) -> str:
     if not stat.S_ISREG(mode):
         return f"not a regular file (a {kind_of(mode)}): only image files are read"
     if size > MAX_FILE_BYTES:
-        return f"{size} bytes, more than any image file of at most {MAX_PIXELS} pixels holds"
+        return (
+            f"{size} bytes, more than any image file of at most {MAX_PIXELS} pixels holds "
+            "(a larger TIFF stack: denoise it with the local engine, which streams it)"
+        )
     return ""
 
 

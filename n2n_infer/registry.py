@@ -10,6 +10,9 @@ from n2n_infer.errors import ModelLoadError
 
 #: The model ``Denoiser()`` uses when none is named.
 DEFAULT_MODEL = "photo"
+#: The bundled grey-native model: what ``Denoiser()`` and ``n2n-infer batch`` run grey
+#: images on when no model is named.
+DEFAULT_GREY_MODEL = "grey"
 #: The distribution that installs the models as the ``n2n_infer.models`` package.
 DISTRIBUTION = "n2n"
 

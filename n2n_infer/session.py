@@ -214,18 +214,19 @@ def read_metadata(session: Any, path: Path) -> dict[str, str]:
         raise ModelLoadError(f"{path}: the model's metadata is not valid UTF-8 ({exc})") from None
 
 
-def tiny_input(stride: int) -> np.ndarray:
+def tiny_input(stride: int, channels: int = 3) -> np.ndarray:
     """The load-time test input: float32 1×3×(3·stride)×(2·stride), non-square (a model
     that transposes is caught) and larger than the stride both ways (pooling and
     upsampling run on more than one cell)."""
     h, w = 3 * stride, 2 * stride
     # a golden-ratio sequence in [0.05, 0.95): varied, without importing numpy.random (0.1 s)
-    steps = np.arange(3 * h * w, dtype=np.float32) * np.float32(0.618034) % 1
-    return (0.05 + 0.9 * steps).astype(np.float32).reshape(1, 3, h, w)
+    steps = np.arange(channels * h * w, dtype=np.float32) * np.float32(0.618034) % 1
+    return (0.05 + 0.9 * steps).astype(np.float32).reshape(1, channels, h, w)
 
 
-def check_signature(session: Any, path: Path) -> None:
-    """One required float32 input ``noisy`` of N×3×H×W; an output ``denoised`` of rank 4.
+def check_signature(session: Any, path: Path, channels: int = 3) -> None:
+    """One required float32 input ``noisy`` of N×C×H×W (C: ``channels``, the count the
+    model states); an output ``denoised`` of rank 4.
 
     Raises:
         ModelLoadError: anything else; the message names the file and what it has.
@@ -251,12 +252,16 @@ def check_signature(session: Any, path: Path) -> None:
         if arg.type != "tensor(float)":
             raise ModelLoadError(f"{path}: {what} {arg.name!r} must be float32, found {arg.type}")
     shape = inputs[INPUT_NAME].shape
-    if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
-        raise ModelLoadError(f"{path}: input {INPUT_NAME!r} must be N×3×H×W, found shape {shape}")
+    want = f"N×{channels}×H×W"
+    if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != channels):
+        raise ModelLoadError(
+            f"{path}: input {INPUT_NAME!r} must be {want}, found shape {shape} (its metadata "
+            f"states {channels} channel(s))"
+        )
     out_shape = outputs[OUTPUT_NAME].shape
     if isinstance(out_shape, list) and len(out_shape) != 4:
         raise ModelLoadError(
-            f"{path}: output {OUTPUT_NAME!r} must be N×3×H×W, found shape {out_shape}"
+            f"{path}: output {OUTPUT_NAME!r} must be {want}, found shape {out_shape}"
         )
 
 

@@ -16,7 +16,8 @@ strip or tile is decompressed:
   huge image is refused).
 
 A file of several full-resolution pages (an image stack or a multi-page scan)
-is refused: only its first page would be denoised and the others lost; pages
+is refused here: only its first page would be denoised and the others lost (the
+folder job hands it to :mod:`n2n_infer.stacks`, which denoises it page by page); pages
 that are reduced-resolution copies of the first (thumbnails) are dropped with a
 note. 16-bit RGB/RGBA images (which Pillow decodes to 8 bits), 16-bit grey
 stored white-is-zero or with alpha (which Pillow keeps inverted or cannot
@@ -371,13 +372,14 @@ def _other_pages(path: Path, tif: Any) -> tuple[str, ...]:
         if not int(tif.pages[i].subfiletype) & 1:  # not a reduced-resolution copy
             raise ImageError(
                 f"{path}: multi-page TIFF ({count} pages; an image stack or a multi-page "
-                "document): only single images are denoised, and the other pages would be "
-                "lost; split it into one file per page first (e.g. with tifffile)"
+                "document): read as one image, only its first page would be denoised and the "
+                "other pages would be lost; n2n-infer batch denoises it as a stack, page by "
+                "page (n2n_infer.stacks)"
             )
     if count > MAX_PAGES_CHECKED + 1:
         raise ImageError(
             f"{path}: TIFF with {count} pages: only single images (with a thumbnail) are "
-            "denoised; split it into one file per page first"
+            "read as one image; n2n-infer batch denoises stacks page by page (n2n_infer.stacks)"
         )
     return (f"{count - 1} reduced-resolution page(s) (thumbnails) not kept",)
 

@@ -44,21 +44,25 @@ class ShippedModel:
 
     @classmethod
     def of(cls, model: str | None) -> ShippedModel:
-        """Name a bundled model; read any other model file (on the driver).
+        """Name a bundled model; read any other model file (on the driver). ``None``: the
+        bundled defaults (``photo``, and ``grey`` for grey images), chosen on the worker.
 
         Raises:
             ModelLoadError: neither a bundled name nor an existing file (a folder
                 is named as one).
         """
-        path = model_file(model)
+        path = model_file(model)  # checked on the driver, also for the default
+        if model is None:
+            return cls(None)
         if path.parent == models_dir() and (model is None or Path(model).name == str(model)):
             return cls(path.stem)
         return cls(path.name, path.read_bytes())
 
-    def materialise(self, scratch: Path) -> str:
-        """The name or path a worker passes to :class:`~n2n_infer.Denoiser`."""
+    def materialise(self, scratch: Path) -> str | None:
+        """The name or path a worker passes to :class:`~n2n_infer.Denoiser` (None: the
+        bundled defaults)."""
         if self.data is None:
-            return str(self.name)
+            return None if self.name is None else str(self.name)
         path = scratch / str(self.name)
         path.write_bytes(self.data)
         return str(path)

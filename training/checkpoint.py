@@ -15,6 +15,7 @@ record sizes in the zip archive's directory before torch reads a byte of them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
@@ -75,6 +76,44 @@ class Checkpoint:
         model = UNet(self.config)
         model.load_state_dict(self.state_dict)
         return model.eval()
+
+
+def with_channels(ckpt: Checkpoint, channels: int) -> Checkpoint:
+    """``ckpt`` as a model of ``channels`` input and output channels (1 or 3) that
+    computes, on a grey image, what ``ckpt`` computes on it copied into R, G and B.
+
+    Colour to grey: the first convolution's weights are summed over its input
+    channels (the three copies of one plane) and the output head averaged over
+    its outputs (the mean of R, G and B). Grey to colour: the reverse (the
+    weights divided among the inputs, the head copied to each output), which
+    gives each channel the grey model's result on the mean of R, G and B. A
+    starting point for fine-tuning (``n2n-train fit --init photo --channels 1``),
+    not a finished model: a colour model reading a grey image copied into three
+    channels sees its noise repeated and mostly leaves it.
+
+    Raises:
+        CheckpointError: ``channels`` is not 1 or 3, or the weights are not a UNet's.
+    """
+    cfg = ckpt.config
+    if channels not in (1, 3):
+        raise CheckpointError(f"channels must be 1 or 3, got {channels}")
+    if cfg.in_channels == channels and cfg.out_channels == channels:
+        return ckpt
+    state = dict(ckpt.state_dict)
+    first = next((k for k in state if k.startswith("down.0.") and k.endswith(".weight")), None)
+    if first is None or "head.weight" not in state or state[first].ndim != 4:
+        raise CheckpointError("--init: not a UNet's weights (no first convolution or head)")
+    w_in, w_head, b_head = state[first], state["head.weight"], state["head.bias"]
+    if channels == 1:
+        state[first] = w_in.sum(dim=1, keepdim=True)
+        state["head.weight"] = w_head.mean(dim=0, keepdim=True)
+        state["head.bias"] = b_head.mean(dim=0, keepdim=True)
+    else:
+        state[first] = (w_in.mean(dim=1, keepdim=True) / 3).expand(-1, 3, -1, -1).contiguous()
+        state["head.weight"] = w_head.mean(dim=0, keepdim=True).expand(3, -1, -1, -1).contiguous()
+        state["head.bias"] = b_head.mean(dim=0, keepdim=True).expand(3).contiguous()
+    config = dataclasses.replace(cfg, in_channels=channels, out_channels=channels)
+    return Checkpoint(config, state, dict(ckpt.summary))
 
 
 def save_checkpoint(

@@ -393,9 +393,15 @@ class PhotoPairs:
         clean_targets: bool = False,
         pyramid: int = 0,
         grey_fraction: float = 0.0,
+        channels: int = 3,
     ) -> None:
         if not 0.0 <= grey_fraction <= 1.0:
             raise ValueError(f"grey_fraction must be in [0, 1], got {grey_fraction}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        if channels == 1 and grey_fraction:
+            raise ValueError("grey_fraction applies to colour models: with 1 channel all is grey")
+        self.channels = channels
         photos = [p for p in photos if min(p.shape[1:]) >= patch_size]
         if len(photos) < 2:
             raise DataError(
@@ -445,7 +451,10 @@ class PhotoPairs:
     def _greyed(
         self, clean: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The patches with a ``grey_fraction`` share made grey, and which ones."""
+        """The patches with a ``grey_fraction`` share made grey, and which ones (or all of
+        them, with one channel, for a grey model)."""
+        if self.channels == 1:
+            return to_grey(clean)[:, :1].contiguous(), None
         if not self.grey_fraction:
             return clean, None  # no draw: the stream of colour-only runs is unchanged
         grey = torch.rand(clean.shape[0], generator=generator) < self.grey_fraction

@@ -17,7 +17,17 @@ spec              model                                zero-mean  loss for Noise
 ``bernoulli:0.3`` pixel set to 0 with probability p    no         L1 (median), p < 0.5
 ``impulse:0.2``   pixel set to uniform random, prob p  no         annealed L0 (mode)
 ``correlated:25`` Gaussian smoothed by a 3×3 binomial  yes        L2 (MSE)
+``poisson-gaussian:30,2``  shot + read noise           yes        L2 (MSE)
 ================  ===================================  =========  ====================
+
+``poisson-gaussian:PHOTONS[,READ]`` is a camera's noise: a pixel of value
+``x`` in [0, 1] collects ``Poisson(PHOTONS·x)`` photons and gains read noise
+``N(0, READ²)`` (both in photons; ``READ`` defaults to 0), and is scaled back
+by ``1/PHOTONS``. ``PHOTONS`` is the count at white; 30 is a very dim capture
+(std 0.18 of the range at white), 1000 a bright one. Either may be a range
+``LO-HI``, drawn per image; ``PHOTONS`` is then drawn log-uniformly, so that
+dim and bright captures are equally represented across a wide range, e.g.
+``poisson-gaussian:10-1000,0-4``.
 
 ``correlated:SIGMA`` (or ``LO-HI``) is white Gaussian noise smoothed by the 3×3
 binomial kernel ``[1 2 1]ᵀ[1 2 1]/16`` and rescaled to std ``SIGMA`` per pixel:
@@ -93,6 +103,31 @@ class PoissonNoise:
     def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         lam = _per_image(self.lam_lo, self.lam_hi, clean, generator)
         return torch.poisson(clean.clamp_min(0) * lam, generator=generator) / lam
+
+
+@dataclass(frozen=True)
+class PoissonGaussianNoise:
+    """Camera noise: ``(Poisson(photons · clean) + N(0, read²)) / photons``.
+
+    ``photons`` (the count at white) is drawn per image log-uniformly in
+    [``photons_lo``, ``photons_hi``], ``read`` (the read noise's std, in photons)
+    uniformly in [``read_lo``, ``read_hi``]. The mean is ``clean``; the variance
+    ``clean / photons + (read / photons)²``.
+    """
+
+    photons_lo: float
+    photons_hi: float
+    read_lo: float = 0.0
+    read_hi: float = 0.0
+    zero_mean: ClassVar[bool] = True
+
+    def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        log_lo, log_hi = np.log(self.photons_lo), np.log(self.photons_hi)
+        photons = torch.exp(_per_image(float(log_lo), float(log_hi), clean, generator))
+        read = _per_image(self.read_lo, self.read_hi, clean, generator)
+        shot = torch.poisson(clean.clamp_min(0) * photons, generator=generator)
+        noise = torch.randn(clean.shape, generator=generator, device=clean.device)
+        return (shot + read * noise) / photons
 
 
 @dataclass(frozen=True)
@@ -209,7 +244,7 @@ class MixedNoise:
         return out
 
 
-_KINDS = "gaussian, poisson, pixelated, correlated, bernoulli, impulse"
+_KINDS = "gaussian, poisson, poisson-gaussian, pixelated, correlated, bernoulli, impulse"
 
 
 def parse_noise(spec: str) -> NoiseModel:
@@ -225,8 +260,9 @@ def parse_noise(spec: str) -> NoiseModel:
         parts = tuple(_parse_part(spec, p) for p in spec.split("+"))
         if not all(p.zero_mean for p in parts):
             raise ValueError(
-                f"noise {spec!r}: only zero-mean noises (gaussian, poisson, pixelated, "
-                "correlated) can be mixed with '+'; they share one loss"
+                f"noise {spec!r}: only zero-mean noises (gaussian, poisson, "
+                "poisson-gaussian, pixelated, correlated) can be mixed with '+'; they share "
+                "one loss"
             )
         return MixedNoise(parts)
     return _parse_one(spec)
@@ -244,6 +280,8 @@ def _parse_one(spec: str) -> NoiseModel:
     kind, _, arg = spec.partition(":")
     if kind == "pixelated":
         return _parse_pixelated(spec, arg)
+    if kind == "poisson-gaussian":
+        return _parse_poisson_gaussian(spec, arg)
     ranges = {"gaussian": (0.0, 255.0), "correlated": (0.0, 255.0), "poisson": (1e-3, 1e6)}
     ranges.update(bernoulli=(0.0, 1.0), impulse=(0.0, 1.0))
     if kind not in ranges:
@@ -266,6 +304,20 @@ def _parse_range(spec: str, arg: str) -> tuple[float, float]:
         return lo, float(hi_s) if hi_s else lo
     except ValueError as exc:
         raise ValueError(f"noise {spec!r}: expected KIND:VALUE or KIND:LO-HI") from exc
+
+
+def _parse_poisson_gaussian(spec: str, arg: str) -> PoissonGaussianNoise:
+    photons_s, _, read_s = arg.partition(",")
+    photons = _parse_range(spec, photons_s)
+    read = _parse_range(spec, read_s) if read_s else (0.0, 0.0)
+    if not (0.1 <= photons[0] <= photons[1] <= 1e6):
+        raise ValueError(
+            f"noise {spec!r}: need 0.1 <= PHOTONS <= 1e6 photons at white "
+            "(poisson-gaussian:PHOTONS[,READ], each a value or LO-HI)"
+        )
+    if not (0.0 <= read[0] <= read[1] <= 1e4):
+        raise ValueError(f"noise {spec!r}: need 0 <= READ <= 1e4 (read noise in photons)")
+    return PoissonGaussianNoise(photons[0], photons[1], read[0], read[1])
 
 
 def _parse_pixelated(spec: str, arg: str) -> PixelatedNoise:
@@ -298,6 +350,16 @@ def poisson_u8(clean_hwc_u8: np.ndarray, lam: float, rng: np.random.Generator) -
     """:class:`PoissonNoise` of ``lam`` (``Poisson(lam · x) / lam`` for x in [0, 1]) on uint8."""
     x = clean_hwc_u8.astype(np.float64) / 255.0
     return _round_u8(rng.poisson(x * lam) / lam * 255.0)
+
+
+def poisson_gaussian_u8(
+    clean_hwc_u8: np.ndarray, photons: float, read: float, rng: np.random.Generator
+) -> np.ndarray:
+    """:class:`PoissonGaussianNoise` at ``photons`` (at white) and ``read`` (photons)
+    on a uint8 image, clipped and rounded to uint8."""
+    x = clean_hwc_u8.astype(np.float64) / 255.0
+    counts = rng.poisson(photons * x) + rng.normal(0.0, read, x.shape)
+    return _round_u8(counts / photons * 255.0)
 
 
 def correlated_u8(

@@ -331,3 +331,26 @@ def test_the_halo_covers_the_networks_context(tiny_package):
     )[0]
     inner = block[:, :, halo:-halo, halo:-halo]
     assert np.abs(inner - full[:, :, a:b, a:b]).max() <= 1e-5
+
+
+def test_a_grey_models_package_has_one_grey_channel_and_passes(tiny_run, tmp_path, cache):
+    """A 1-channel model (issue 32): one channel named grey, grey test tensors, the test
+    passes, and n2n_infer runs the package on a grey image as it runs the ONNX file."""
+    from n2n_infer import Denoiser
+    from n2n_train.checkpoint import load_checkpoint, save_checkpoint, with_channels
+
+    grey = with_channels(load_checkpoint(tiny_run["checkpoint"]), 1)
+    checkpoint = save_checkpoint(tmp_path / "grey.pt", grey.build_model(), grey.summary)
+    package, summaries = bx.export_bioimageio(checkpoint, tmp_path / "grey.zip")
+    assert [s.status for s in summaries] == ["passed", "passed"]
+    descr = _load(package)
+    (channel,) = [a for a in descr.inputs[0].axes if a.type == "channel"]
+    assert [str(c) for c in channel.channel_names] == ["grey"]
+    with zipfile.ZipFile(package) as z:
+        readme = z.read("README.md").decode()
+        test_in = np.load(io.BytesIO(z.read("test_input.npy")))
+    assert test_in.shape[1] == 1 and "from grey images" in readme
+    assert "one-channel model; a grey image goes in as it is" in readme
+    image = np.random.default_rng(0).integers(0, 256, (40, 56), dtype=np.uint8)
+    from_zip = Denoiser(package, device="cpu").denoise(image)
+    assert Denoiser(package, device="cpu").channels == 1 and from_zip.shape == image.shape

@@ -45,7 +45,8 @@ def test_a_model_path_is_shipped_as_bytes_and_a_bundled_model_by_name(tmp_path):
     worker = workers.DenoiseFiles(SPEC, pickle.loads(pickle.dumps(shipped)))
     assert worker.denoiser.path.name == "mine.onnx" and worker.denoiser.path != copy
     assert workers.ShippedModel.of("photo") == workers.ShippedModel("photo")
-    assert workers.ShippedModel.of(None) == workers.ShippedModel("photo")
+    assert workers.ShippedModel.of(None) == workers.ShippedModel(None)  # defaults, on the worker
+    assert workers.ShippedModel(None).materialise(tmp_path) is None
 
 
 def test_denoise_files_gives_the_local_engines_bytes_and_errors(tmp_path, in_dir):
