@@ -120,8 +120,7 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option(
     "--model",
     default=None,
-    help="Bundled model name or .onnx path [default: photo for colour images, grey for grey "
-    "ones].",
+    help="Bundled model name or .onnx path [default: photo for colour images, grey for grey ones].",
 )
 @click.option(
     "--device",
