@@ -4,11 +4,13 @@ Inside the runtime an image is float32 RGB in [0, 1]. Callers hand in numpy
 arrays of many shapes and dtypes (and PIL images); :func:`as_image` checks one
 and describes it as an :class:`ImageArray` whose ``rgb`` attribute is an
 H×W×3 *view* (no copy of the pixels, even for grey images, unless the input's
-byte order or PIL mode needs converting); :func:`restore_chw` (or
-:func:`new_output`, :func:`write_rows` and :func:`finish`, band by band) turns
-the model's float32 3×H×W output back into the caller's shape, dtype, byte
-order and layout, or PIL mode (grey averaged back to one channel, alpha copied
-through).
+byte order or PIL mode needs converting). One conversion goes each way:
+:func:`to_unit` maps pixels to the model's floats (written straight into the
+model's 3×H×W batch or tile when given one), and :func:`write_rows` maps the
+model's float32 3×h×W output rows back into an output array; :func:`restore_chw`
+(or :func:`new_output`, :func:`write_rows` and :func:`finish`, band by band)
+gives the caller its shape, dtype, byte order and layout, or PIL mode (grey
+averaged back to one channel, alpha copied through).
 
 The value checks (finite, in range) and :func:`row_bands` work on bands of
 rows, so that checking an image never allocates more than a few MB beyond it.
@@ -18,10 +20,11 @@ uint16), except for a *dim* 16-bit image, one with no value above
 :data:`DIM_16BIT_MAX` (14-bit data or less: a microscope's or a scientific
 camera's counts in a 16-bit file), which is mapped by its own range, min to
 0 and max to 1 (:func:`levels_of`), and its result mapped back. At full scale
-such an image is nearly black to a model trained on photos, which then
-shifts it by its own dark-region corrections: the photo model took 16-bit
-grey captures of 300 photons from 28.4 dB to 10-12 dB
-(``bench/own_noise_grey16.py``). Training on one's own 16-bit images maps
+such an image is nearly black to a model trained on photos, whose dark-region
+corrections are then large next to its signal: at full scale the photo model
+made dim 16-bit grey captures far worse than its noisy input, and by their own
+range slightly better (docs/runtime.md, "Dim 16-bit images", measured by
+``bench/own_noise_grey16.py``). Training on one's own 16-bit images maps
 them by the same rule (:func:`n2n_train.data.read_frame`).
 """
 
@@ -274,29 +277,27 @@ def _affine(levels: tuple[float, float] | None, dtype: Any) -> tuple[float, floa
     return levels or (0.0, INT_SCALE.get(np.dtype(dtype)))
 
 
-def to_unit(pixels: np.ndarray, levels: tuple[float, float] | None = None) -> np.ndarray:
-    """Any accepted dtype to float32 in [0, 1] (a new array); ``levels``: see
-    :class:`ImageArray`."""
-    black, scale = _affine(levels, pixels.dtype)
-    out = pixels.astype(np.float32)
+def to_unit(
+    pixels: np.ndarray, levels: tuple[float, float] | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Pixels of any accepted dtype as float32 in [0, 1]; ``levels``: see :class:`ImageArray`.
+
+    Without ``out``: a new float32 array of ``pixels``' own shape (H×W or H×W×C). With
+    ``out`` (float32 C×H×W, for H×W×C ``pixels``): written there in the model's layout,
+    in place, and returned; the cast into ``out`` is the only copy of the pixels (no
+    H×W×C float temporary, however large the image or tile).
+    """
+    # _affine's map, inlined: one call fewer on the short path (tests/infer/test_call_path.py)
+    black, scale = levels or (0.0, INT_SCALE.get(pixels.dtype))
+    if out is None:
+        out = pixels.astype(np.float32)
+    else:
+        out[...] = pixels.transpose(2, 0, 1)
     if black:
         out -= np.float32(black)
     if scale is not None:
         out /= np.float32(scale)
     return out
-
-
-def unit_chw_into(
-    pixels: np.ndarray, out: np.ndarray, levels: tuple[float, float] | None = None
-) -> None:
-    """Write ``to_unit(pixels, levels).transpose(2, 0, 1)`` into ``out`` (float32 3×H×W) in
-    place: the same values, without the two temporaries (the GPU path's host time)."""
-    out[...] = pixels.transpose(2, 0, 1)
-    black, scale = _affine(levels, pixels.dtype)
-    if black:
-        out -= np.float32(black)
-    if scale is not None:
-        out /= np.float32(scale)
 
 
 def from_unit(
@@ -319,25 +320,18 @@ def new_output(img: ImageArray) -> np.ndarray:
     return out
 
 
-def write_rows(img: ImageArray, out: np.ndarray, y0: int, denoised_hwc: np.ndarray) -> None:
-    """Write float32 h×W×3 model output rows into ``out`` from row ``y0``.
+def write_rows(img: ImageArray, out: np.ndarray, y0: int, denoised_chw: np.ndarray) -> None:
+    """Write float32 3×h×W model output rows into ``out`` (from :func:`new_output`) from
+    row ``y0``.
 
-    Grey outputs get the mean of the three channels; alpha is left as copied.
+    Converted in the model's own layout and transposed once on the way into ``out``
+    (the cast into ``out`` rounds as ``astype`` does). Grey outputs get the mean of
+    the three channels; alpha is left as copied; ``denoised_chw`` is not modified.
     """
-    rows, levels = slice(y0, y0 + denoised_hwc.shape[0]), img.levels
-    if out.ndim == 2:
-        out[rows] = from_unit(denoised_hwc.mean(axis=2), out.dtype, levels)
-    elif out.shape[2] == 1:
-        out[rows, :, 0] = from_unit(denoised_hwc.mean(axis=2), out.dtype, levels)
-    else:
-        out[rows, :, :3] = from_unit(denoised_hwc, out.dtype, levels)
-
-
-def write_rows_chw(img: ImageArray, out: np.ndarray, y0: int, denoised_chw: np.ndarray) -> None:
-    """:func:`write_rows` for float32 3×h×W rows: converted in the model's own layout and
-    transposed once on the way into ``out`` (the same values, about half the host time)."""
+    rows = slice(y0, y0 + denoised_chw.shape[1])
     if out.ndim == 2 or out.shape[2] == 1:
-        write_rows(img, out, y0, denoised_chw.transpose(1, 2, 0))
+        grey = from_unit(denoised_chw.mean(axis=0), out.dtype, img.levels)
+        (out if out.ndim == 2 else out[:, :, 0])[rows] = grey
         return
     unit = np.clip(denoised_chw, 0.0, 1.0)  # a new array: the caller's rows are left alone
     black, scale = _affine(img.levels, out.dtype)
@@ -346,7 +340,7 @@ def write_rows_chw(img: ImageArray, out: np.ndarray, y0: int, denoised_chw: np.n
         if black:
             unit += np.float32(black)
         np.rint(unit, out=unit)
-    out[y0 : y0 + unit.shape[1], :, :3] = unit.transpose(1, 2, 0)  # cast as astype does
+    out[rows, :, :3] = unit.transpose(1, 2, 0)
 
 
 def finish(img: ImageArray, out: np.ndarray) -> Any:
@@ -361,7 +355,7 @@ def finish(img: ImageArray, out: np.ndarray) -> Any:
 def restore_chw(img: ImageArray, denoised_chw: np.ndarray) -> Any:
     """The model's float32 3×H×W output in the input's shape, dtype and layout."""
     out = new_output(img)
-    write_rows_chw(img, out, 0, denoised_chw)
+    write_rows(img, out, 0, denoised_chw)
     return finish(img, out)
 
 

@@ -19,7 +19,7 @@ from n2n_infer.arrays import (
     finish,
     new_output,
     restore_chw,
-    unit_chw_into,
+    to_unit,
 )
 from n2n_infer.engines import Engine, open_engine
 from n2n_infer.ensemble import check_size, run_ensemble
@@ -603,7 +603,7 @@ class Denoiser:
                 part = idx[start : start + step]
                 nchw = np.empty((len(part), 3, h, w), np.float32)
                 for k, i in enumerate(part):
-                    unit_chw_into(images[i].rgb, nchw[k], images[i].levels)
+                    to_unit(images[i].rgb, images[i].levels, nchw[k])
                 if h % m or w % m:
                     nchw = pad_to_multiple(nchw, m)[0]
                 denoised = run(nchw)

@@ -3,8 +3,9 @@
 A denoiser trained with flips and rotations is close to, but not exactly,
 equivariant to them; averaging its outputs over ``n`` of the eight symmetries
 of the square (the dihedral group) removes part of its error, at ``n`` times
-the cost. On the shipped photo model at sigma 25 this gains +0.13 dB (n=2),
-+0.19 dB (n=4) and +0.22 dB (n=8) (``docs/quality.md``).
+the cost. On the shipped photo model the gain is a fraction of a dB that grows
+with ``n``, by less at each doubling of the time (docs/quality.md, the rows
+``photo-x2`` to ``photo-x8``).
 
 Transforms act on the last two axes of N×C×H×W arrays; H and W may differ (a
 transposed batch is W×H: the model is fully convolutional and both sides stay

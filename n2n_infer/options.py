@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 #: Images with more pixels than this are tiled when ``tile`` is left to ``None`` (1920×1080 is not).
 MAX_UNTILED_PIXELS = 2_100_000
 #: At most this many pixels go into one model call: two 512×512 tiles, or eight 256×256
-#: images. The photo model's activations take about 1.1 KB a pixel on onnxruntime's CPU
-#: provider, so 2²⁰ pixels peaked at 1.64 GiB for an 8000×8000 image and 2¹⁹ at 1.01 GiB,
-#: no slower in a hand-run interleaved timing (docs/runtime.md, "Large images").
+#: images. The model's activations grow with the pixels in a call and decide a large
+#: image's peak memory; half the former 2²⁰ cut that peak by more than a third at no cost
+#: in speed (docs/runtime.md, "Batching" and "Large images").
 MAX_BATCH_PIXELS = 1 << 19
 
 

@@ -1,12 +1,12 @@
 """Which CPU engine ``device="auto"`` runs a model on: measured on this machine, cached.
 
-CPU flags cannot say which engine is fastest: two CPUs that both report AVX-512
-BF16 ran OpenVINO bf16 at 2.1× and at 0.6× onnxruntime fp32 (docs/runtime.md,
-"Speed"). So ``auto``, when it runs on the CPU, times every installed engine on
-the model itself, keeps those whose outputs stay within :data:`MAX_DELTA_DB` and
-:data:`MAX_ABS_DIFF` of onnxruntime fp32, and picks the fastest; another engine
-must beat onnxruntime fp32 by :data:`MIN_GAIN` to be chosen, so noise never makes
-``auto`` slower than onnxruntime.
+CPU flags cannot say which engine is fastest: of two CPUs that both report
+AVX-512 BF16, one ran OpenVINO bf16 much faster than onnxruntime fp32 and the
+other slower (docs/runtime.md, "Speed"). So ``auto``, when it runs on the CPU,
+times every installed engine on the model itself, keeps those whose outputs stay
+within :data:`MAX_DELTA_DB` and :data:`MAX_ABS_DIFF` of onnxruntime fp32, and
+picks the fastest; another engine must beat onnxruntime fp32 by :data:`MIN_GAIN`
+to be chosen, so noise never makes ``auto`` slower than onnxruntime.
 
 The probe runs once per model, machine and library versions: its verdict is kept
 in ``engines.json`` in the user's cache folder (:func:`cache_dir`), keyed by the
@@ -248,9 +248,10 @@ def probe_images(stride: int, channels: int = 3) -> tuple[np.ndarray, np.ndarray
 
     The clean image is photo-like: a random field whose amplitude spectrum falls as
     1/f^1.5, mostly shared by the channels, with flat patches on it; the photo model
-    denoises it (sigma 25) to about 30 dB, as it does real held-out photos (31.6 dB).
-    Parity is judged at that quality: on a flat synthetic image, which denoises to
-    38 dB, the same bf16 rounding costs four times as many dB.
+    denoises it (sigma 25) nearly as well as real held-out photos, so parity is judged
+    at a photo's quality: on a flat synthetic image, which denoises much better, the
+    same bf16 rounding costs several times as many dB (docs/runtime.md, "Devices and
+    session options").
     """
     edge = -(-PROBE_EDGE // stride) * stride
     rng = np.random.default_rng(20261205)

@@ -4,8 +4,9 @@
 ``providers=[...]`` lists both end here as the list handed to
 ``onnxruntime.InferenceSession``. With ``auto``, CUDA is only tried on a machine
 with an NVIDIA driver (:func:`nvidia_driver_present`): elsewhere trying it
-costs about 0.5 s and 500 MiB (onnxruntime loads its CUDA provider library and
-the CUDA libraries) for nothing.
+costs load time and memory, many times what the CPU session itself costs, for
+nothing (onnxruntime loads its CUDA provider library and the CUDA libraries;
+docs/runtime.md, "Load cost").
 """
 
 from __future__ import annotations

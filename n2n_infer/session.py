@@ -54,27 +54,28 @@ class SessionConfig:
             pays off only when shapes repeat, e.g. fixed tiles) or ``"DEFAULT"``.
         gpu_mem_limit_mb: cap on the CUDA memory arena in MiB; 0 means no cap.
         memory_pattern: let onnxruntime pre-plan one memory block per input
-            shape. Off by default: on the CPU it doubled peak memory (897 vs
-            465 MiB for 4×512×512 tiles) for no measurable speed-up.
+            shape. Off by default: on the CPU it about doubled peak memory for
+            no measurable speed-up.
         io_binding: bind inputs and outputs on the device (an ``OrtValue`` input,
             a device-allocated output, one copy back) instead of letting
-            ``session.run`` stage both. Off by default: on an H200 it was no
-            faster with numpy in and numpy out (1080p: 58 ms bound, 41 ms not;
-            bench/results/gpu.md).
+            ``session.run`` stage both. Off by default: on a GPU it was slower,
+            not faster, with numpy in and numpy out.
         shape_bucket: untiled images are padded (reflected) up to multiples of
             this many pixels before a model call, so that images of nearby
             sizes share one input shape; rounded up to a multiple of the
-            stride. ``None``: the stride. On an H200, buckets of 64 did not
-            make first calls of new sizes faster (median 31 ms against
-            27 ms over 20 sizes) and changed border pixels by up to 34
-            levels, so they are off unless asked for.
+            stride. ``None``: the stride. On a GPU, buckets did not make first
+            calls of new sizes faster and changed border pixels (the model sees
+            the reflected padding), so they are off unless asked for.
         gpu_arena_shrink: give the CUDA arena's unused memory back after every
             model call, so that memory does not grow with the number of
-            distinct image sizes. Off by default: on an H200, 30 sizes up to
-            1400×1400 left 5042 MiB held without it and 836 MiB with it, but
-            each call took 2.4× (1080p) to 5.4× (64×256×256) as long. A
-            ``gpu_mem_limit_mb`` cap does not replace it: the cap bounds the
-            arena, and a call whose peak exceeds it fails (tile instead).
+            distinct image sizes. Off by default: on a GPU it kept a fraction
+            of the memory held across many sizes, but made every call several
+            times as long. A ``gpu_mem_limit_mb`` cap does not replace it: the
+            cap bounds the arena, and a call whose peak exceeds it fails (tile
+            instead).
+
+    The measurements behind each default: docs/runtime.md, the ``SessionConfig``
+    table under "Devices and session options".
     """
 
     intra_op_threads: int = 0
@@ -219,7 +220,8 @@ def tiny_input(stride: int, channels: int = 3) -> np.ndarray:
     that transposes is caught) and larger than the stride both ways (pooling and
     upsampling run on more than one cell)."""
     h, w = 3 * stride, 2 * stride
-    # a golden-ratio sequence in [0.05, 0.95): varied, without importing numpy.random (0.1 s)
+    # a golden-ratio sequence in [0.05, 0.95): varied, without importing numpy.random, whose
+    # import alone costs more than the test run (docs/runtime.md, "Load cost")
     steps = np.arange(channels * h * w, dtype=np.float32) * np.float32(0.618034) % 1
     return (0.05 + 0.9 * steps).astype(np.float32).reshape(1, channels, h, w)
 

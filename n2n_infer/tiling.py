@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from n2n_infer.arrays import ImageArray, to_unit, unit_chw_into, write_rows_chw
+from n2n_infer.arrays import ImageArray, to_unit, write_rows
 from n2n_infer.padding import pad_bottom_right
 
 
@@ -127,14 +127,9 @@ class _Assembly:
         for ty, y in enumerate(self.ys):
             for tx, x in enumerate(self.xs):
                 part = self.img.rgb[y : y + self.th, x : x + self.tw]
-                pad_h, pad_w = self.th - part.shape[0], self.tw - part.shape[1]
-                if pad_h or pad_w:
-                    chw = to_unit(part, self.img.levels).transpose(2, 0, 1)
-                    chw = pad_bottom_right(chw, pad_h, pad_w)
-                else:
-                    chw = np.empty((3, self.th, self.tw), np.float32)
-                    unit_chw_into(part, chw, self.img.levels)
-                yield ty, tx, chw
+                h, w = part.shape[:2]
+                chw = to_unit(part, self.img.levels, np.empty((3, h, w), np.float32))
+                yield ty, tx, pad_bottom_right(chw, self.th - h, self.tw - w)
 
     def add(self, ty: int, tx: int, denoised_chw: np.ndarray) -> None:
         """Blend one denoised tile in; finished rows go to the output."""
@@ -159,7 +154,7 @@ class _Assembly:
         y0 = self.ys[self.band_row]
         rows = min(rows, self.h - y0)
         if rows > 0:
-            write_rows_chw(self.img, self.out, y0, self.band[:, :rows, : self.w])
+            write_rows(self.img, self.out, y0, self.band[:, :rows, : self.w])
 
 
 def denoise_tiled(

@@ -1,0 +1,124 @@
+"""bench/grey.py: its BM3D ways, and its table computed end to end on two tiny photos.
+
+The real run needs the grey model, the corpus and many minutes of BM3D; here a
+1-channel identity model stands in for the grey model (so its PSNR is the noisy
+input's) and the photos are 48×64 synthetic ones.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from bench.grey import (
+    gat,
+    gat_expectation,
+    gat_inverse,
+    markdown,
+    measure,
+    parse_noise,
+    summarise,
+)
+from n2n_infer import Denoiser
+from n2n_train.noise import poisson_gaussian_u8
+from tests.conftest import synthetic_photo
+from tests.infer.onnx_graphs import graph_model, save
+
+pytest.importorskip("bm3d")  # bench.grey imports it only where BM3D runs
+
+
+def test_noises_parse_to_their_parameters_and_bad_ones_are_refused():
+    assert parse_noise("gaussian:25").sigma == 25
+    camera = parse_noise("poisson-gaussian:30,2")
+    assert (camera.kind, camera.photons, camera.read) == ("poisson-gaussian", 30, 2)
+    assert parse_noise("poisson-gaussian:30").read == 0
+    for bad in ("gaussian:0-50", "gaussian:x", "impulse:0.2", "poisson-gaussian:30,2,1"):
+        with pytest.raises(ValueError, match="noise"):
+            parse_noise(bad)
+
+
+@pytest.mark.parametrize("value", [0, 3, 20, 128, 240, 255])
+def test_the_exact_unbiased_inverse_gives_back_the_clean_level_of_stored_noise(value):
+    """The mean transform of many noisy pixels of one level (what a perfect denoiser in the
+    stabilised domain would give) maps back to that level, clipping and rounding included."""
+    photons, read = 30.0, 2.0
+    clean = np.full((500, 800), value, np.uint8)
+    noisy = poisson_gaussian_u8(clean, photons, read, np.random.default_rng(value))
+    d = gat(noisy * (photons / 255.0), read).mean()
+    assert gat_inverse(np.array([d]), photons, read)[0] / photons * 255 == pytest.approx(
+        value, abs=0.5
+    )
+
+
+def test_the_expected_transform_rises_and_tends_to_the_algebraic_inverse():
+    y, expected = gat_expectation(30.0, 2.0, as_stored=False)
+    assert np.all(np.diff(expected) > 0)
+    # far from zero, E[gat(z)] ≈ 2·sqrt(y + 1/8 + read²) (Makitalo & Foi 2013)
+    assert expected[-1] == pytest.approx(2 * np.sqrt(y[-1] + 1 / 8 + 4), rel=2e-3)
+
+
+def _grey_identity(tmp_path: Path) -> Denoiser:
+    shape = ["N", 1, "H", "W"]
+    model = graph_model(
+        [helper.make_node("Identity", ["noisy"], ["denoised"])],
+        inputs=[helper.make_tensor_value_info("noisy", TensorProto.FLOAT, shape)],
+        out_shape=shape,
+    )
+    path = save(model, tmp_path / "grey-identity.onnx", channels="1", grey="native")
+    return Denoiser(path, device="cpu", intra_op_threads=1)
+
+
+def test_the_table_is_computed_from_every_photo_method_and_noise(tmp_path):
+    grey = _grey_identity(tmp_path)
+    assert grey.channels == 1
+    phases = Denoiser("photo", device="cpu", grey="phases", intra_op_threads=1)
+    rng = np.random.default_rng(0)
+    photos = {
+        "A": [("a.png", synthetic_photo(rng, 48, 64)[:, :, 1])],
+        "B": [("b.png", synthetic_photo(rng, 48, 64)[:, :, 0])],
+    }
+    noises = [parse_noise("gaussian:25"), parse_noise("poisson-gaussian:30,2")]
+    networks = {"photo-phases": phases.denoise, "grey": grey.denoise}
+    records = measure(photos, noises, networks, seed=0)
+    assert len(records) == 4
+    again = measure(photos, noises[:1], networks, seed=0)
+    assert again[0]["psnr"] == records[0]["psnr"]  # seeded: the same noise
+    for r in records:
+        assert r["psnr"]["grey"] == r["psnr"]["noisy"]  # the identity model
+        assert r["psnr"]["photo-phases"] > r["psnr"]["noisy"]
+    camera = records[2]["psnr"]
+    assert {"bm3d-gat", "bm3d-gat-textbook", "bm3d-var"} <= set(camera)
+    assert set(records[2]["seconds"]) == {"photo-phases", "grey", "bm3d-gat", "bm3d-var"}
+
+    summary = summarise(records)
+    assert summary["gaussian:25"]["bm3d_used"] == "bm3d"
+    used = summary["poisson-gaussian:30,2"]["bm3d_used"]
+    assert used in ("bm3d-gat", "bm3d-var")
+    overall = summary["poisson-gaussian:30,2"]["groups"]["all"]
+    means = [np.mean([r["psnr"][m] for r in records[2:]]) for m in ("bm3d-gat", "bm3d-var")]
+    assert overall["psnr"][used] == pytest.approx(max(means))
+    assert overall["grey_minus_bm3d"] == pytest.approx(overall["psnr"]["grey"] - max(means))
+    assert overall["grey_wins"] == 0 and overall["photos"] == 2
+    b = summary["gaussian:25"]["groups"]["B"]
+    assert b["psnr"]["bm3d"] == records[1]["psnr"]["bm3d"]
+    assert b["speed_ratio"] == pytest.approx(
+        records[1]["seconds"]["bm3d"] / records[1]["seconds"]["grey"]
+    )
+
+    result = {
+        "date": "2026-01-01 00:00 UTC",
+        "cpu": {"model_name": "CPU", "family": "6", "model": "85"},
+        "machine": "CPU, 2 cores",
+        "command": "python -m bench.grey",
+        "versions": {"onnxruntime": "1", "bm3d": "4"},
+        "model": "grey-identity.onnx",
+        "model_sha256": "0" * 64,
+        "sets": {"A": {"photos": 1}, "B": {"photos": 1}},
+        "summary": summary,
+    }
+    text = markdown(result)
+    assert "## All photos (2)" in text and "## A (1 photos)" in text
+    assert "| Gaussian σ 25 |" in text
+    assert "(GAT) |" in text or "(mean var.) |" in text
+    assert "family 6, model 85" in text
