@@ -143,7 +143,16 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
 @click.option(
     "--bursts",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Your own bursts: one subfolder per scene with 2+ aligned noisy frames.",
+    help="Your own bursts: one subfolder per scene with 2+ aligned noisy frames, or TIFF "
+    "stacks whose T axis holds repeated frames of a static sample.",
+)
+@click.option(
+    "--burst-axis",
+    type=click.Choice(["T", "Z"], case_sensitive=False),
+    default="T",
+    show_default=True,
+    help="For --bursts TIFF stacks: the axis holding the repeated frames; Z for a sample "
+    "imaged repeatedly at one depth stored as Z.",
 )
 @click.option(
     "--singles",
@@ -230,6 +239,15 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
     default=0,
     show_default=True,
     help="For --photos: also train on photos halved up to N times (multi-scale).",
+)
+@click.option(
+    "--channels",
+    type=click.Choice(["1", "3"]),
+    default=None,
+    help="The model's input and output channels: 1 for a grey-native model (grey photos "
+    "made from --photos; own data must be grey), 3 for colour [default: 1 when every "
+    "own-data scene is grey, else --init's, else 3]. --init of the other count starts "
+    "from its weights converted (n2n_train.checkpoint.with_channels).",
 )
 @click.option(
     "--grey-fraction",

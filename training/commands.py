@@ -21,7 +21,13 @@ import torch
 
 from n2n_infer.cli import echo, echo_lines
 from n2n_infer.files import sha256_file, write_text_atomic
-from n2n_train.checkpoint import Checkpoint, CheckpointError, find_checkpoint, load_checkpoint
+from n2n_train.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    find_checkpoint,
+    load_checkpoint,
+    with_channels,
+)
 from n2n_train.config import PRESETS, ConfigError, TrainConfig, UNetConfig
 from n2n_train.data import (
     CoursePairs,
@@ -190,8 +196,16 @@ def load_data(
     if mode is not None:
         folders = opts[mode] if mode == "pairs" else (opts[mode],)
         clean = cfg.target == "clean"
+        channels = int(opts["channels"]) if opts.get("channels") else None
         return load_noisy_scenes(
-            mode, folders, cfg.patch_size, cfg.val_fraction, cfg.seed, clean_targets=clean
+            mode,
+            folders,
+            cfg.patch_size,
+            cfg.val_fraction,
+            cfg.seed,
+            clean_targets=clean,
+            channels=channels,
+            burst_axis=str(opts.get("burst_axis") or "T").upper(),
         )
     gen = torch.Generator().manual_seed(cfg.seed)
     clean_targets = cfg.target == "clean"
@@ -213,9 +227,13 @@ def load_data(
             clean_targets=clean_targets,
             pyramid=cfg.pyramid,
             grey_fraction=cfg.grey_fraction,
+            channels=int(opts.get("channels") or 3),
         )
         name = Path(opts["photos"]).resolve().name
-        return data, {"source": "photos", "name": name, "files": len(photos)}
+        info = {"source": "photos", "name": name, "files": len(photos)}
+        if data.channels == 1:
+            info["channels"] = 1  # grey versions of the photos
+        return data, info
     val = load_course_pairs(opts["course_val"]) if opts["course_val"] else None
     pairs = load_course_pairs(opts["course"])
     total = int(pairs[0].shape[0])
@@ -249,6 +267,12 @@ def check_fit_sources(opts: dict[str, Any]) -> None:
         raise click.UsageError(
             "give exactly one of --photos, --course, --pairs, --bursts or --singles"
             + (f" (got {', '.join('--' + k for k in sources)})" if sources else "")
+        )
+    if opts.get("channels") == "1" and opts.get("course"):
+        raise click.UsageError("--channels 1 needs grey data: the course pairs are in colour")
+    if opts.get("channels") == "1" and opts.get("grey_fraction"):
+        raise click.UsageError(
+            "--grey-fraction makes some colour patches grey; with --channels 1 all are grey"
         )
     if opts.get("limit_pairs") and opts["course"] is None:
         raise click.UsageError("--limit-pairs needs --course (it takes a file's first N pairs)")
@@ -430,7 +454,16 @@ def _fit_rank(out_dir: Path, opts: dict[str, Any], dist: Dist) -> int:
                 f"--patch-size {cfg.patch_size} must be a multiple of the model's stride "
                 f"{ucfg.stride}"
             )
+        if opts.get("photos") and not opts.get("channels") and init is not None:
+            opts = dict(opts, channels=str(init.config.in_channels))  # grey photos for a grey init
         data, info = load_data(opts, cfg)
+        channels = _model_channels(opts, init, data)
+        if channels != ucfg.in_channels:
+            ucfg = dataclasses.replace(ucfg, in_channels=channels, out_channels=channels)
+        if init is not None and init.config.in_channels != channels:
+            was = init.config.in_channels
+            log.info("--init: %d-channel weights converted to %d", was, channels)
+            init = with_channels(init, channels)
     except (CheckpointError, ConfigError, DataError, DistributedError, ValueError, OSError) as exc:
         echo(f"error: {exc}", err=True)  # other ranks: shown only if rank 0 is silent
         return 2
@@ -464,6 +497,19 @@ def _fit_rank(out_dir: Path, opts: dict[str, Any], dist: Dist) -> int:
         else:
             echo(closing_line(out_dir, summary, opts))
     return 0
+
+
+def _model_channels(opts: dict[str, Any], init: Checkpoint | None, data: object) -> int:
+    """The channels of the model to train: ``--channels``; 3 for the course's colour
+    pairs; for own data the data's (1 when every scene is grey); else ``--init``'s;
+    else 3."""
+    if opts.get("channels"):
+        return int(opts["channels"])
+    if opts.get("course"):
+        return 3
+    if own_source(opts):
+        return int(getattr(data, "channels", 3))
+    return init.config.in_channels if init is not None else 3
 
 
 def closing_line(out_dir: Path, summary: dict[str, Any], opts: dict[str, Any]) -> str:

@@ -11,7 +11,29 @@ and are aligned):
 - ``singles``: one folder (searched recursively) of single noisy images; each
   is its own scene, trained the Neighbor2Neighbor way (:mod:`training.neighbor`).
 
-Every file goes through the runtime's reader (:func:`training.data.read_frame`:
+TIFF stacks (multi-page TIFF, ImageJ hyperstacks, OME-TIFF; read plane by plane,
+bounded, by :mod:`training.stacks`) are read in each layout, every channel (``C``)
+as separate grey planes, an ``S`` axis of three samples as colour planes:
+
+- ``pairs``: a stack in the first folder pairs with the stack of the same name in
+  the second, which must have the same axes and shape (else both are named, with
+  the difference); plane k of one with plane k of the other, each plane index a
+  scene of two frames.
+- ``bursts``: stacks lie directly in the folder; the time axis (``T``) holds
+  repeated frames of a static sample, and each index along the other axes (each
+  ``Z``, each channel) is one scene whose frames are its ``T`` planes. With
+  ``burst_axis`` ``Z`` (``--burst-axis Z``: a sample imaged repeatedly at one
+  depth, stored as Z) the ``Z`` axis holds them instead. A stack without axis
+  metadata (a plain multi-page TIFF) holds them along its pages.
+- ``singles``: every plane of a stack is one single noisy image.
+
+A stack's planes are scenes of their own, so the validation split (below) can put
+neighbouring planes of one sample on both sides: their noise is still
+independent. Each plane keeps its stack's levels: the dim 16-bit rule applies to
+each stack and channel as a whole (as the runtime is to map stacks), so that the
+planes of one stack stay comparable (:mod:`training.stacks`).
+
+Every other file goes through the runtime's reader (:func:`training.data.read_frame`:
 EXIF orientation applied, alpha dropped, any size) and keeps its precision:
 16-bit files stay 16-bit (dim 12-bit data in a 16-bit file keeps every level),
 and all are scaled to [0, 1] as the runtime scales them (a dim 16-bit image by
@@ -19,14 +41,16 @@ its own range, :func:`n2n_infer.arrays.levels_of`; both patches of a pair by the
 input frame's levels, so that the target is in the input's units; a scene whose
 frames' ranges are too far apart for that, a constant frame above all, is refused
 by name, :func:`_levels_problem`). Grey images
-(grey files, or colour with three equal channels) are kept as one plane and fed
-to the network copied into R, G and B; the record counts them
-(``grey_scenes``), which makes the runtime feed grey images to the trained model
-the same way (``--grey auto`` picks ``replicate``,
-:func:`n2n_export.exporter.trained_on_grey` states it in the model). All problems (unmatched names,
-different sizes or pixel ranges, unreadable files, scenes too small or with fewer
-than two frames) are collected and reported in one :class:`~training.data.DataError`
-before any training.
+(grey files, or colour with three equal channels) are kept as one plane. When
+every scene is grey the model is grey-native (one input channel, ``channels``
+1 in the record); with ``--channels 3``, or beside colour scenes, grey planes
+are fed copied into R, G and B, the record counts them (``grey_scenes``), and
+the runtime feeds grey images to the trained model the same way (``--grey
+auto`` picks ``replicate``, :func:`n2n_export.exporter.trained_on_grey` states
+it in the model). All problems (unmatched names, different sizes or pixel
+ranges, unreadable files, stacks of different layouts, scenes too small or with
+fewer than two frames) are collected and reported in one
+:class:`~training.data.DataError` before any training.
 
 Validation is split by scene: no scene has patches on both sides. Its loss is
 noisy against noisy; for zero-mean noise independent between the two
@@ -40,6 +64,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -53,6 +78,7 @@ from n2n_train.data import (
     to_unit,
 )
 from n2n_train.neighbor import neighbor_indices, subsample
+from n2n_train.stacks import GENERIC_AXES, Plane, Stack, probe_stack, read_stack
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +86,8 @@ __all__ = ["MODES", "NoisyScenes", "Scene", "scan_bursts", "scan_pairs", "scan_s
 
 #: The own-data layouts, as ``n2n-train fit`` names them.
 MODES = ("pairs", "bursts", "singles")
+#: The axes that can hold a stack's repeated frames (``--burst-axis``).
+BURST_AXES = ("T", "Z")
 #: Problems listed in one error at most (the rest are counted).
 MAX_LISTED = 50
 #: Where a dim 16-bit frame may reach when mapped by the levels of another frame of
@@ -82,6 +110,8 @@ class Scene:
     #: Each frame's ``(black, span)`` (:func:`training.data.read_frame`); ``None``:
     #: every frame at its dtype's full scale.
     levels: tuple[Levels | None, ...] | None = None
+    #: The TIFF stack (its relative name) whose planes the frames are, if any.
+    stack: str | None = None
 
     def levels_of(self, index: int) -> Levels | None:
         """Frame ``index``'s levels."""
@@ -130,16 +160,30 @@ def _scene(name: str, paths: Sequence[Path], min_side: int, problems: list[str])
         return None
     frames = [r[0] for r in read if r is not None]
     levels = tuple(r[1] for r in read if r is not None)
+    return _checked_scene(name, [str(p) for p in paths], frames, levels, min_side, problems)
+
+
+def _checked_scene(
+    name: str,
+    sources: Sequence[str],
+    frames: Sequence[torch.Tensor],
+    levels: tuple[Levels | None, ...],
+    min_side: int,
+    problems: list[str],
+    stack: str | None = None,
+) -> Scene | None:
+    """The scene of ``frames`` (read from ``sources``: files, or planes of the stack
+    ``stack``), or ``None``, adding what is wrong with it to ``problems``."""
     sizes = {(int(f.shape[1]), int(f.shape[2])) for f in frames}
     if len(sizes) > 1:
-        pairs = zip(paths, frames, strict=True)
+        pairs = zip(sources, frames, strict=True)
         listed = ", ".join(f"{p} {f.shape[2]}×{f.shape[1]}" for p, f in pairs)
         problems.append(f"different sizes in scene {name!r}: {listed}")
         return None
     # a pair's target is scaled by its input's levels: a dim capture (its own levels)
     # and a full-range one would be scaled alike, wrongly; 8 and 16 bits mix freely
     if len({lv is None for lv in levels}) > 1:
-        pairs = zip(paths, frames, levels, strict=True)
+        pairs = zip(sources, frames, levels, strict=True)
         listed = ", ".join(
             f"{p} {_depth(f)}{' (dim: own levels)' if lv is not None else ''}" for p, f, lv in pairs
         )
@@ -149,7 +193,7 @@ def _scene(name: str, paths: Sequence[Path], min_side: int, problems: list[str])
             "convert them to one range"
         )
         return None
-    problem = _levels_problem(name, paths, frames, levels)
+    problem = _levels_problem(name, sources, frames, levels)
     if problem is not None:
         problems.append(problem)
         return None
@@ -162,12 +206,12 @@ def _scene(name: str, paths: Sequence[Path], min_side: int, problems: list[str])
         return None
     if len({int(f.shape[0]) for f in frames}) > 1:  # grey and colour frames: all colour
         frames = [f.expand(3, -1, -1).contiguous() for f in frames]
-    return Scene(name, tuple(frames), levels)
+    return Scene(name, tuple(frames), levels, stack)
 
 
 def _levels_problem(
     name: str,
-    paths: Sequence[Path],
+    paths: Sequence[str],
     frames: Sequence[torch.Tensor],
     levels: Sequence[Levels | None],
 ) -> str | None:
@@ -209,6 +253,185 @@ def _levels_problem(
     )
 
 
+def _probe(path: Path, problems: list[str]) -> Stack | Literal[False] | None:
+    """``path``'s stack layout, ``None`` for a single image, ``False`` (a problem added)
+    when it cannot be read."""
+    try:
+        return probe_stack(path)
+    except DataError as exc:
+        problems.append(f"unreadable: {exc}")
+        return False
+
+
+def _stack_fits(stack: Stack, min_side: int, problems: list[str]) -> bool:
+    h, w = stack.size
+    if min(h, w) >= min_side:
+        return True
+    problems.append(
+        f"too small: stack {stack.path} ({stack.describe()}) has planes of {w}×{h}, expected "
+        f"at least {min_side}×{min_side} (the patch size; twice it for singles)"
+    )
+    return False
+
+
+def _planes(stack: Stack, problems: list[str]) -> list[Plane] | None:
+    try:
+        return read_stack(stack)
+    except DataError as exc:
+        problems.append(f"unreadable: {exc}")
+        return None
+
+
+def _where(stack: Stack, plane: Plane) -> str:
+    """A plane in words, for problems: ``path [t=0,z=3]``."""
+    return f"{stack.path} [{plane.label()}]"
+
+
+def _plane_problems(stack: Stack, found: list[str], problems: list[str]) -> None:
+    """Add the first of one stack's plane problems, counting the rest."""
+    if found:
+        more = f" (and {len(found) - 1} more plane(s) of {stack.path})" if len(found) > 1 else ""
+        problems.append(found[0] + more)
+
+
+def _stack_difference(a: Stack, b: Stack) -> str | None:
+    """How two stacks' layouts differ, in words, or ``None``."""
+    if a.axes != b.axes:
+        return f"axes {a.axes} against {b.axes}"
+    if a.shape != b.shape:
+        return ", ".join(
+            f"{axis} {m} against {n}"
+            for axis, m, n in zip(a.axes, a.shape, b.shape, strict=True)
+            if m != n
+        )
+    if (a.colour, a.samples) != (b.colour, b.samples):
+        kinds = [("RGB" if s.colour else f"grey samples {list(s.samples)}") for s in (a, b)]
+        return f"{kinds[0]} against {kinds[1]}"
+    return None
+
+
+def _stack_pair_scenes(
+    name: str,
+    a: tuple[Path, Stack | None],
+    b: tuple[Path, Stack | None],
+    min_side: int,
+    problems: list[str],
+) -> list[Scene]:
+    """One scene per plane index of two matched stacks: plane k of ``a`` with plane k
+    of ``b``."""
+    (path_a, sa), (path_b, sb) = a, b
+    if sa is None or sb is None:
+        stack, single = (sa, path_b) if sa is not None else (sb, path_a)
+        assert stack is not None
+        problems.append(
+            f"a stack and a single image: {stack.path} is a TIFF stack ({stack.describe()}) "
+            f"but {single} is one image"
+        )
+        return []
+    difference = _stack_difference(sa, sb)
+    if difference is not None:
+        problems.append(
+            f"different stacks: {path_a} is {sa.describe()}, {path_b} is {sb.describe()} "
+            f"({difference}); plane k of one pairs with plane k of the other"
+        )
+        return []
+    if not _stack_fits(sa, min_side, problems):
+        return []
+    planes_a, planes_b = _planes(sa, problems), _planes(sb, problems)
+    if planes_a is None or planes_b is None:
+        return []
+    found: list[str] = []
+    scenes = [
+        _checked_scene(
+            f"{name}[{p.label()}]",
+            (_where(sa, p), _where(sb, q)),
+            (p.pixels, q.pixels),
+            (p.levels, q.levels),
+            min_side,
+            found,
+            stack=name,
+        )
+        for p, q in zip(planes_a, planes_b, strict=True)
+    ]
+    _plane_problems(sa, found, problems)
+    return [s for s in scenes if s is not None]
+
+
+def _repeats_axis(stack: Stack, axis: str) -> str | None:
+    """The axis of ``stack`` holding the repeated frames: ``axis``, or a stack's only
+    axis without metadata (a plain multi-page TIFF's pages), channels aside."""
+    if axis in stack.outer_axes:
+        return axis
+    others = [a for a in stack.outer_axes if a != "C"]
+    return others[0] if len(others) == 1 and others[0] in GENERIC_AXES else None
+
+
+def _burst_scenes(
+    name: str, stack: Stack, axis: str, min_side: int, problems: list[str]
+) -> list[Scene]:
+    """One scene per index of ``stack`` along its other axes (each channel its own),
+    its frames the planes along the repeats axis."""
+    repeats = _repeats_axis(stack, axis)
+    if repeats is None:
+        hint = {"T": "Z", "Z": "T"}[axis]
+        tip = (
+            f"; if its {hint} axis holds the repeats, give --burst-axis {hint}"
+            if hint in stack.outer_axes
+            else "; a burst stack holds its repeated frames along T (or Z, --burst-axis Z)"
+        )
+        problems.append(
+            f"no {axis} axis for the repeated frames: {stack.path} is {stack.describe()}{tip}"
+        )
+        return []
+    if not _stack_fits(stack, min_side, problems):
+        return []
+    planes = _planes(stack, problems)
+    if planes is None:
+        return []
+    bursts: dict[str, list[Plane]] = {}
+    for plane in planes:
+        bursts.setdefault(plane.label(without=repeats), []).append(plane)
+    found: list[str] = []
+    scenes = [
+        _checked_scene(
+            f"{name}[{label}]" if label else name,
+            [_where(stack, p) for p in frames],
+            [p.pixels for p in frames],
+            tuple(p.levels for p in frames),
+            min_side,
+            found,
+            stack=name,
+        )
+        for label, frames in bursts.items()
+    ]
+    _plane_problems(stack, found, problems)
+    return [s for s in scenes if s is not None]
+
+
+def _single_scenes(name: str, stack: Stack, min_side: int, problems: list[str]) -> list[Scene]:
+    """One scene per plane of ``stack``."""
+    if not _stack_fits(stack, min_side, problems):
+        return []
+    planes = _planes(stack, problems)
+    if planes is None:
+        return []
+    found: list[str] = []
+    scenes = [
+        _checked_scene(
+            f"{name}[{p.label()}]",
+            (_where(stack, p),),
+            (p.pixels,),
+            (p.levels,),
+            min_side,
+            found,
+            stack=name,
+        )
+        for p in planes
+    ]
+    _plane_problems(stack, found, problems)
+    return [s for s in scenes if s is not None]
+
+
 def _depth(frame: torch.Tensor) -> str:
     return {torch.uint8: "8-bit", torch.uint16: "16-bit"}.get(frame.dtype, "float")
 
@@ -228,10 +451,14 @@ def _raise_problems(where: str, problems: list[str]) -> None:
 def scan_pairs(dir_a: str | Path, dir_b: str | Path, min_side: int = 1) -> list[Scene]:
     """Read two folders of aligned noisy captures, matched by relative path.
 
+    A TIFF stack pairs with the stack of the same name: plane k of one with plane
+    k of the other, each plane index one scene.
+
     Raises:
         DataError: a folder is missing or empty, or any file is unmatched,
             unreadable, of another size than its partner or smaller than
-            ``min_side``; one error lists every such file.
+            ``min_side``, or a stack's partner is a single image or a stack of
+            other axes or shape; one error lists every such file.
     """
     dir_a, dir_b = Path(dir_a), Path(dir_b)
     _check_folder(dir_a, "--pairs")
@@ -241,32 +468,63 @@ def scan_pairs(dir_a: str | Path, dir_b: str | Path, min_side: int = 1) -> list[
         raise DataError(f"--pairs {dir_a} {dir_b}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     problems = [f"unmatched: {a[k]} has no {dir_b / k}" for k in a if k not in b]
     problems += [f"unmatched: {b[k]} has no {dir_a / k}" for k in b if k not in a]
-    scenes = [_scene(k, (a[k], b[k]), min_side, problems) for k in a if k in b]
+    scenes: list[Scene | None] = []
+    for k in (k for k in a if k in b):
+        sa = _probe(a[k], problems)
+        sb = _probe(b[k], problems) if sa is not False else False
+        if sa is False or sb is False:
+            continue
+        if sa is None and sb is None:
+            scenes.append(_scene(k, (a[k], b[k]), min_side, problems))
+        else:
+            scenes += _stack_pair_scenes(k, (a[k], sa), (b[k], sb), min_side, problems)
     _raise_problems(f"--pairs {dir_a} {dir_b}", problems)
     return [s for s in scenes if s is not None]
 
 
-def scan_bursts(folder: str | Path, min_side: int = 1) -> list[Scene]:
-    """Read a folder of bursts: one subfolder per scene, two or more aligned frames in each.
+def scan_bursts(folder: str | Path, min_side: int = 1, burst_axis: str = "T") -> list[Scene]:
+    """Read a folder of bursts: one subfolder per scene, two or more aligned frames in
+    each, or TIFF stacks directly in the folder whose ``burst_axis`` (``T`` or ``Z``)
+    holds the repeated frames (module docstring).
 
     Raises:
-        DataError: the folder is missing or holds no subfolder; images lie
-            directly in it; a scene has fewer than two frames; any frame is
+        DataError: the folder is missing or holds neither subfolder nor stack;
+            single images lie directly in it; a stack lies in a scene folder or
+            lacks ``burst_axis``; a scene has fewer than two frames; any frame is
             unreadable, of another size than the scene's others or smaller than
             ``min_side``; one error lists them all.
     """
+    if burst_axis not in BURST_AXES:
+        raise ValueError(f"burst_axis must be one of {list(BURST_AXES)}, got {burst_axis!r}")
     folder = Path(folder)
     _check_folder(folder, "--bursts")
-    problems = [
-        f"not in a scene folder: {p} (put each burst in its own subfolder)"
-        for p in _images(folder, recursive=False).values()
-    ]
+    problems: list[str] = []
+    stacks: list[tuple[str, Stack]] = []
+    for name, path in _images(folder, recursive=False).items():
+        stack = _probe(path, problems)
+        if isinstance(stack, Stack):
+            stacks.append((name, stack))
+        elif stack is None:
+            problems.append(
+                f"not in a scene folder: {path} (put each burst in its own subfolder, or "
+                "its frames in one TIFF stack)"
+            )
     subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not subdirs and not problems:
-        raise DataError(f"--bursts {folder}: no scene subfolders found")
-    scenes = []
+    if not subdirs and not stacks and not problems:
+        raise DataError(f"--bursts {folder}: no scene subfolders or TIFF stacks found")
+    scenes: list[Scene | None] = []
+    for name, stack in stacks:
+        scenes += _burst_scenes(name, stack, burst_axis, min_side, problems)
     for sub in subdirs:
         frames = list(_images(sub, recursive=False).values())
+        nested = [p for p in frames if isinstance(_probe(p, []), Stack)]
+        if nested:
+            problems += [
+                f"a TIFF stack in a scene folder: {p}; put stacks directly in {folder} "
+                "(each is read as bursts)"
+                for p in nested
+            ]
+            continue
         if len(frames) < 2:
             problems.append(
                 f"too few frames: {sub} holds {len(frames)} image(s), expected 2 or more"
@@ -278,7 +536,8 @@ def scan_bursts(folder: str | Path, min_side: int = 1) -> list[Scene]:
 
 
 def scan_singles(folder: str | Path, min_side: int = 2) -> list[Scene]:
-    """Read a folder (recursively) of single noisy images, one scene each.
+    """Read a folder (recursively) of single noisy images, one scene each; every plane
+    of a TIFF stack is one such image.
 
     Raises:
         DataError: the folder is missing or holds no image; any image is
@@ -290,7 +549,13 @@ def scan_singles(folder: str | Path, min_side: int = 2) -> list[Scene]:
     if not files:
         raise DataError(f"--singles {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     problems: list[str] = []
-    scenes = [_scene(k, (p,), min_side, problems) for k, p in files.items()]
+    scenes: list[Scene | None] = []
+    for name, path in files.items():
+        stack = _probe(path, problems)
+        if stack is None:
+            scenes.append(_scene(name, (path,), min_side, problems))
+        elif isinstance(stack, Stack):
+            scenes += _single_scenes(name, stack, min_side, problems)
     _raise_problems(f"--singles {folder}", problems)
     return [s for s in scenes if s is not None]
 
@@ -324,7 +589,9 @@ class NoisyScenes:
         generator: torch.Generator,
         val_patches: int = 64,
         clean_targets: bool = False,
+        channels: int | None = None,
     ) -> None:
+        self.channels = _channels_for(scenes, channels, mode)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
         if clean_targets and mode != "pairs":
@@ -358,8 +625,8 @@ class NoisyScenes:
         self, scenes: Sequence[Scene], n: int, generator: torch.Generator, ordered: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` float patch pairs: random scenes, places and (unless ``ordered``) frames."""
-        size = self.crop
-        inp, target = torch.empty(n, 3, size, size), torch.empty(n, 3, size, size)
+        size, c = self.crop, self.channels
+        inp, target = torch.empty(n, c, size, size), torch.empty(n, c, size, size)
         picks = torch.randint(len(scenes), (n,), generator=generator).tolist()
         for k, i in enumerate(picks):
             scene = scenes[i]
@@ -385,22 +652,49 @@ class NoisyScenes:
     def batches(
         self, batch_size: int, steps: int, generator: torch.Generator
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``steps`` batches of (input, target) float N×3×P×P patches from training scenes."""
+        """``steps`` batches of (input, target) float N×C×P×P patches from training scenes
+        (C: :attr:`channels`)."""
         for _ in range(steps):
             yield self._patches(self.train_scenes, batch_size, generator, self.clean_targets)
 
     def describe(self) -> dict[str, object]:
-        """For the training summary: scenes and frames on each side of the split, how
-        many scenes are grey, and the frames' pixel types (``uint8``, ``uint16``, ...)."""
+        """For the training summary: scenes and frames (``files``: a stack's planes
+        counted one by one) on each side of the split, how many scenes are grey, the
+        frames' pixel types (``uint8``, ``uint16``, ...) and, where there are any, how
+        many TIFF stacks the frames come from (``stacks``)."""
         scenes = (*self.train_scenes, *self.val_scenes)
         dtypes = {str(f.dtype).removeprefix("torch.") for s in scenes for f in s.frames}
+        stacks = {s.stack for s in scenes if s.stack is not None}
         return {
+            **({"stacks": len(stacks)} if stacks else {}),
             "scenes": len(scenes),
             "val_scenes": len(self.val_scenes),
             "files": sum(len(s.frames) for s in scenes),
             "grey_scenes": sum(s.grey for s in scenes),
+            "channels": self.channels,
             "pixel_types": sorted(dtypes),
         }
+
+
+def _channels_for(scenes: Sequence[Scene], channels: int | None, mode: str) -> int:
+    """The model's channels for ``scenes``: ``channels``, or 1 when every scene is grey
+    (a grey-native model) and 3 otherwise.
+
+    Raises:
+        DataError: 1 channel asked for colour scenes (named, the first five).
+    """
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    colour = [s.name for s in scenes if not s.grey]
+    if channels is None:
+        return 3 if colour else 1
+    if channels == 1 and colour:
+        shown = ", ".join(colour[:5]) + (", ..." if len(colour) > 5 else "")
+        raise DataError(
+            f"--{mode}: --channels 1 trains a grey model, but {len(colour)} scene(s) are in "
+            f"colour ({shown}); convert them to grey or train with --channels 3"
+        )
+    return channels
 
 
 def load_noisy_scenes(
@@ -410,10 +704,15 @@ def load_noisy_scenes(
     val_fraction: float,
     seed: int,
     clean_targets: bool = False,
+    channels: int | None = None,
+    burst_axis: str = "T",
 ) -> tuple[NoisyScenes, dict[str, object]]:
     """Read ``folders`` in layout ``mode`` and split them; return the data and its record.
 
     ``clean_targets``: ``pairs`` whose second folder holds clean references.
+    ``channels``: the model's input channels (1: every scene must be grey); by
+    default 1 when every scene is grey, else 3 (grey scenes copied into R, G, B).
+    ``burst_axis``: the axis of ``bursts`` TIFF stacks holding the repeated frames.
 
     The record (for the training summary) names the folders by name only, with
     file and scene counts, never by absolute path.
@@ -427,11 +726,13 @@ def load_noisy_scenes(
     if mode == "pairs":
         scenes = scan_pairs(paths[0], paths[1], min_side)
     elif mode == "bursts":
-        scenes = scan_bursts(paths[0], min_side)
+        scenes = scan_bursts(paths[0], min_side, burst_axis)
     else:
         scenes = scan_singles(paths[0], min_side)
     gen = torch.Generator().manual_seed(seed)
-    data = NoisyScenes(scenes, mode, patch_size, val_fraction, gen, clean_targets=clean_targets)
+    data = NoisyScenes(
+        scenes, mode, patch_size, val_fraction, gen, clean_targets=clean_targets, channels=channels
+    )
     names = [p.resolve().name for p in paths]
     info: dict[str, object] = {"source": mode, "name": names[0], **data.describe()}
     if len(names) > 1:

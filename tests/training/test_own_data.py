@@ -176,7 +176,7 @@ def _dim_capture(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def test_dim_16_bit_grey_pairs_train_on_every_level_and_are_recorded_as_grey(tmp_path):
     """12-bit data in 16-bit files (a microscope's): patches are whole counts mapped by the
-    image's own range, as n2n-infer maps them, not 8-bit levels; grey is copied into RGB."""
+    image's own range, as n2n-infer maps them, not 8-bit levels; all grey: one channel."""
     rng = np.random.default_rng(3)
     a, b = tmp_path / "a", tmp_path / "b"
     for i in range(3):
@@ -191,14 +191,18 @@ def test_dim_16_bit_grey_pairs_train_on_every_level_and_are_recorded_as_grey(tmp
     assert torch.allclose(counts, counts.round(), atol=2e-3)  # whole 16-bit counts
     assert len(torch.unique(counts.round())) > 500  # 8-bit rounding would leave 9 levels
     assert float(inp.min()) >= 0.0 and float(inp.max()) <= 1.0
-    assert torch.equal(inp[:, 0], inp[:, 1]) and torch.equal(inp[:, 0], inp[:, 2])
+    assert inp.shape[1] == 1  # every scene grey: a grey-native model's patches
     assert data.describe() == {
         "scenes": 3,
         "val_scenes": 1,
         "files": 6,
         "grey_scenes": 3,
+        "channels": 1,
         "pixel_types": ["uint16"],
     }
+    as_rgb = NoisyScenes(scenes, "pairs", 16, 0.34, torch.Generator().manual_seed(0), channels=3)
+    inp, _ = next(as_rgb.batches(8, 1, torch.Generator().manual_seed(1)))
+    assert torch.equal(inp[:, 0], inp[:, 1]) and torch.equal(inp[:, 0], inp[:, 2])
 
 
 def test_the_target_is_mapped_by_the_input_frames_levels(tmp_path):
@@ -220,7 +224,8 @@ def test_the_target_is_mapped_by_the_input_frames_levels(tmp_path):
 def test_a_model_fine_tuned_on_grey_16_bit_pairs_is_fed_grey_images_as_it_learned_them(
     tmp_path,
 ):
-    """Trained on grey copied into RGB -> the runtime's --grey auto copies too (replicate)."""
+    """Trained with --channels 3 on grey copied into RGB -> the runtime's --grey auto copies
+    too (replicate); without it, grey data trains a grey-native model."""
     from n2n_export.card import write_model_card
     from n2n_export.exporter import export_onnx
     from n2n_infer import Denoiser
@@ -232,12 +237,20 @@ def test_a_model_fine_tuned_on_grey_16_bit_pairs_is_fed_grey_images_as_it_learne
         _tiff(a / f"s{i}.tif", (clean + rng.normal(0, 30, clean.shape)).astype(np.uint16))
         _tiff(b / f"s{i}.tif", (clean + rng.normal(0, 30, clean.shape)).astype(np.uint16))
     out = tmp_path / "run"
-    assert _invoke(*_fit_args(out, "--pairs", a, b), "--epochs", "1").exit_code == 0
+    args = _fit_args(out, "--pairs", a, b)
+    assert _invoke(*args, "--epochs", "1", "--channels", "3").exit_code == 0
     assert load_checkpoint(out / "best.pt").summary["data"]["grey_scenes"] == 3
     model = export_onnx(out / "best.pt", tmp_path / "grey.onnx")
     assert "6 files (16-bit, 3 grey scenes)" in write_model_card(model).read_text()
     assert Denoiser(model, device="cpu").grey == "replicate"
     assert Denoiser(REPO / "models" / "photo.onnx", device="cpu").grey == "phases"
+    native = tmp_path / "native"
+    assert _invoke(*_fit_args(native, "--pairs", a, b), "--epochs", "1").exit_code == 0
+    assert load_checkpoint(native / "best.pt").config.in_channels == 1
+    assert (
+        Denoiser(export_onnx(native / "best.pt", tmp_path / "n.onnx"), device="cpu").grey
+        == "native"
+    )
 
 
 def test_a_scene_of_grey_and_colour_frames_is_colour(tmp_path):
