@@ -668,7 +668,10 @@ def run_validation_data(
         )
     if source not in ("photos", "course") or not (data_info.get("name") or data_info.get("path")):
         raise DataError("the checkpoint's summary does not say which data it was trained on")
-    data, _ = load_data(_data_locations(data_info, run_dirs), cfg)
+    where = _data_locations(data_info, run_dirs)
+    if data_info.get("channels"):  # grey versions of the photos, for a grey model
+        where["channels"] = str(data_info["channels"])
+    data, _ = load_data(where, cfg)
     return data, cfg
 
 

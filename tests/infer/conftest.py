@@ -10,4 +10,4 @@ from n2n_infer import Denoiser
 @pytest.fixture(scope="session")
 def photo() -> Denoiser:
     """The bundled ``photo`` model on the CPU, small tiles so that tests tile cheaply."""
-    return Denoiser(device="cpu", batch_size=4, tile_size=240)
+    return Denoiser("photo", device="cpu", batch_size=4, tile_size=240)
