@@ -184,11 +184,14 @@ def mosaic(images: Sequence[np.ndarray], h: int, w: int) -> np.ndarray:
 
 @functools.cache
 def shipped_models() -> tuple[tuple[str, Path, Path | None], ...]:
-    """(name, .onnx, .pt or None) for every bundled model."""
-    from n2n_infer.registry import available_models, resolve_model
+    """(name, .onnx, .pt or None) for every bundled colour model (the steps feed RGB; the
+    1-channel grey model is not checked on the GPU yet)."""
+    from n2n_infer.registry import DEFAULT_GREY_MODEL, available_models, resolve_model
 
     out = []
     for name in available_models():
+        if name == DEFAULT_GREY_MODEL:
+            continue
         onnx_path = resolve_model(name)
         pt = onnx_path.with_suffix(".pt")
         out.append((name, onnx_path, pt if pt.is_file() else None))

@@ -47,7 +47,7 @@ def test_regular_install_finds_the_default_model_and_the_checkpoints(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "n2n_infer/models/photo.onnx" in names
     shipped = sorted(p.name for p in (REPO / "models").glob("*.pt"))
-    assert shipped == ["photo.pt", "seedlike.pt"]
+    assert shipped == ["grey.pt", "photo.pt", "seedlike.pt"]
     for name in shipped:  # fit --init photo works from any install (docs/own_data.md)
         assert f"n2n_infer/models/{name}" in names
     target = tmp_path / "site"

@@ -59,7 +59,8 @@ def test_photo_model_figures_on_the_samples_are_pinned():
 def test_shipped_model_passes_parity_with_its_checkpoint(model):
     from n2n_export.parity import check_parity
 
-    cases = parity_cases(load_clean_images(EXAMPLES / "clean"), "gaussian:25")
+    channels = Denoiser(model, device="cpu").channels  # the grey model: the photos' luma
+    cases = parity_cases(load_clean_images(EXAMPLES / "clean"), "gaussian:25", channels=channels)
     report = check_parity(_checkpoint_of(model), MODELS / f"{model}.onnx", cases)
     assert report.passed, report.to_json()
 
@@ -81,7 +82,7 @@ def test_committed_onnx_matches_what_the_exporter_writes_today(model, tmp_path):
     if committed.info.raw.get(md.KEY_PRECISION, "fp32") == "int8":
         pytest.skip("int8 re-export needs the calibration photos: scripts/export_shipped.sh")
     fresh = Denoiser(export_onnx(_checkpoint_of(model), tmp_path / "fresh.onnx"), device="cpu")
-    x = np.random.default_rng(0).random((2, 3, 45, 61), dtype=np.float32)
+    x = np.random.default_rng(0).random((2, committed.channels, 45, 61), dtype=np.float32)
     assert np.abs(committed.denoise_nchw(x) - fresh.denoise_nchw(x)).max() <= 1e-5
     for key in ("stride", "config", "noise", *STATED):
         assert committed.metadata[key] == fresh.metadata[key], key

@@ -51,7 +51,7 @@ def test_a_dim_capture_is_denoised_instead_of_shifted(photo):
     """At full scale the photo model reads the counts as a black photo and shifts them by
     its dark-region corrections: far worse than the noisy input (bench/own_noise_grey16)."""
     x, counts = _capture(0)
-    full = Denoiser(device="cpu", levels="full")
+    full = Denoiser("photo", device="cpu", batch_size=4, tile_size=240, levels="full")
     assert _psnr(full.denoise(counts), x) < _psnr(counts, x) - 10
     out = photo.denoise(counts)
     assert out.dtype == np.uint16 and out.shape == counts.shape
@@ -80,7 +80,7 @@ def test_bright_16_bit_images_are_unchanged_by_auto(photo):
     rng = np.random.default_rng(3)
     img = (synthetic_photo(rng, 48, 64).astype(np.uint16) * 257)[:, :, 0]
     img[0, 0] = DIM_16BIT_MAX + 1
-    full = Denoiser(device="cpu", levels="full")
+    full = Denoiser("photo", device="cpu", levels="full")
     assert np.array_equal(photo.denoise(img), full.denoise(img))
 
 

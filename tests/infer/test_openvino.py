@@ -30,7 +30,7 @@ def noisy(h: int, w: int, seed: int = 0) -> np.ndarray:
 def test_parity_with_onnxruntime_for_every_shipped_model(name: str) -> None:
     ov_d, ort_d = Denoiser(name, device="openvino"), Denoiser(name, device="cpu")
     assert ov_d.providers == ["OpenVINO CPU f32"]
-    x = np.random.default_rng(1).random((3, 3, 45, 70), dtype=np.float32)  # padded sizes
+    x = np.random.default_rng(1).random((3, ort_d.channels, 45, 70), dtype=np.float32)  # padded
     assert np.abs(ov_d.denoise_nchw(x) - ort_d.denoise_nchw(x)).max() < FLOAT_TOLERANCE
     img = noisy(90, 130)
     assert np.abs(ov_d.denoise(img).astype(int) - ort_d.denoise(img).astype(int)).max() <= 1
@@ -65,7 +65,7 @@ HAS_BF16 = "BF16" in ov_backend.cpu_capabilities()
 def test_bf16_parity_gate_for_every_shipped_model(name: str) -> None:
     bf16, fp32 = Denoiser(name, device="openvino:bf16"), Denoiser(name, device="cpu")
     assert bf16.providers == ["OpenVINO CPU bf16"]
-    x = np.random.default_rng(1).random((3, 3, 45, 70), dtype=np.float32)
+    x = np.random.default_rng(1).random((3, fp32.channels, 45, 70), dtype=np.float32)
     assert np.abs(bf16.denoise_nchw(x) - fp32.denoise_nchw(x)).max() < BF16_TOLERANCE
     for seed in range(3):
         rng = np.random.default_rng(seed)
