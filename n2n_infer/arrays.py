@@ -249,14 +249,24 @@ def _native(hwc: np.ndarray, index: int) -> np.ndarray:
     return hwc if native == hwc.dtype else hwc.astype(native)
 
 
+def finite_range(values: np.ndarray) -> tuple[float, float] | None:
+    """The smallest and largest of ``values``, read band by band of rows (a few MB of
+    temporaries); None when any is NaN or infinite."""
+    lo, hi = np.inf, -np.inf
+    for band in row_bands(values):
+        if not np.isfinite(band).all():
+            return None
+        lo, hi = min(lo, float(band.min())), max(hi, float(band.max()))
+    return lo, hi
+
+
 def _check_values(hwc: np.ndarray, index: int) -> None:
     if hwc.dtype in INT_SCALE:
         return
-    lo, hi = np.inf, -np.inf
-    for band in row_bands(hwc):
-        if not np.isfinite(band).all():
-            raise ImageError(f"image {index}: contains NaN or infinite values")
-        lo, hi = min(lo, float(band.min())), max(hi, float(band.max()))
+    found = finite_range(hwc)
+    if found is None:
+        raise ImageError(f"image {index}: contains NaN or infinite values")
+    lo, hi = found
     if lo < 0.0 or hi > 1.0:
         raise ImageError(
             f"image {index}: float values must lie in [0, 1], found [{lo:.9g}, {hi:.9g}]"

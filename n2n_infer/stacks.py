@@ -70,7 +70,7 @@ import numpy as np
 import tifffile
 
 from n2n_infer import tiff16
-from n2n_infer.arrays import DIM_16BIT_MAX, MAX_PIXELS, row_bands
+from n2n_infer.arrays import DIM_16BIT_MAX, MAX_PIXELS, finite_range
 from n2n_infer.errors import ImageError
 from n2n_infer.files import write_atomic
 
@@ -319,11 +319,10 @@ class _FullScale(dict[int, Levels]):
 
 def _check_unit(plane: np.ndarray, what: str) -> None:
     """Refuse float values that are not finite or lie outside [0, 1], band by band."""
-    lo, hi = np.inf, -np.inf
-    for band in row_bands(plane):
-        if not np.isfinite(band).all():
-            raise ImageError(f"{what} contains NaN or infinite values")
-        lo, hi = min(lo, float(band.min())), max(hi, float(band.max()))
+    found = finite_range(plane)
+    if found is None:
+        raise ImageError(f"{what} contains NaN or infinite values")
+    lo, hi = found
     if lo < 0.0 or hi > 1.0:
         raise ImageError(
             f"{what} holds values in [{lo:.9g}, {hi:.9g}]: only float values in [0, 1] are denoised"
