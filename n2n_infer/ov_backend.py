@@ -5,13 +5,13 @@ OpenVINO's CPU plugin (the optional extra ``n2n[openvino]``).
 inference, which only CPUs with native bf16 (AVX-512 BF16, AMX) have: elsewhere
 OpenVINO would silently run float32, so the request is refused. An onnxruntime CPU
 session of the same file still reads the metadata and checks the signature; the
-model calls go to OpenVINO. Nothing is chosen automatically: ``auto`` never picks
-this backend (docs/runtime.md, "Speed", says why).
+model calls go to OpenVINO. ``auto`` picks this backend only where its timed probe
+(:mod:`n2n_infer.probe`) measured it faster than onnxruntime on this machine, with
+outputs inside the model's parity tolerance.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,15 +23,6 @@ from n2n_infer.session import check_output
 
 #: ``openvino:PRECISION`` -> OpenVINO's inference precision hint.
 PRECISIONS = {"f32": "f32", "bf16": "bf16"}
-#: Parallel streams for batches at most (each gets one or more of the threads).
-MAX_STREAMS = 4
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on macOS or Windows
-        return os.cpu_count() or 1
 
 
 def cpu_capabilities() -> list[str]:
@@ -101,26 +92,19 @@ class OpenVINOEngine:
         self._request = self._compiled.create_infer_request()
         self._output = self._compiled.output(0)
         self._lock = threading.Lock()
-        self._core, self._path, self._config = core, path, config
-        #: Batches of several images run as this many parallel streams (see :meth:`run`).
-        self.streams = min(MAX_STREAMS, threads or _usable_cores())
-        self._stream_requests: list[Any] | None = None
 
     def run(self, noisy: np.ndarray) -> np.ndarray:
         """The model on float32 N×3×H×W; its output of the same shape.
 
-        One image runs with every thread on it (OpenVINO's latency mode); a batch of
-        several is split into :attr:`streams` parts run at once, one stream each
-        (its throughput mode, compiled on first use): with 2 threads on an AMD EPYC
-        (Zen 4), bf16 on 8×256×256 went from 1.96× to 2.46× onnxruntime fp32
+        The whole batch is one call with every thread on it (OpenVINO's latency
+        mode). Splitting a batch into parallel streams (its throughput mode) was
+        measured and dropped: with 2 threads, bf16 on 8×256×256 ran 10% slower than
+        latency mode on an AMD EPYC Zen 4 and 5% faster on an Intel Xeon with AMX
         (docs/runtime.md, "Speed").
         """
         try:
             with self._lock:
-                if self.streams < 2 or noisy.shape[0] < 2:
-                    out = np.asarray(self._request.infer({0: noisy})[self._output])
-                else:
-                    out = self._run_streams(noisy)
+                out = np.asarray(self._request.infer({0: noisy})[self._output])
             check_output(out, noisy.shape)
         except InferenceError as exc:
             raise InferenceError(f"{self._name}: {exc}") from exc
@@ -129,16 +113,3 @@ class OpenVINOEngine:
             first = text.splitlines()[0] if text else type(exc).__name__
             raise InferenceError(f"{self._name}: OpenVINO failed: {first}") from exc
         return out
-
-    def _run_streams(self, noisy: np.ndarray) -> np.ndarray:
-        if self._stream_requests is None:
-            config = {**self._config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams}
-            compiled = self._core.compile_model(str(self._path), "CPU", config)
-            self._stream_requests = [compiled.create_infer_request() for _ in range(self.streams)]
-        parts = np.array_split(noisy, min(self.streams, noisy.shape[0]))
-        requests = self._stream_requests[: len(parts)]
-        for request, part in zip(requests, parts, strict=True):
-            request.start_async({0: np.ascontiguousarray(part)})
-        for request in requests:
-            request.wait()
-        return np.concatenate([np.array(r.get_output_tensor(0).data) for r in requests])

@@ -154,19 +154,12 @@ def test_auto_never_picks_openvino() -> None:
     assert Denoiser(device="auto").providers[0] != "OpenVINO CPU f32"
 
 
-@pytest.mark.parametrize("n", [2, 3, 5])
-def test_a_batch_runs_as_parallel_streams_with_the_same_outputs(n: int) -> None:
-    d = Denoiser(device="openvino", intra_op_threads=2)
-    session = d.engine
-    assert session.streams == 2
-    x = np.stack([noisy(32, 48, seed=k).transpose(2, 0, 1) / 255 for k in range(n)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_batch_gives_the_outputs_of_its_images_one_by_one(threads: int) -> None:
+    d = Denoiser(device="openvino", intra_op_threads=threads)
+    x = np.stack([noisy(32, 48, seed=k).transpose(2, 0, 1) / 255 for k in range(3)])
     x = x.astype(np.float32)
     together = d.denoise_nchw(x)
-    assert session._stream_requests is not None  # the batch took the streams' path
-    alone = np.concatenate([d.denoise_nchw(x[k : k + 1]) for k in range(n)])
+    alone = np.concatenate([d.denoise_nchw(x[k : k + 1]) for k in range(3)])
     assert np.abs(together - alone).max() < FLOAT_TOLERANCE
     assert np.abs(together - Denoiser(device="cpu").denoise_nchw(x)).max() < FLOAT_TOLERANCE
-
-
-def test_one_thread_means_one_stream() -> None:
-    assert Denoiser(device="openvino", intra_op_threads=1).engine.streams == 1
