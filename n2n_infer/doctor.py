@@ -159,7 +159,7 @@ def diagnose(model: str | None = None) -> tuple[list[str], bool]:
 #: What an int8 export costs and gains (docs/runtime.md, "Speed"); never chosen by ``auto``.
 INT8_NOTE = (
     "int8: a named choice, never made by auto: n2n-export onnx --precision int8 (the photo "
-    "model: about 0.16 dB for 3.4-4.5x onnxruntime fp32 through OpenVINO on CPUs with VNNI)"
+    "model: about 0.16 dB for 3.4-6.7x onnxruntime fp32 through OpenVINO on CPUs with VNNI)"
 )
 
 
