@@ -195,6 +195,23 @@ def export_bioimageio(
     return out, summaries
 
 
+def refuse_z_context(k: int, checkpoint: Path) -> None:
+    """Refuse a z-context model: its input is planes z−K..z+K of a stack as channels and its
+    output one plane, which the package's axes cannot say.
+
+    Raises:
+        PackageExportError: ``k`` > 0, naming the checkpoint.
+    """
+    if k:
+        raise PackageExportError(
+            f"{checkpoint}: a z-context model (K={k}: planes z-{k}..z+{k} in as {2 * k + 1} "
+            "channels, plane z out) cannot be packaged for BioImage.IO: its spec's axes "
+            "describe an input and an output over the same axes, and cannot say that the "
+            "input's channels are neighbouring Z planes, mirrored at the ends; run it with "
+            "n2n-infer batch on TIFF stacks instead"
+        )
+
+
 def bioimageio_test(package: str | os.PathLike[str]) -> list[ValidationSummary]:
     """``bioimageio.core``'s own model test of ``package`` on the CPU, run offline: one
     summary per weights format (ONNX, TorchScript).
@@ -235,6 +252,7 @@ def _build(
     from n2n_train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(src.checkpoint)
+    refuse_z_context(ckpt.config.z_context, src.checkpoint)
     onnx_path = work / f"{name}.onnx"
     report = _onnx_weights(src, ckpt, onnx_path, seed)
     (work / f"{name}.parity.json").write_text(report)

@@ -60,9 +60,9 @@ def _summary_table(model_path: Path, info: md.ModelInfo, props: dict[str, str]) 
         "| --- | --- |",
         f"| file | `{model_path.name}` ({model_path.stat().st_size / 1e3:.0f} kB, one file, "
         f"{props.get(md.KEY_PRECISION, 'fp32')}) |",
-        f"| input / output | `noisy` → `denoised`, float32 N×{info.channels}×H×W "
-        f"{CHANNEL_WORDS.get(info.channels, '')} in [0, 1]; H and W "
+        f"| input / output | {_io_line(info)}; H and W "
         f"multiples of {info.stride} (the runtime pads) |",
+        *_z_context_rows(info),
         f"| architecture | {_architecture_line(info)} |",
         f"| receptive radius | {info.receptive_radius} px on each side (n2n_infer's tiles "
         f"overlap by {default_overlap(info.receptive_radius, info.stride)} px) |",
@@ -81,8 +81,37 @@ def _summary_table(model_path: Path, info: md.ModelInfo, props: dict[str, str]) 
 CHANNEL_WORDS = {3: "RGB", 1: "grey"}
 
 
+def _io_line(info: md.ModelInfo) -> str:
+    """The input and output tensors in words."""
+    words = CHANNEL_WORDS.get(info.channels, "")
+    if not info.z_context:
+        return f"`noisy` → `denoised`, float32 N×{info.channels}×H×W {words} in [0, 1]"
+    return (
+        f"`noisy` float32 N×{info.in_channels}×H×W ({info.in_channels} {words} planes "
+        f"z-{info.z_context}..z+{info.z_context} of a stack) → `denoised` float32 N×1×H×W "
+        "(plane z), in [0, 1]"
+    )
+
+
+def _z_context_rows(info: md.ModelInfo) -> list[str]:
+    """The card's z-context row (metadata format 3), none for other models."""
+    k = info.z_context
+    if not k:
+        return []
+    return [
+        f"| z-context | {k}: each plane of a stack is denoised from planes z-{k}..z+{k} "
+        "along Z (mirrored at the ends); runs on stacks with a Z axis only (`n2n-infer "
+        "batch` on TIFF stacks, `Denoiser.denoise(array, axes='ZYX')`), needs a runtime "
+        f"that reads metadata format {md.Z_CONTEXT_FORMAT} |"
+    ]
+
+
 def _grey_line(info: md.ModelInfo) -> str:
     """What the model states about grey images (``n2n.grey``), and why, in words."""
+    if info.grey == md.GREY_NATIVE and info.z_context:
+        return "its planes are grey (stacks of colour planes are refused)"
+    if info.grey == md.GREY_NATIVE:
+        return "as they are: a grey-native (1-channel) model; colour images channel by channel"
     if info.grey == "phases":
         why = (
             "the training noise is independent from pixel to pixel"

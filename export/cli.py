@@ -148,8 +148,12 @@ def onnx(
         checked = calibration
     try:
         reference = _reference(checkpoint, val_data, images)  # calibration images: clean
-        channels = _channels(checkpoint)
-        cases = _cases(val_data, checked, noise, seed, reference, channels) if parity else None
+        channels, z_context = _channels(checkpoint)
+        cases = (
+            _cases(val_data, checked, noise, seed, reference, channels, z_context)
+            if parity
+            else None
+        )
         calib = _calibration(checkpoint, calibration, seed) if precision == "int8" else None
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".n2n-export-") as tmp:
@@ -248,7 +252,7 @@ def parity(
     """
     try:
         reference = _reference(checkpoint, val_data, images)
-        cases = _cases(val_data, images, noise, seed, reference, _channels(checkpoint))
+        cases = _cases(val_data, images, noise, seed, reference, *_channels(checkpoint))
         result = _check_cases(checkpoint, model, cases)
     except _input_errors() as exc:
         echo(f"error: {exc}", err=True)
@@ -286,11 +290,13 @@ def _reference(checkpoint: Path, val_data: Path | None, images: Path | None) -> 
     return "noisy images" if data.get("source") in OWN_DATA else "given images"
 
 
-def _channels(checkpoint: Path) -> int:
-    """The checkpoint's model channels (1: a grey model, whose cases are grey)."""
+def _channels(checkpoint: Path) -> tuple[int, int]:
+    """The checkpoint's model channels (1: a grey model, whose cases are grey) and its
+    z-context (K > 0: its cases are 2K+1 noise draws of grey images)."""
     from n2n_train.checkpoint import load_checkpoint
 
-    return load_checkpoint(checkpoint).config.in_channels
+    config = load_checkpoint(checkpoint).config
+    return config.out_channels, config.z_context
 
 
 def _cases(
@@ -300,12 +306,13 @@ def _cases(
     seed: int,
     reference: str,
     channels: int = 3,
+    z_context: int = 0,
 ) -> list[ParityCase]:
     """The parity cases of --images and --val-data; without either, of the built-in patterns
-    (their luma for a 1-channel model).
+    (their luma for a 1-channel model; for a z-context model, 2K+1 noise draws of it).
 
     Raises:
-        ValueError: course data (colour) for a 1-channel model.
+        ValueError: course data (colour) for a 1-channel or z-context model.
     """
     from n2n_export.data import (
         PATTERNS_NAME,
@@ -321,16 +328,19 @@ def _cases(
         label = f"{images.name if images else PATTERNS_NAME} + {noise}"
         if channels == 1:
             label += ", grey"
+        if z_context:
+            label += f", {2 * z_context + 1} noise draws as planes"
         if images and reference == "noisy images":
             label += f", PSNR vs noisy {images.name}"
         clean = load_clean_images(images) if images else builtin_patterns(seed)
         cases += [
             ParityCase(f"{c.name} ({label})", c.pairs)
-            for c in parity_cases(clean, noise, seed, channels)
+            for c in parity_cases(clean, noise, seed, channels, z_context)
         ]
-    if val_data and channels != 3:
+    if val_data and (channels != 3 or z_context):
         raise ValueError(
             f"{val_data}: course pairs are in colour; this is a {channels}-channel model"
+            + (f" of z-context {z_context}" if z_context else "")
         )
     if val_data:
         cases.append(ParityCase(f"course {val_data.name}", course_pairs(val_data)))
@@ -399,8 +409,14 @@ def _calibration(checkpoint: Path, folder: Path | None, seed: int) -> list[Any]:
     noise = str(load_checkpoint(checkpoint).summary.get("noise", ""))
     if not noise.startswith("gaussian"):
         noise = "gaussian:25"
-    channels = load_checkpoint(checkpoint).config.in_channels
-    return calibration_batches(load_clean_images(folder), noise, seed=seed, channels=channels)
+    config = load_checkpoint(checkpoint).config
+    return calibration_batches(
+        load_clean_images(folder),
+        noise,
+        seed=seed,
+        channels=config.out_channels,
+        z_context=config.z_context,
+    )
 
 
 def _input_errors() -> tuple[type[Exception], ...]:

@@ -1,7 +1,8 @@
 """The noisy/clean images that parity checks and calibration run on.
 
-Every pair is two float32 3×H×W arrays in [0, 1]: the noisy input (clipped and
-rounded like an 8-bit file) and the clean reference.
+Every pair is two float32 C×H×W arrays in [0, 1]: the noisy input (clipped and
+rounded like an 8-bit file) and the clean reference (C 3, or 1 for a grey model;
+a z-context model's noisy side holds 2K+1 noise draws of the clean plane).
 """
 
 from __future__ import annotations
@@ -117,39 +118,53 @@ def grey_u8(img_hwc_u8: np.ndarray) -> np.ndarray:
 
 
 def noised_pairs(
-    clean_hwc_u8: list[np.ndarray], noise: str, seed: int = 0, channels: int = 3
+    clean_hwc_u8: list[np.ndarray],
+    noise: str,
+    seed: int = 0,
+    channels: int = 3,
+    z_context: int = 0,
 ) -> list[Pair]:
     """Apply ``noise`` (seeded) to each clean image; the noisy copy is clipped and rounded.
 
     ``channels`` 1: the images' luma (:func:`grey_u8`) is noised, for a grey model.
+    ``z_context`` K > 0 (a z-context model, grey): the noisy side is ``2K + 1``
+    independent noise draws of the luma (a context of planes, 2K+1×H×W), the clean
+    side the luma (1×H×W): the planes of a stack of a flat sample, so that the model's
+    use of its neighbours is exercised and its output compares with the clean plane.
     """
     noise_fn = parse_noise(noise)
     gen = torch.Generator().manual_seed(seed)
     pairs = []
-    if channels == 1:
+    if channels == 1 or z_context:
         clean_hwc_u8 = [grey_u8(img) for img in clean_hwc_u8]
     for img in clean_hwc_u8:
         clean = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].float() / 255
-        noisy = quantize(noise_fn(clean, gen))
-        pairs.append((noisy[0].numpy(), clean[0].numpy()))
+        draws = [quantize(noise_fn(clean, gen)) for _ in range(2 * z_context + 1)]
+        pairs.append((torch.cat(draws, dim=1)[0].numpy(), clean[0].numpy()))
     return pairs
 
 
 def parity_cases(
-    clean_hwc_u8: list[np.ndarray], noise: str, seed: int = 0, channels: int = 3
+    clean_hwc_u8: list[np.ndarray],
+    noise: str,
+    seed: int = 0,
+    channels: int = 3,
+    z_context: int = 0,
 ) -> list[ParityCase]:
     """The standard cases (see :data:`CASE_SHAPES`) plus the images at their own sizes.
 
     Crops are taken at seeded random places; an image smaller than a case is
-    first enlarged (Lanczos) to cover it. ``channels`` 1: their luma, for a grey model.
+    first enlarged (Lanczos) to cover it. ``channels`` 1: their luma, for a grey model;
+    ``z_context`` K: ``2K + 1`` noise draws of their luma (:func:`noised_pairs`).
     """
     rng = np.random.default_rng(seed)
     cases = []
     for h, w, batch in CASE_SHAPES:
         crops = [_crop(clean_hwc_u8[i % len(clean_hwc_u8)], h, w, rng) for i in range(batch)]
         name = f"{w}x{h} batch {batch}"
-        cases.append(ParityCase(name, noised_pairs(crops, noise, seed + len(cases), channels)))
-    full = noised_pairs(clean_hwc_u8, noise, seed + len(cases), channels)
+        pairs = noised_pairs(crops, noise, seed + len(cases), channels, z_context)
+        cases.append(ParityCase(name, pairs))
+    full = noised_pairs(clean_hwc_u8, noise, seed + len(cases), channels, z_context)
     cases.append(ParityCase(f"{len(full)} images at their own sizes", full))
     return cases
 
@@ -172,8 +187,10 @@ def calibration_batches(
     size: int = 128,
     seed: int = 0,
     channels: int = 3,
+    z_context: int = 0,
 ) -> list[np.ndarray]:
-    """Noisy float32 1×C×size×size crops for int8 calibration (C: ``channels``).
+    """Noisy float32 1×C×size×size crops for int8 calibration (C: ``channels``, or
+    ``2K + 1`` noise draws of the luma for a z-context model of ``z_context`` K).
 
     ``count`` seeded random crops from images spread evenly over the list
     (several per image when there are fewer images than crops), noised with
@@ -182,7 +199,7 @@ def calibration_batches(
     rng = np.random.default_rng(seed)
     picks = np.linspace(0, len(clean_hwc_u8), num=count, endpoint=False).astype(int)
     crops = [_crop(clean_hwc_u8[i], size, size, rng) for i in picks]
-    return [p[0][None] for p in noised_pairs(crops, noise, seed, channels)]
+    return [p[0][None] for p in noised_pairs(crops, noise, seed, channels, z_context)]
 
 
 def resized_crops(clean_hwc_u8: list[np.ndarray], h: int, w: int) -> list[np.ndarray]:

@@ -61,7 +61,8 @@ def export_onnx(
     """Export ``checkpoint`` to the single ONNX file ``out`` and return its path.
 
     The graph has input ``noisy`` and output ``denoised`` (float32 N×3×H×W in
-    [0, 1]) with dynamic N, H and W, is checked by ``onnx.checker`` (full
+    [0, 1]; N×C×H×W for a model of C channels, N×(2K+1)×H×W in and N×1×H×W out for
+    a z-context model) with dynamic N, H and W, is checked by ``onnx.checker`` (full
     check), and carries the metadata of :mod:`n2n_infer.metadata`. The file is
     written atomically. ``precision`` is ``fp32``, ``fp16`` (the network runs
     in float16 inside the graph, for GPUs) or ``int8`` (static quantization
@@ -125,24 +126,36 @@ def stated_facts(ckpt: Checkpoint) -> dict[str, str]:
     noise in words (:func:`noise_description`). ``scripts/upgrade_metadata.py``
     adds them to files exported before format 2.
 
+    A z-context model (``UNetConfig.z_context`` K > 0: ``2K + 1`` planes in, one
+    out) is written as format 3 (:data:`n2n_infer.metadata.Z_CONTEXT_FORMAT`): the
+    facts of format 2 with ``n2n.channels`` 1 (its planes and its output are grey) and
+    ``n2n.z_context`` K, so that a runtime that reads format 2 refuses it by its
+    version rather than running it wrong. Every other model stays format 2, readable
+    by those runtimes.
+
     Raises:
         ValueError: the network's input and output channel counts differ (the
-            contract has one count for both).
+            contract has one count for both), unless it is a z-context model.
     """
     config, summary = ckpt.config, ckpt.summary
-    if config.in_channels != config.out_channels:
+    if config.in_channels != config.out_channels and not config.z_context:
         raise ValueError(
             f"{config.in_channels} input and {config.out_channels} output channels: an n2n "
             "model gives back an image of its input's channels"
         )
-    return {
+    channels = config.out_channels
+    facts = {
         md.KEY_FORMAT_VERSION: str(md.FORMAT_VERSION),
         md.KEY_ARCHITECTURE: ARCHITECTURE,
-        md.KEY_CHANNELS: str(config.in_channels),
+        md.KEY_CHANNELS: str(channels),
         md.KEY_RECEPTIVE_RADIUS: str(config.receptive_radius),
-        md.KEY_GREY: md.GREY_NATIVE if config.in_channels == 1 else grey_handling(summary),
+        md.KEY_GREY: md.GREY_NATIVE if channels == 1 else grey_handling(summary),
         md.KEY_NOISE_DESCRIPTION: noise_description(str(summary.get("noise", ""))),
     }
+    if config.z_context:
+        facts[md.KEY_FORMAT_VERSION] = str(md.Z_CONTEXT_FORMAT)
+        facts[md.KEY_Z_CONTEXT] = str(config.z_context)
+    return facts
 
 
 def grey_handling(summary: dict[str, Any]) -> str:

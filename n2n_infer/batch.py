@@ -595,6 +595,13 @@ def convert_file(
     """
     if src.suffix.lower() not in UNSUPPORTED and stacks.is_stack(src):  # RAW files are TIFFs
         return _convert_stack(denoiser, src, dst, name, ref, tile, in_root, single)
+    k = getattr(denoiser, "z_context", 0)
+    if k:
+        raise ImageError(
+            f"{src}: a single 2-D image, but the model is a z-context model (plane z of a "
+            f"stack denoised from planes z-{k}..z+{k}): only TIFF stacks with a Z axis are "
+            "denoised with it"
+        )
     loaded = read_file(src)
     check_writable(dst, loaded, src)  # a 16-bit PNG named .jpg: refused before denoising
     clean = None if ref is None else _reference(ref, loaded.pixels)  # fails before any output
@@ -629,9 +636,10 @@ def _convert_stack(
 
     stack = stacks.denoise_stack_file(denoiser, src, dst, tile=tile, before_write=check)
     info = stack.info
+    how = "with z-context" if getattr(denoiser, "z_context", 0) else "plane by plane"
     notes = [
         f"{info.kind} of {info.planes} planes ({info.axes} {'×'.join(map(str, info.shape))}), "
-        "denoised plane by plane",
+        f"denoised {how}",
         *stack.notes,
     ]
     if ref is not None:

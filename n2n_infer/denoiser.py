@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from n2n_infer.tiling import (
     TileSpec,
     default_overlap,
     default_tile_size,
+    denoise_context_tiled,
     denoise_tiled,
     tile_count,
 )
@@ -117,7 +119,11 @@ class Denoiser:
             1-channel (grey) model runs grey images as they are and a colour
             image channel by channel (R, G and B each as a grey image: the noise
             of each channel is removed, but the colour model, which sees the
-            three together, does better on colour photos).
+            three together, does better on colour photos). A z-context model
+            (metadata format 3: plane z of a stack from planes z−K..z+K) denoises
+            stacks with a Z axis only (``denoise(volume, axes="ZYX")``, stack files;
+            see :meth:`denoise_planes`): 2-D images are refused, and ``"auto"``
+            runs it on onnxruntime without the engine probe.
         device: ``"auto"`` (CUDA when usable, else CPU: on a machine without
             an NVIDIA driver CUDA is not tried, which costs what ``"cpu"``
             costs and is said once at INFO; with a driver, a CUDA that cannot
@@ -253,6 +259,10 @@ class Denoiser:
         self.info = ModelInfo.from_props(read_metadata(self.engine.session, self.path), self.path)
         #: The model's channels: 3 (RGB) or 1 (a grey-native model).
         self.channels = self.info.channels
+        #: K of a z-context model (planes z−K..z+K of a stack in, plane z out), else 0.
+        self.z_context = self.info.z_context
+        #: The model input's channels: :attr:`channels`, or ``2K + 1`` planes.
+        self.in_channels = self.info.in_channels
         mode = grey_mode_for(grey, self.info.grey)
         self.grey = GREY_NATIVE if self.channels == 1 else mode
         #: With no model named and ``grey="auto"``: the bundled grey model's Denoiser,
@@ -267,7 +277,9 @@ class Denoiser:
         #: What ``auto`` chose among this CPU's engines, measured (see :mod:`n2n_infer.probe`);
         #: None when a device or providers were named, or when CUDA runs.
         self.engine_choice: EngineChoice | None = None
-        if kind == "auto" and providers is None and self.providers[0] == CPU:
+        # a z-context model runs on onnxruntime: the probe's other engines expect outputs of
+        # their input's shape
+        if kind == "auto" and providers is None and self.providers[0] == CPU and not self.z_context:
             self.engine, self.engine_choice = auto_engine(
                 self.engine, self.path, self.stride, config.intra_op_threads, self.channels
             )
@@ -305,7 +317,7 @@ class Denoiser:
         call = self.engine.run
         if self.ensemble > 1:
             call = partial(run_ensemble, call, n=self.ensemble)
-        if self.channels == 3:
+        if self.channels == 3 or self.z_context:
             return call, call
         return partial(_channel_by_channel, call), partial(_first_channel, call)
 
@@ -342,6 +354,7 @@ class Denoiser:
             "noise_description": self.info.noise_description,
             "architecture": self.info.architecture,
             "channels": self.info.channels,
+            "z_context": self.info.z_context,
             "receptive_radius": self.info.receptive_radius,
             "grey": self.info.grey,
             "config": self.info.config,
@@ -410,6 +423,8 @@ class Denoiser:
             from n2n_infer.stacks import denoise_axes
 
             return denoise_axes(self, image, axes, tile=tile)
+        if self.z_context:
+            self._refuse_images("image")
         checked = as_image(image, 0, layout, levels=self.levels)
         return self._denoise_chunk([checked], tile, on_tile)[0]
 
@@ -429,6 +444,8 @@ class Denoiser:
                 names its index.
             InferenceError: not enough memory to denoise them.
         """
+        if self.z_context:
+            self._refuse_images("images")
         if isinstance(images, np.ndarray):
             if images.ndim != 4:
                 raise ImageError(f"images: expected an N×H×W×C array, got shape {images.shape}")
@@ -453,6 +470,8 @@ class Denoiser:
             Exception: whatever the source iterator raises, likewise after the
                 results of the images already read.
         """
+        if self.z_context:
+            self._refuse_images("images")
         chunk: list[ImageArray] = []
         try:
             for i, img in enumerate(images):
@@ -467,12 +486,103 @@ class Denoiser:
         if chunk:
             yield from self._denoise_chunk(chunk, tile)
 
-    def denoise_nchw(self, noisy: np.ndarray) -> np.ndarray:
-        """Run the model on float32 N×C×H×W in [0, 1] (C: :attr:`channels`, 3 for RGB);
-        returns the raw output.
+    def _refuse_images(self, what: str) -> None:
+        """Raise the error a z-context model gives for 2-D images.
 
-        The output has the input's shape and is not clipped (this is what the
-        export parity check compares with torch); with ``ensemble > 1`` it is
+        Raises:
+            ImageError: always, naming ``what`` and the model.
+        """
+        k = self.z_context
+        raise ImageError(
+            f"{what}: a 2-D image, but {self.path.name} is a z-context model (it denoises "
+            f"plane z of a stack from planes z-{k}..z+{k}): give a stack with a Z axis, "
+            "e.g. denoise(volume, axes='ZYX'), or a TIFF stack to n2n-infer batch"
+        )
+
+    def denoise_planes(
+        self, contexts: Iterable[np.ndarray], tile: bool | None = None
+    ) -> Iterator[np.ndarray]:
+        """A z-context model on ``contexts``, lazily: each a float32 (2K+1)×H×W array of
+        the planes z−K..z+K in [0, 1]; yields each plane z denoised, float32 H×W in
+        [0, 1], in order. At most ``batch_size`` contexts are held at a time; a context
+        over ``max_untiled_pixels`` (or any, with ``tile=True``) is tiled, every tile
+        cutting its planes alike. :mod:`n2n_infer.stacks` feeds it (``denoise(array,
+        axes=...)``, stack files).
+
+        Raises:
+            ImageError: this model has no z-context, or a context is not float32
+                (2K+1)×H×W (its index is named).
+            InferenceError: the model failed or memory ran out.
+            Exception: whatever ``contexts`` raises, after the planes of the contexts
+                already read.
+        """
+        if not self.z_context:
+            raise ImageError(
+                f"{self.path.name} is not a z-context model: denoise its planes one by one "
+                "(denoise, denoise_iter)"
+            )
+        chunk: list[np.ndarray] = []
+        try:
+            for i, context in enumerate(contexts):
+                if (
+                    not isinstance(context, np.ndarray)
+                    or context.dtype != np.float32
+                    or context.ndim != 3
+                    or context.shape[0] != self.in_channels
+                ):
+                    raise ImageError(
+                        f"context {i}: expected float32 {self.in_channels}×H×W planes, got "
+                        f"{getattr(context, 'dtype', type(context).__name__)} "
+                        f"{getattr(context, 'shape', '')}"
+                    )
+                chunk.append(context)
+                if len(chunk) == self.batch_size:
+                    full, chunk = chunk, []
+                    yield from self._denoise_contexts(full, tile)
+        except Exception:
+            if chunk:
+                yield from self._denoise_contexts(chunk, tile)
+            raise
+        if chunk:
+            yield from self._denoise_contexts(chunk, tile)
+
+    def _denoise_contexts(self, contexts: list[np.ndarray], tile: bool | None) -> list[np.ndarray]:
+        """The output planes of ``contexts`` (same-sized untiled ones batched), in order."""
+        out: list[np.ndarray] = []
+        try:
+            i = 0
+            while i < len(contexts):
+                c, h, w = contexts[i].shape
+                if h * w > self.max_untiled_pixels if tile is None else tile:
+                    per_call = self._per_call(self.tiles.size, self.tiles.size, c)
+                    out.append(
+                        denoise_context_tiled(
+                            contexts[i], self.tiles, self.stride, per_call, self._run
+                        )
+                    )
+                    i += 1
+                    continue
+                shape, step = contexts[i].shape, self._per_call(h, w, c)
+                part = list(takewhile(partial(_same_shape, shape), contexts[i : i + step]))
+                padded, size = pad_to_multiple(np.stack(part), self.pad_multiple)
+                out += list(crop(self._run(padded), size)[:, 0])
+                i += len(part)
+        except MemoryError as exc:
+            h, w = contexts[0].shape[1:]
+            raise InferenceError(
+                f"not enough memory to denoise {len(contexts)} plane(s) of {h}×{w} pixels from "
+                f"{self.in_channels} planes each; try tile=True, a smaller tile_size, "
+                "batch_size or max_batch_pixels"
+            ) from exc
+        return out
+
+    def denoise_nchw(self, noisy: np.ndarray) -> np.ndarray:
+        """Run the model on float32 N×C×H×W in [0, 1] (C: :attr:`in_channels`: 3 for RGB,
+        1 for grey, 2K+1 planes for a z-context model); returns the raw output.
+
+        The output has the input's shape (a z-context model's: N×1×H×W) and is not
+        clipped (this is what the export parity check compares with torch); with
+        ``ensemble > 1`` it is
         the mean over the flips/rotations. Any H, W ≥ 1 is accepted: the
         batch is reflect-padded to the stride and cropped back; never tiled.
 
@@ -485,11 +595,11 @@ class Denoiser:
         if (
             not isinstance(noisy, np.ndarray)
             or noisy.ndim != 4
-            or noisy.shape[1] != self.channels
+            or noisy.shape[1] != self.in_channels
             or noisy.dtype != np.float32
         ):
             raise ImageError(
-                f"denoise_nchw expects float32 N×{self.channels}×H×W, got "
+                f"denoise_nchw expects float32 N×{self.in_channels}×H×W, got "
                 f"{getattr(noisy, 'dtype', type(noisy))} {getattr(noisy, 'shape', '')}"
             )
         run = self.engine.run
@@ -641,6 +751,10 @@ class Denoiser:
         extra += f", grey={self.grey!r}" if self.grey not in ("phases", GREY_NATIVE) else ""
         extra += f", levels={self.levels!r}" if self.levels != "auto" else ""
         return f"Denoiser({str(self.path)!r}, providers={self.providers}{extra})"
+
+
+def _same_shape(shape: tuple[int, ...], array: np.ndarray) -> bool:
+    return array.shape == shape
 
 
 def _channel_by_channel(call: Callable[[np.ndarray], np.ndarray], nchw: np.ndarray) -> np.ndarray:

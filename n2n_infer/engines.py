@@ -77,7 +77,13 @@ class OrtEngine:
     """An onnxruntime session as an :class:`Engine`: ``run`` calls ``session.run`` (or
     runs with I/O binding) directly, its settings bound once."""
 
-    def __init__(self, session: Any, path: Path, config: SessionConfig | None = None) -> None:
+    def __init__(
+        self,
+        session: Any,
+        path: Path,
+        config: SessionConfig | None = None,
+        out_channels: int | None = None,
+    ) -> None:
         config = config or SessionConfig()
         self.session = session
         self.providers: list[str] = list(session.get_providers())
@@ -85,7 +91,13 @@ class OrtEngine:
         self.io_binding = bool(binding)
         on_cuda = self.providers[0] == CUDA
         options = config.run_options(cuda_device_id(session) if on_cuda else None)
-        self.run = model_call(session, path.name, binding, device_id, options)
+        self.run = model_call(session, path.name, binding, device_id, options, out_channels)
+
+
+def output_channels(info: ModelInfo) -> int | None:
+    """The channels of the model's output where they differ from its input's (a z-context
+    model: one plane for its ``2K + 1``); ``None`` where the output has the input's shape."""
+    return info.channels if info.z_context else None
 
 
 def check_engine(engine: Engine, path: Path, stride: int, channels: int = 3) -> None:
@@ -149,14 +161,21 @@ def open_engine(
             session.get_providers(), requested, device, path, providers is not None
         )
         kind, option = parse_device(device)
+        info = ModelInfo.from_props(read_metadata(session, path), path)
         if kind == "openvino":
             from n2n_infer.ov_backend import OpenVINOEngine
 
+            if info.z_context:
+                raise ProviderError(
+                    f"device {device!r}: {path.name} is a z-context model ({info.in_channels} "
+                    "planes in, 1 out), which n2n's OpenVINO engine does not run (it expects an "
+                    "output of its input's shape); use device 'cpu' or 'auto' (onnxruntime)"
+                )
             engine = OpenVINOEngine(session, path, option or "f32", config.intra_op_threads)
         else:
-            engine = OrtEngine(session, path, config)
+            engine = OrtEngine(session, path, config, output_channels(info))
     info = ModelInfo.from_props(read_metadata(engine.session, path), path)
-    stride, channels = info.stride, info.channels
+    stride, channels = info.stride, info.in_channels
     try:
         check_engine(engine, path, stride, channels)
     except ModelLoadError as exc:
@@ -182,13 +201,15 @@ def _on_cpu(
 ) -> Engine:
     """An accelerator failed: a CPU engine (``auto``) or ``ProviderError(refusal)`` (a named
     device or providers), once the CPU has shown the model itself is sound: it loads, and
-    with ``shape`` (its stride and channels) it also passes the test run.
+    with ``shape`` (its stride and input channels) it also passes the test run.
 
     Raises:
         ModelLoadError: the CPU cannot load or run the model either.
         ProviderError: ``named``.
     """
-    cpu = OrtEngine(open_session(path, config, [CPU]), path, config)
+    session = open_session(path, config, [CPU])
+    info = ModelInfo.from_props(read_metadata(session, path), path)
+    cpu = OrtEngine(session, path, config, output_channels(info))
     if shape is not None:
         check_engine(cpu, path, *shape)
     if named:

@@ -21,10 +21,15 @@ from typing import Any
 
 from n2n_infer.errors import ModelLoadError
 
-#: The metadata format the exporter writes; this runtime reads 1 and 2.
+#: The metadata format the exporter writes for a plane-by-plane model; this runtime
+#: reads 1, 2 and 3.
 FORMAT_VERSION = 2
+#: The format of a z-context model: format 2 plus :data:`KEY_Z_CONTEXT`. The exporter
+#: writes it only for those models, so that runtimes that read format 2 still read every
+#: other model, and refuse (by its version) one they would run wrong.
+Z_CONTEXT_FORMAT = 3
 #: The metadata format versions this runtime understands.
-SUPPORTED_FORMATS = (1, 2)
+SUPPORTED_FORMATS = (1, 2, 3)
 
 KEY_FORMAT_VERSION = "n2n.format_version"
 KEY_STRIDE = "n2n.stride"
@@ -53,6 +58,13 @@ KEY_GREY = "n2n.grey"
 KEY_NOISE_DESCRIPTION = "n2n.noise_description"
 #: The facts a format-2 file must state (its noise description may be missing or empty).
 FORMAT2_REQUIRED = (KEY_ARCHITECTURE, KEY_CHANNELS, KEY_RECEPTIVE_RADIUS, KEY_GREY)
+# Format 3: a z-context model.
+#: K: the model takes planes z−K..z+K of a stack's Z axis (``2K + 1`` channels of grey
+#: planes) and gives plane z (one channel). Stated by format 3 files only (1 to
+#: :data:`MAX_Z_CONTEXT`); ``n2n.channels`` is then 1, the channels of its output.
+KEY_Z_CONTEXT = "n2n.z_context"
+#: The largest z-context a model may state.
+MAX_Z_CONTEXT = 4
 
 INPUT_NAME = "noisy"
 OUTPUT_NAME = "denoised"
@@ -107,6 +119,14 @@ class ModelInfo:
     receptive_radius: int = FALLBACK_RADIUS
     grey: str = "phases"
     noise_description: str = ""
+    #: K of a z-context model (format 3): planes z−K..z+K in, plane z out; 0 for others.
+    z_context: int = 0
+
+    @property
+    def in_channels(self) -> int:
+        """The model input's channels: :attr:`channels`, or ``2K + 1`` planes for a
+        z-context model."""
+        return 2 * self.z_context + 1 if self.z_context else self.channels
 
     @classmethod
     def from_props(cls, props: dict[str, str], path: Path) -> ModelInfo:
@@ -142,6 +162,7 @@ class ModelInfo:
             facts = _format1_facts(config, noise, training, path)
         else:
             facts = _stated_facts(props, path)
+            facts["z_context"] = _z_context(props, version, facts["channels"], path)
         return cls(
             path=path,
             format_version=version,
@@ -202,6 +223,39 @@ def _stated_facts(props: dict[str, str], path: Path) -> dict[str, Any]:
         "grey": grey,
         "noise_description": props.get(KEY_NOISE_DESCRIPTION, ""),
     }
+
+
+def _z_context(props: dict[str, str], version: int, channels: int, path: Path) -> int:
+    """The z-context a format-3 file states (format 2 states none).
+
+    Raises:
+        ModelLoadError: format 3 without :data:`KEY_Z_CONTEXT`, a value outside 1 to
+            :data:`MAX_Z_CONTEXT`, or more than one channel; the key in a format-2 file.
+    """
+    if version < Z_CONTEXT_FORMAT:
+        if KEY_Z_CONTEXT in props:
+            raise ModelLoadError(
+                f"{path}: metadata {KEY_Z_CONTEXT} in a format-{version} file: a z-context "
+                f"model is format {Z_CONTEXT_FORMAT}; re-export it with n2n-export"
+            )
+        return 0
+    if KEY_Z_CONTEXT not in props:
+        raise ModelLoadError(
+            f"{path}: metadata format {version} needs {KEY_Z_CONTEXT!r}, which is missing; "
+            "re-export the model with n2n-export"
+        )
+    k = _int(props, KEY_Z_CONTEXT, path)
+    if not 1 <= k <= MAX_Z_CONTEXT:
+        raise ModelLoadError(
+            f"{path}: metadata {KEY_Z_CONTEXT}={k}: expected 1 to {MAX_Z_CONTEXT} planes on "
+            "each side"
+        )
+    if channels != 1:
+        raise ModelLoadError(
+            f"{path}: metadata {KEY_Z_CONTEXT}={k} with {KEY_CHANNELS}={channels}: z-context "
+            "models take grey planes (1 channel)"
+        )
+    return k
 
 
 def _int(props: dict[str, str], key: str, path: Path) -> int:
@@ -371,6 +425,15 @@ def card(info: ModelInfo) -> list[tuple[str, str]]:
     if info.noise_description:
         images += f" with {info.noise_description}"
     lines.append(("for", _cut(images, 120)))
+    if info.z_context:
+        k = info.z_context
+        lines.append(
+            (
+                "z-context",
+                f"{k}: plane z of a stack denoised from planes z-{k}..z+{k} "
+                f"({2 * k + 1} channels in, 1 out; stacks with a Z axis only)",
+            )
+        )
     lines.append(("architecture", _architecture(info.architecture, cfg)))
     lines.append(
         (

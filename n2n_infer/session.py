@@ -294,10 +294,13 @@ def model_call(
     binding_device: str = "",
     device_id: int = 0,
     run_options: ort.RunOptions | None = None,
+    out_channels: int | None = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """:func:`run_model` with its settings bound once: a function of the N×3×H×W batch
     alone, which calls ``session.run`` directly (one frame on the way to the engine).
-    ``name`` (the model file's name), when given, starts every error message."""
+    ``name`` (the model file's name), when given, starts every error message.
+    ``out_channels``: the output's channels when they differ from the input's (a
+    z-context model: ``2K + 1`` planes in, 1 out); ``None``: the input's shape."""
     options = run_options or _QUIET_RUN
     prefix = f"{name}: " if name else ""
     names, feed_name = [OUTPUT_NAME], INPUT_NAME
@@ -315,7 +318,21 @@ def model_call(
             raise InferenceError(f"{prefix}{_failure(exc, noisy.shape)}") from exc
         return out
 
-    return call
+    def call_to_planes(noisy: np.ndarray) -> np.ndarray:
+        n, _, h, w = noisy.shape
+        try:
+            if binding_device:
+                out = _run_bound(session, noisy, binding_device, device_id, options)
+            else:
+                out = session.run(names, {feed_name: noisy}, options)[0]
+            check_output(out, (n, out_channels, h, w), noisy.shape)
+        except InferenceError as exc:
+            raise InferenceError(f"{prefix}{exc}") from exc
+        except Exception as exc:  # onnxruntime's own types, and MemoryError from its allocator
+            raise InferenceError(f"{prefix}{_failure(exc, noisy.shape)}") from exc
+        return out
+
+    return call if out_channels is None else call_to_planes
 
 
 def _failure(exc: BaseException, shape: tuple[int, ...]) -> str:
@@ -330,14 +347,21 @@ def _failure(exc: BaseException, shape: tuple[int, ...]) -> str:
     return f"onnxruntime failed on a {'×'.join(map(str, shape))} batch: {first_line(exc)}{hint}"
 
 
-def check_output(out: Any, shape: tuple[int, ...]) -> None:
-    """Raise :class:`InferenceError` unless ``out`` is finite float32 of ``shape``."""
-    want = "×".join(map(str, shape))
+def check_output(
+    out: Any, shape: tuple[int, ...], input_shape: tuple[int, ...] | None = None
+) -> None:
+    """Raise :class:`InferenceError` unless ``out`` is finite float32 of ``shape`` (the
+    input's shape, or with ``input_shape`` given, the output expected for that input:
+    a z-context model's one plane for its ``2K + 1``)."""
+    want = "×".join(map(str, input_shape or shape))
     if not isinstance(out, np.ndarray) or out.shape != shape:
         found = "×".join(map(str, getattr(out, "shape", ()))) or type(out).__name__
-        raise InferenceError(
-            f"the model returned {found} for a {want} input (expected the input's shape)"
+        expected = (
+            "the input's shape"
+            if input_shape is None
+            else f"{'×'.join(map(str, shape))}: one plane for the input's planes"
         )
+        raise InferenceError(f"the model returned {found} for a {want} input (expected {expected})")
     if out.dtype != np.float32:
         raise InferenceError(f"the model returned {out.dtype} for a {want} input, not float32")
     if out.size and not (np.isfinite(out.min()) and np.isfinite(out.max())):

@@ -45,6 +45,15 @@ Planes stream from the input through the model into the output
 the runtime, plus the Denoiser's batch of planes. The file is written
 atomically (:func:`n2n_infer.files.write_atomic`).
 
+Z-context. A z-context model (``Denoiser.z_context`` K > 0) denoises plane z from
+the planes z−K..z+K of its Z run (:func:`context_indices`: mirrored at the ends as
+``numpy.pad(mode="reflect")``), through :meth:`~n2n_infer.Denoiser.denoise_planes`.
+Only stacks with a Z axis and grey planes are denoised with it. The planes still
+stream: each is read once, when a context first needs it, and dropped when the last
+context of its run has used it, so at most 2K+1 planes of each open Z run are held
+(one run, or one per channel when C lies inside Z as in ImageJ hyperstacks), plus
+the Denoiser's batch of contexts.
+
 :func:`denoise_stack_file` is what ``n2n-infer batch`` runs on a stack
 (:func:`n2n_infer.batch.convert_file`, when :func:`is_stack`); :func:`denoise_axes`
 denoises an array in memory whose axes are named (``"ZCYX"``) by the same rules.
@@ -70,7 +79,7 @@ import numpy as np
 import tifffile
 
 from n2n_infer import tiff16
-from n2n_infer.arrays import DIM_16BIT_MAX, MAX_PIXELS, finite_range
+from n2n_infer.arrays import DIM_16BIT_MAX, MAX_PIXELS, finite_range, from_unit, to_unit
 from n2n_infer.errors import ImageError
 from n2n_infer.files import write_atomic
 
@@ -82,6 +91,7 @@ __all__ = [
     "MAX_PAGES",
     "StackInfo",
     "StackResult",
+    "context_indices",
     "denoise_axes",
     "denoise_stack_file",
     "is_stack",
@@ -167,6 +177,35 @@ class StackResult:
         return self.info.size_hw
 
 
+# --- z-context: the neighbours of a plane ---------------------------------------------
+
+
+def context_indices(z: int, depth: int, k: int, what: str = "stack") -> list[int]:
+    """The planes a z-context model of ``k`` reads for plane ``z`` of a Z axis of ``depth``
+    planes: ``z - k .. z + k``, mirrored at the ends as ``numpy.pad(mode="reflect")``
+    mirrors (without repeating the end plane: ``-1`` is plane 1, ``depth`` is plane
+    ``depth - 2``). The one rule of training and the runtime.
+
+    >>> context_indices(0, 5, 2)
+    [2, 1, 0, 1, 2]
+
+    Raises:
+        ImageError: a Z axis shorter than ``k + 1`` planes (it cannot be mirrored), or
+            ``z`` outside it; the message names ``what`` (a file, an argument).
+    """
+    if k < 0:
+        raise ImageError(f"{what}: z-context must be 0 or more, got {k}")
+    if depth < k + 1:
+        raise ImageError(
+            f"{what}: a Z axis of {depth} plane(s), too short for a z-context model of K={k} "
+            f"(planes z-{k}..z+{k}, mirrored at the ends): it needs at least {k + 1} planes"
+        )
+    if not 0 <= z < depth:
+        raise ImageError(f"{what}: plane {z} is outside the Z axis of {depth} planes")
+    last = depth - 1
+    return [abs(i) if i < 0 else 2 * last - i if i > last else i for i in range(z - k, z + k + 1)]
+
+
 # --- arrays in memory ------------------------------------------------------------------
 
 
@@ -196,6 +235,8 @@ def denoise_axes(
             (``image N``: the N-th plane in C order of the other axes).
     """
     axes = _check_axes(array, axes)
+    if getattr(denoiser, "z_context", 0):
+        return _denoise_axes_z(denoiser, array, axes, tile)
     src = [axes.index("Y"), axes.index("X")] + ([array.ndim - 1] if axes.endswith("S") else [])
     dst = list(range(-len(src), 0))
     view = np.moveaxis(array, src, dst)  # the other axes first, in their order: no copy
@@ -218,6 +259,117 @@ def denoise_axes(
     for idx, result in zip(np.ndindex(lead_shape), results, strict=True):
         out_view[idx] = result[..., None] if grey_s else result
     return out
+
+
+def _denoise_axes_z(
+    denoiser: Denoiser, array: np.ndarray, axes: str, tile: bool | None
+) -> np.ndarray:
+    """:func:`denoise_axes` for a z-context model: each plane from its Z neighbours."""
+    if array.ndim and axes.endswith("S") and array.shape[-1] != 1:
+        raise ImageError(
+            f"image: axes {axes!r} with {array.shape[-1]} samples: {denoiser.path.name} is a "
+            "z-context model of grey planes"
+        )
+    lead = [a for a in axes if a not in "YXS"]
+    _check_z_axis(denoiser, "".join(lead), "image", f"axes {axes!r}")
+    src = [axes.index("Y"), axes.index("X")] + ([array.ndim - 1] if axes.endswith("S") else [])
+    view = np.moveaxis(array, src, list(range(-len(src), 0)))
+    if axes.endswith("S"):
+        view = view[..., 0]
+    out = np.empty(array.shape, array.dtype)
+    out_view = np.moveaxis(out, src, list(range(-len(src), 0)))
+    if axes.endswith("S"):
+        out_view = out_view[..., 0]
+    lead_shape = view.shape[: len(lead)]
+    if math.prod(lead_shape) == 0:
+        return out
+    channel = lead.index("C") if "C" in lead else None
+    positions = list(np.ndindex(lead_shape))
+
+    def channel_of(i: int) -> int:
+        return 0 if channel is None else positions[i][channel]
+
+    def planes() -> Iterator[tuple[np.ndarray, int]]:
+        for i, idx in enumerate(positions):
+            yield view[idx], channel_of(i)
+
+    levels = _levels(denoiser, array.dtype, planes, "image")
+    results = _denoised_z(
+        denoiser,
+        lambda i: view[positions[i]],
+        lead_shape,
+        lead.index("Z"),
+        channel_of,
+        levels,
+        tile,
+        "image",
+    )
+    for idx, result in zip(positions, results, strict=True):
+        out_view[idx] = result
+    return out
+
+
+def _check_z_axis(denoiser: Denoiser, lead: str, what: str, axes: str) -> None:
+    """Refuse planes without a Z axis for a z-context model.
+
+    Raises:
+        ImageError: naming ``what`` (the file or ``image``) and its ``axes``.
+    """
+    if "Z" not in lead:
+        k = denoiser.z_context
+        raise ImageError(
+            f"{what}: {axes} have no Z axis, but {denoiser.path.name} is a z-context model "
+            f"(it denoises plane z from planes z-{k}..z+{k}): give a stack with a Z axis, or "
+            "denoise plane by plane with another model"
+        )
+
+
+def _denoised_z(
+    denoiser: Denoiser,
+    read: Callable[[int], np.ndarray],
+    lead_shape: tuple[int, ...],
+    z_axis: int,
+    channel_of: Callable[[int], int],
+    levels: dict[int, Levels] | None,
+    tile: bool | None,
+    what: str,
+) -> Iterator[np.ndarray]:
+    """The planes (in C order of ``lead_shape``, as ``read(i)`` gives plane ``i``), each
+    denoised from its context along the axis ``z_axis``
+    (:func:`context_indices`), in their dtype, mapped as :func:`_denoised` maps them.
+
+    Streams: a plane is read once, when a context first needs it, and dropped when no
+    later plane of its Z run needs it, so at most ``2K + 1`` planes of each Z run being
+    denoised are held (one run at a time when Z is the innermost of the other axes;
+    one per channel of an ImageJ hyperstack, whose C runs inside Z), plus the
+    Denoiser's batch of contexts.
+
+    Raises:
+        ImageError: a Z axis shorter than ``K + 1`` planes (naming ``what``).
+    """
+    k, depth = denoiser.z_context, lead_shape[z_axis]
+    context_indices(0, depth, k, what)  # a short Z axis is refused before any work
+    inner = math.prod(lead_shape[z_axis + 1 :])
+    held: dict[int, np.ndarray] = {}
+    dtypes: dict[int, np.dtype] = {}
+
+    def unit(i: int) -> np.ndarray:
+        if i not in held:
+            plane = read(i)
+            dtypes[i] = plane.dtype
+            held[i] = to_unit(plane, None if levels is None else levels[channel_of(i)])
+        return held[i]
+
+    def contexts() -> Iterator[np.ndarray]:
+        for i in range(math.prod(lead_shape)):
+            z = (i // inner) % depth
+            yield np.stack([unit(i + (j - z) * inner) for j in context_indices(z, depth, k, what)])
+            gone = range(max(z - k, 0), depth if z == depth - 1 else max(z - k + 1, 0))
+            for j in gone:  # no later plane of this run reads them
+                held.pop(i + (j - z) * inner, None)
+
+    for i, result in enumerate(denoiser.denoise_planes(contexts(), tile=tile)):
+        yield from_unit(result, dtypes.pop(i), None if levels is None else levels[channel_of(i)])
 
 
 def _check_axes(array: Any, axes: Any) -> str:
@@ -476,14 +628,41 @@ def denoise_stack_file(
             f"{src}: a TIFF stack is written as a TIFF, not {dst.suffix or 'without a suffix'}: "
             f"name the output {dst.with_suffix('.tif').name}"
         )
+    k = getattr(denoiser, "z_context", 0)
     with _open(src) as stack:
         info = stack.info
+        lead = info.axes[: len(stack.lead_shape)]
+        if k:
+            _check_z_axis(denoiser, lead, str(src), f"its axes {info.axes}")
+            if info.samples != 1:
+                raise ImageError(
+                    f"{src}: {info.kind} of {info.samples} samples per pixel, but "
+                    f"{denoiser.path.name} is a z-context model of grey planes"
+                )
+            context_indices(0, info.shape[lead.index("Z")], k, str(src))
         levels = _levels(denoiser, info.dtype, stack.planes, str(src))
         if before_write is not None:
             before_write()
-        results = _denoised(denoiser, stack.planes(), levels, tile)
+        if k:
+            results = _denoised_z(
+                denoiser,
+                stack.plane,
+                tuple(stack.lead_shape),
+                lead.index("Z"),
+                stack.channel,
+                levels,
+                tile,
+                str(src),
+            )
+        else:
+            results = _denoised(denoiser, stack.planes(), levels, tile)
         write_atomic(dst, lambda f: stack.write(f, results))
         notes = [*stack.notes, *_level_notes(levels)]
+        if k:
+            notes.append(
+                f"z-context model: each plane denoised from planes z-{k}..z+{k} along Z "
+                "(mirrored at the ends)"
+            )
     log.info("%s: %s of %d planes denoised into %s", src, info.kind, info.planes, dst)
     return StackResult(info, tuple(dict.fromkeys(notes)))
 

@@ -198,3 +198,38 @@ def denoise_tiled(
         flush()
     for job in open_jobs:
         yield job.out
+
+
+def denoise_context_tiled(
+    context: np.ndarray,
+    spec: TileSpec,
+    stride: int,
+    batch_size: int,
+    run: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """A z-context model's float32 H×W output for one float32 C×H×W context (its ``C``
+    planes in [0, 1]), tile by tile: each tile cuts all ``C`` planes at one place, the
+    model gives one plane for it, and the tiles are blended with the weights of
+    :func:`denoise_tiled` (so tiled and untiled outputs agree as they do there). ``run``
+    maps float32 N×C×h×w to N×1×h×w."""
+    _, h, w = context.shape
+    hp, wp = -(-h // stride) * stride, -(-w // stride) * stride
+    th, tw = min(spec.size, hp), min(spec.size, wp)
+    ys, xs = tile_starts(hp, spec.size, spec.overlap), tile_starts(wp, spec.size, spec.overlap)
+    wy, wx = (
+        axis_weights(ys, spec.size, hp, spec.overlap),
+        axis_weights(xs, spec.size, wp, spec.overlap),
+    )
+    out = np.zeros((hp, wp), np.float32)
+    places = [(ty, tx) for ty in range(len(ys)) for tx in range(len(xs))]
+    for start in range(0, len(places), batch_size):
+        part = places[start : start + batch_size]
+        tiles = []
+        for ty, tx in part:
+            cut = context[:, ys[ty] : ys[ty] + th, xs[tx] : xs[tx] + tw]
+            tiles.append(pad_bottom_right(cut, th - cut.shape[1], tw - cut.shape[2]))
+        for (ty, tx), plane in zip(part, run(np.stack(tiles)), strict=True):
+            weighted = plane[0] * wy[ty][:, None]
+            weighted *= wx[tx]
+            out[ys[ty] : ys[ty] + th, xs[tx] : xs[tx] + tw] += weighted
+    return out[:h, :w]

@@ -27,7 +27,7 @@ from typing import IO, Any
 import torch
 
 from n2n_infer.files import write_atomic
-from n2n_train.config import ConfigError, UNetConfig
+from n2n_train.config import ConfigError, UNetConfig, with_z_context
 from n2n_train.unet import UNet
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,42 @@ def with_channels(ckpt: Checkpoint, channels: int) -> Checkpoint:
         state["head.bias"] = b_head.mean(dim=0, keepdim=True).expand(3).contiguous()
     config = dataclasses.replace(cfg, in_channels=channels, out_channels=channels)
     return Checkpoint(config, state, dict(ckpt.summary))
+
+
+def widened_to_context(ckpt: Checkpoint, k: int) -> Checkpoint:
+    """A grey (1-channel) ``ckpt`` as a z-context model of ``k`` (``2k + 1`` planes in,
+    one out) that computes on a context exactly what ``ckpt`` computes on its centre
+    plane: the first convolution's weights go to the centre channel (``k``), zeros to
+    the others; every other weight is kept. A colour checkpoint is first made grey
+    (:func:`with_channels`). The starting point of ``n2n-train fit --z-context K
+    --init grey``.
+
+    Raises:
+        CheckpointError: ``k`` outside 1..4, a checkpoint that already has a z-context
+            (of another K), or weights that are not a UNet's.
+    """
+    cfg = ckpt.config
+    if cfg.z_context == k:
+        return ckpt
+    if cfg.z_context:
+        raise CheckpointError(
+            f"--init: the checkpoint has a z-context of {cfg.z_context}, not {k}; start from "
+            "a grey model or a z-context checkpoint of the same K"
+        )
+    grey = with_channels(ckpt, 1)
+    try:
+        config = with_z_context(grey.config, k)
+    except ValueError as exc:
+        raise CheckpointError(f"--z-context {k}: {exc}") from exc
+    state = dict(grey.state_dict)
+    first = next((n for n in state if n.startswith("down.0.") and n.endswith(".weight")), None)
+    if first is None or state[first].ndim != 4:
+        raise CheckpointError("--init: not a UNet's weights (no first convolution)")
+    w = state[first]
+    wide = torch.zeros(w.shape[0], config.in_channels, *w.shape[2:], dtype=w.dtype)
+    wide[:, k : k + 1] = w
+    state[first] = wide
+    return Checkpoint(config, state, dict(grey.summary))
 
 
 def save_checkpoint(

@@ -250,6 +250,17 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
     "from its weights converted (n2n_train.checkpoint.with_channels).",
 )
 @click.option(
+    "--z-context",
+    type=click.IntRange(0, 4),
+    default=0,
+    show_default=True,
+    metavar="K",
+    help="For --pairs and --bursts of grey TIFF stacks with a Z axis: a z-context model "
+    "that denoises plane z from planes z-K..z+K (2K+1 input channels, mirrored at the "
+    "ends); 0 = plane by plane. --init of a grey model starts from its weights on the "
+    "centre plane.",
+)
+@click.option(
     "--grey-fraction",
     type=FiniteFloat(0.0, 1.0),
     default=0.0,

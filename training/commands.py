@@ -26,9 +26,10 @@ from n2n_train.checkpoint import (
     CheckpointError,
     find_checkpoint,
     load_checkpoint,
+    widened_to_context,
     with_channels,
 )
-from n2n_train.config import PRESETS, ConfigError, TrainConfig, UNetConfig
+from n2n_train.config import PRESETS, ConfigError, TrainConfig, UNetConfig, with_z_context
 from n2n_train.data import (
     CoursePairs,
     DataError,
@@ -206,6 +207,7 @@ def load_data(
             clean_targets=clean,
             channels=channels,
             burst_axis=str(opts.get("burst_axis") or "T").upper(),
+            z_context=z_context(opts),
         )
     gen = torch.Generator().manual_seed(cfg.seed)
     clean_targets = cfg.target == "clean"
@@ -256,6 +258,47 @@ def load_data(
     return data, info
 
 
+def z_context(opts: dict[str, Any]) -> int:
+    """K of the ``fit`` options (``--z-context``; 0 without it)."""
+    return int(opts.get("z_context") or 0)
+
+
+def check_z_context(opts: dict[str, Any]) -> None:
+    """Refuse ``fit`` options that a z-context model (``--z-context K``) cannot train with.
+
+    Raises:
+        click.UsageError: naming the option that does not fit.
+    """
+    k = z_context(opts)
+    if not k:
+        return
+    flag = f"--z-context {k}"
+    mode = own_source(opts)
+    if mode not in ("pairs", "bursts"):
+        given = f"--{mode}" if mode else "--photos" if opts.get("photos") else "--course"
+        why = (
+            "its Neighbor2Neighbor sub-images of one plane have no neighbouring planes"
+            if mode == "singles"
+            else "photos and course pairs are single images without neighbouring planes"
+        )
+        raise click.UsageError(
+            f"{flag} needs --pairs or --bursts of TIFF stacks with a Z axis, not {given}: {why}"
+        )
+    if str(opts.get("burst_axis") or "T").upper() == "Z":
+        raise click.UsageError(
+            f"{flag} reads the neighbouring planes along Z: --burst-axis Z would make them the "
+            "repeats; z-context bursts hold their repeats along T"
+        )
+    if opts.get("channels") == "3":
+        raise click.UsageError(f"{flag} trains a grey model (one plane out): not --channels 3")
+    if opts.get("swap") or opts.get("study"):
+        raise click.UsageError(
+            f"{flag}: --swap{' (part of --study)' if opts.get('study') else ''} does not apply: "
+            "the input is 2K+1 planes and the target one, and the two captures already take "
+            "the input and target roles at random"
+        )
+
+
 def check_fit_sources(opts: dict[str, Any]) -> None:
     """Refuse ``fit`` options that do not name exactly one data source, or that do not fit it.
 
@@ -297,6 +340,7 @@ def check_fit_sources(opts: dict[str, Any]) -> None:
             "--singles trains on one image's two sub-images: --swap, --blur-prob and --study "
             "do not apply (--dihedral does)"
         )
+    check_z_context(opts)
 
 
 def data_folders(opts: dict[str, Any]) -> list[tuple[str, Path]]:
@@ -447,6 +491,9 @@ def _fit_rank(out_dir: Path, opts: dict[str, Any], dist: Dist) -> int:
         device = rank_device(opts["device"], dist)
         check_run_folder(out_dir, bool(opts["resume"]), bool(opts.get("overwrite")))
         init, opts = _load_init(opts)
+        if init is not None and init.config.z_context and not z_context(opts):
+            opts = dict(opts, z_context=init.config.z_context)  # the checkpoint's shape
+            check_z_context(opts)
         ucfg = init.config if init is not None and not shape_given(opts) else model_config(opts)
         cfg = train_config(opts, course=opts["course"] is not None)
         if opts["course"] is None and cfg.patch_size % ucfg.stride:
@@ -458,9 +505,17 @@ def _fit_rank(out_dir: Path, opts: dict[str, Any], dist: Dist) -> int:
             opts = dict(opts, channels=str(init.config.in_channels))  # grey photos for a grey init
         data, info = load_data(opts, cfg)
         channels = _model_channels(opts, init, data)
-        if channels != ucfg.in_channels:
-            ucfg = dataclasses.replace(ucfg, in_channels=channels, out_channels=channels)
-        if init is not None and init.config.in_channels != channels:
+        k = z_context(opts)
+        if k:
+            ucfg = with_z_context(ucfg, k)
+            if init is not None and init.config.z_context != k:
+                log.info("--init: weights widened to a z-context of %d (centre plane)", k)
+                init = widened_to_context(init, k)
+        elif channels != ucfg.in_channels or ucfg.z_context:
+            ucfg = dataclasses.replace(
+                ucfg, in_channels=channels, out_channels=channels, z_context=0
+            )
+        if not k and init is not None and init.config.in_channels != channels:
             was = init.config.in_channels
             log.info("--init: %d-channel weights converted to %d", was, channels)
             init = with_channels(init, channels)
@@ -531,7 +586,7 @@ def closing_line(out_dir: Path, summary: dict[str, Any], opts: dict[str, Any]) -
         cmd += ["--val-data", str(opts["course_val"])]
     elif opts.get("photos"):
         cmd += ["--images", str(opts["photos"])]
-    elif opts.get("pairs") or opts.get("singles"):
+    elif (opts.get("pairs") or opts.get("singles")) and not z_context(opts):
         cmd += ["--images", str(opts["pairs"][0] if opts.get("pairs") else opts["singles"])]
     return f"{line}; next: {shlex.join(cmd)}"
 
@@ -552,6 +607,13 @@ def run_eval_command(
     check_device(device)
     try:
         ckpt = load_checkpoint(checkpoint)
+        if ckpt.config.z_context:
+            raise DataError(
+                f"{checkpoint} is a z-context model (K={ckpt.config.z_context}: planes "
+                f"z-{ckpt.config.z_context}..z+{ckpt.config.z_context} of a stack in, one "
+                "plane out): n2n-train eval scores photos and course pairs, single images "
+                "without neighbouring planes; its validation loss is in the run's metrics"
+            )
         if data.is_dir():
             spec = noise or ckpt.summary.get("noise") or ""
             if spec.startswith("own noise") or spec == "course":

@@ -17,6 +17,9 @@ from n2n_infer.errors import N2NError
 
 _T = TypeVar("_T", bound="_Versioned")
 
+#: The largest z-context (planes z−K..z+K on each side) a model may take.
+MAX_Z_CONTEXT = 4
+
 
 class ConfigError(N2NError, ValueError):
     """A config dict has unknown keys, a newer version or invalid values."""
@@ -77,6 +80,14 @@ class UNetConfig(_Versioned):
     Version 2 added ``residual``: the network predicts the noise and the output
     is ``input + head(...)`` (residual learning, as in DnCNN), which trains
     faster; version-1 dicts load with ``residual=False``, their own network.
+
+    Version 3 added ``z_context`` (K, 0 to :data:`MAX_Z_CONTEXT`): a z-context
+    model takes the planes z−K..z+K of a stack as ``2K + 1`` input channels and
+    gives the centre plane denoised (``in_channels`` 2K + 1, ``out_channels``
+    1; with ``residual`` the centre input plane, channel K, is added to the
+    head). Dicts without the key load with 0, today's plane-by-plane network,
+    and a config of K 0 is written as version 2 without the key
+    (:meth:`to_dict`), so that code from before version 3 still reads it.
     """
 
     features: tuple[int, ...] = (16, 32, 64)
@@ -89,8 +100,9 @@ class UNetConfig(_Versioned):
     batch_norm: bool = False
     dropout: float = 0.0
     residual: bool = False
+    z_context: int = 0
 
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
 
     def __post_init__(self) -> None:
         self._check_finite()
@@ -105,11 +117,39 @@ class UNetConfig(_Versioned):
         _check_choice("activation", self.activation, ("relu", "leaky_relu"))
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.residual and self.in_channels != self.out_channels:
+        if not (
+            isinstance(self.z_context, int)
+            and not isinstance(self.z_context, bool)
+            and 0 <= self.z_context <= MAX_Z_CONTEXT
+        ):
+            raise ValueError(f"z_context must be 0 to {MAX_Z_CONTEXT}, got {self.z_context!r}")
+        if self.z_context:
+            planes = 2 * self.z_context + 1
+            if (self.in_channels, self.out_channels) != (planes, 1):
+                raise ValueError(
+                    f"z_context {self.z_context} needs in_channels {planes} (planes "
+                    f"z-{self.z_context}..z+{self.z_context}) and out_channels 1, got "
+                    f"{self.in_channels} and {self.out_channels}"
+                )
+        elif self.residual and self.in_channels != self.out_channels:
             raise ValueError(
                 "residual needs in_channels == out_channels, got "
                 f"{self.in_channels} and {self.out_channels}"
             )
+
+    def to_dict(self) -> dict[str, Any]:
+        """As :meth:`_Versioned.to_dict`; a config without z-context (``z_context`` 0) is
+        written as version 2, without the key, exactly as before version 3."""
+        out = super().to_dict()
+        if not self.z_context:
+            del out["z_context"]
+            out["version"] = 2
+        return out
+
+    @property
+    def planes(self) -> int:
+        """Planes of a stack one output plane is computed from: ``2 * z_context + 1``."""
+        return 2 * self.z_context + 1
 
     @property
     def levels(self) -> int:
@@ -242,6 +282,18 @@ class TrainConfig(_Versioned):
             raise ValueError(f"init must be a sha256 in hex or empty, got {self.init!r}")
         if self.target == "clean" and self.swap:
             raise ValueError("swap needs noisy targets: Noise2Clean keeps clean targets")
+
+
+def with_z_context(config: UNetConfig, k: int) -> UNetConfig:
+    """``config`` as a z-context model of ``k`` (``2k + 1`` grey planes in, one out); ``k``
+    0 gives a grey (1-channel) model of the same shape.
+
+    Raises:
+        ValueError: ``k`` outside 0..:data:`MAX_Z_CONTEXT`.
+    """
+    if k == 0:
+        return dataclasses.replace(config, in_channels=1, out_channels=1, z_context=0)
+    return dataclasses.replace(config, in_channels=2 * k + 1, out_channels=1, z_context=k)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

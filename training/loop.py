@@ -207,6 +207,11 @@ def fit(
         DesyncError: ranks whose weights differ (``check_sync``).
     """
     out_dir = Path(out_dir)
+    if getattr(data, "z_context", 0) and cfg.swap:
+        raise ConfigError(
+            "swap: a z-context input (2K+1 planes) cannot change places with its one-plane "
+            "target; its two captures already take the roles at random"
+        )
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.batch_size < dist.world:

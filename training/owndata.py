@@ -27,6 +27,13 @@ as separate grey planes, an ``S`` axis of three samples as colour planes:
   metadata (a plain multi-page TIFF) holds them along its pages.
 - ``singles``: every plane of a stack is one single noisy image.
 
+With ``z_context`` K (``n2n-train fit --z-context K``; ``pairs`` and ``bursts`` of grey
+stacks with a Z axis only), every frame of a scene is a plane's context: the planes
+z−K..z+K of its Z run (:func:`n2n_infer.stacks.context_indices`, the runtime's rule),
+a ``2K + 1``×H×W tensor (a view of the run's volume, copied only where mirrored at
+its ends). A patch's input is one frame's planes and its target the centre plane of
+another frame: plane z of the other capture, or of another time point of a burst.
+
 A stack's planes are scenes of their own, so the validation split (below) can put
 neighbouring planes of one sample on both sides: their noise is still
 independent. Each plane keeps its stack's levels: the dim 16-bit rule applies to
@@ -68,7 +75,9 @@ from typing import Literal
 
 import torch
 
+from n2n_infer.errors import ImageError
 from n2n_infer.files import visible_files
+from n2n_infer.stacks import context_indices
 from n2n_train.data import (
     IMAGE_SUFFIXES,
     DataError,
@@ -88,6 +97,8 @@ __all__ = ["MODES", "NoisyScenes", "Scene", "scan_bursts", "scan_pairs", "scan_s
 MODES = ("pairs", "bursts", "singles")
 #: The axes that can hold a stack's repeated frames (``--burst-axis``).
 BURST_AXES = ("T", "Z")
+#: A stack plane's index: ``(axis, position)`` pairs (:attr:`training.stacks.Plane.index`).
+PlaneIndex = tuple[tuple[str, int], ...]
 #: Problems listed in one error at most (the rest are counted).
 MAX_LISTED = 50
 #: Where a dim 16-bit frame may reach when mapped by the levels of another frame of
@@ -112,6 +123,10 @@ class Scene:
     levels: tuple[Levels | None, ...] | None = None
     #: The TIFF stack (its relative name) whose planes the frames are, if any.
     stack: str | None = None
+    #: K of a z-context scene: each frame is the ``2K + 1`` grey planes z−K..z+K of a
+    #: capture (:func:`n2n_infer.stacks.context_indices`), its centre plane (``K``) the
+    #: target of the others; 0: frames are images.
+    z_context: int = 0
 
     def levels_of(self, index: int) -> Levels | None:
         """Frame ``index``'s levels."""
@@ -124,8 +139,8 @@ class Scene:
 
     @property
     def grey(self) -> bool:
-        """Whether the frames are grey (one plane)."""
-        return int(self.frames[0].shape[0]) == 1
+        """Whether the frames are grey (one plane, or grey planes of a z-context)."""
+        return self.z_context > 0 or int(self.frames[0].shape[0]) == 1
 
 
 def _images(folder: Path, recursive: bool) -> dict[str, Path]:
@@ -171,9 +186,11 @@ def _checked_scene(
     min_side: int,
     problems: list[str],
     stack: str | None = None,
+    z_context: int = 0,
 ) -> Scene | None:
     """The scene of ``frames`` (read from ``sources``: files, or planes of the stack
-    ``stack``), or ``None``, adding what is wrong with it to ``problems``."""
+    ``stack``; with ``z_context``, each frame a context of planes), or ``None``, adding
+    what is wrong with it to ``problems``."""
     sizes = {(int(f.shape[1]), int(f.shape[2])) for f in frames}
     if len(sizes) > 1:
         pairs = zip(sources, frames, strict=True)
@@ -206,7 +223,7 @@ def _checked_scene(
         return None
     if len({int(f.shape[0]) for f in frames}) > 1:  # grey and colour frames: all colour
         frames = [f.expand(3, -1, -1).contiguous() for f in frames]
-    return Scene(name, tuple(frames), levels, stack)
+    return Scene(name, tuple(frames), levels, stack, z_context)
 
 
 def _levels_problem(
@@ -310,15 +327,54 @@ def _stack_difference(a: Stack, b: Stack) -> str | None:
     return None
 
 
+def _context_problem(stack: Stack, k: int) -> str | None:
+    """Why ``stack`` cannot give z-contexts of ``k`` (no Z axis, colour, too few planes)."""
+    if "Z" not in stack.outer_axes:
+        return (
+            f"no Z axis for --z-context {k}: {stack.path} is {stack.describe()}; a z-context "
+            "model reads the neighbouring planes along Z"
+        )
+    if stack.colour:
+        return (
+            f"colour stack for --z-context {k}: {stack.path} is {stack.describe()}; z-context "
+            "models are grey"
+        )
+    try:
+        context_indices(0, stack.shape[stack.axes.index("Z")], k, str(stack.path))
+    except ImageError as exc:
+        return f"too few planes: {exc}"
+    return None
+
+
+def _contexts(stack: Stack, planes: Sequence[Plane], k: int) -> dict[PlaneIndex, torch.Tensor]:
+    """Each plane's z-context (its index -> ``2k + 1``×H×W): the planes z−k..z+k of its Z
+    run (the planes that differ from it along Z only), mirrored at the ends
+    (:func:`n2n_infer.stacks.context_indices`). Inside a run a context is a view of one
+    volume; only the mirrored ones at its ends are copies."""
+    runs: dict[str, list[Plane]] = {}
+    for plane in planes:
+        runs.setdefault(plane.label(without="Z"), []).append(plane)
+    out: dict[PlaneIndex, torch.Tensor] = {}
+    for run in runs.values():
+        run.sort(key=lambda p: p.at("Z") or 0)
+        volume = torch.cat([p.pixels for p in run])
+        for z, plane in enumerate(run):
+            idx = context_indices(z, len(run), k, str(stack.path))
+            straight = idx[0] == z - k and idx[-1] == z + k
+            out[plane.index] = volume[z - k : z + k + 1] if straight else volume[idx]
+    return out
+
+
 def _stack_pair_scenes(
     name: str,
     a: tuple[Path, Stack | None],
     b: tuple[Path, Stack | None],
     min_side: int,
     problems: list[str],
+    z_context: int = 0,
 ) -> list[Scene]:
     """One scene per plane index of two matched stacks: plane k of ``a`` with plane k
-    of ``b``."""
+    of ``b`` (with ``z_context``, their contexts along Z)."""
     (path_a, sa), (path_b, sb) = a, b
     if sa is None or sb is None:
         stack, single = (sa, path_b) if sa is not None else (sb, path_a)
@@ -335,21 +391,30 @@ def _stack_pair_scenes(
             f"({difference}); plane k of one pairs with plane k of the other"
         )
         return []
+    problem = _context_problem(sa, z_context) if z_context else None
+    if problem is not None:
+        problems.append(problem)
+        return []
     if not _stack_fits(sa, min_side, problems):
         return []
     planes_a, planes_b = _planes(sa, problems), _planes(sb, problems)
     if planes_a is None or planes_b is None:
         return []
+    pixels_a = {p.index: p.pixels for p in planes_a}
+    pixels_b = {q.index: q.pixels for q in planes_b}
+    if z_context:
+        pixels_a, pixels_b = _contexts(sa, planes_a, z_context), _contexts(sb, planes_b, z_context)
     found: list[str] = []
     scenes = [
         _checked_scene(
             f"{name}[{p.label()}]",
             (_where(sa, p), _where(sb, q)),
-            (p.pixels, q.pixels),
+            (pixels_a[p.index], pixels_b[q.index]),
             (p.levels, q.levels),
             min_side,
             found,
             stack=name,
+            z_context=z_context,
         )
         for p, q in zip(planes_a, planes_b, strict=True)
     ]
@@ -367,10 +432,11 @@ def _repeats_axis(stack: Stack, axis: str) -> str | None:
 
 
 def _burst_scenes(
-    name: str, stack: Stack, axis: str, min_side: int, problems: list[str]
+    name: str, stack: Stack, axis: str, min_side: int, problems: list[str], z_context: int = 0
 ) -> list[Scene]:
     """One scene per index of ``stack`` along its other axes (each channel its own),
-    its frames the planes along the repeats axis."""
+    its frames the planes along the repeats axis (with ``z_context``, their contexts
+    along Z)."""
     repeats = _repeats_axis(stack, axis)
     if repeats is None:
         hint = {"T": "Z", "Z": "T"}[axis]
@@ -383,11 +449,18 @@ def _burst_scenes(
             f"no {axis} axis for the repeated frames: {stack.path} is {stack.describe()}{tip}"
         )
         return []
+    problem = _context_problem(stack, z_context) if z_context else None
+    if problem is not None:
+        problems.append(problem)
+        return []
     if not _stack_fits(stack, min_side, problems):
         return []
     planes = _planes(stack, problems)
     if planes is None:
         return []
+    pixels = {p.index: p.pixels for p in planes}
+    if z_context:
+        pixels = _contexts(stack, planes, z_context)
     bursts: dict[str, list[Plane]] = {}
     for plane in planes:
         bursts.setdefault(plane.label(without=repeats), []).append(plane)
@@ -396,11 +469,12 @@ def _burst_scenes(
         _checked_scene(
             f"{name}[{label}]" if label else name,
             [_where(stack, p) for p in frames],
-            [p.pixels for p in frames],
+            [pixels[p.index] for p in frames],
             tuple(p.levels for p in frames),
             min_side,
             found,
             stack=name,
+            z_context=z_context,
         )
         for label, frames in bursts.items()
     ]
@@ -448,11 +522,15 @@ def _raise_problems(where: str, problems: list[str]) -> None:
     )
 
 
-def scan_pairs(dir_a: str | Path, dir_b: str | Path, min_side: int = 1) -> list[Scene]:
+def scan_pairs(
+    dir_a: str | Path, dir_b: str | Path, min_side: int = 1, z_context: int = 0
+) -> list[Scene]:
     """Read two folders of aligned noisy captures, matched by relative path.
 
     A TIFF stack pairs with the stack of the same name: plane k of one with plane
-    k of the other, each plane index one scene.
+    k of the other, each plane index one scene. With ``z_context`` K, every file
+    must be a grey stack with a Z axis of K + 1 planes or more, and each frame of a
+    scene is a plane's context (planes z−K..z+K).
 
     Raises:
         DataError: a folder is missing or empty, or any file is unmatched,
@@ -474,18 +552,23 @@ def scan_pairs(dir_a: str | Path, dir_b: str | Path, min_side: int = 1) -> list[
         sb = _probe(b[k], problems) if sa is not False else False
         if sa is False or sb is False:
             continue
-        if sa is None and sb is None:
+        if sa is None and sb is None and z_context:
+            problems.append(_not_a_stack(a[k], z_context))
+        elif sa is None and sb is None:
             scenes.append(_scene(k, (a[k], b[k]), min_side, problems))
         else:
-            scenes += _stack_pair_scenes(k, (a[k], sa), (b[k], sb), min_side, problems)
+            scenes += _stack_pair_scenes(k, (a[k], sa), (b[k], sb), min_side, problems, z_context)
     _raise_problems(f"--pairs {dir_a} {dir_b}", problems)
     return [s for s in scenes if s is not None]
 
 
-def scan_bursts(folder: str | Path, min_side: int = 1, burst_axis: str = "T") -> list[Scene]:
+def scan_bursts(
+    folder: str | Path, min_side: int = 1, burst_axis: str = "T", z_context: int = 0
+) -> list[Scene]:
     """Read a folder of bursts: one subfolder per scene, two or more aligned frames in
     each, or TIFF stacks directly in the folder whose ``burst_axis`` (``T`` or ``Z``)
-    holds the repeated frames (module docstring).
+    holds the repeated frames (module docstring). With ``z_context`` K, only grey TIFF
+    stacks with T and Z axes: each frame is a plane's context along Z.
 
     Raises:
         DataError: the folder is missing or holds neither subfolder nor stack;
@@ -496,6 +579,8 @@ def scan_bursts(folder: str | Path, min_side: int = 1, burst_axis: str = "T") ->
     """
     if burst_axis not in BURST_AXES:
         raise ValueError(f"burst_axis must be one of {list(BURST_AXES)}, got {burst_axis!r}")
+    if z_context and burst_axis != "T":
+        raise ValueError("z-context bursts hold their repeated frames along T, not Z")
     folder = Path(folder)
     _check_folder(folder, "--bursts")
     problems: list[str] = []
@@ -514,8 +599,11 @@ def scan_bursts(folder: str | Path, min_side: int = 1, burst_axis: str = "T") ->
         raise DataError(f"--bursts {folder}: no scene subfolders or TIFF stacks found")
     scenes: list[Scene | None] = []
     for name, stack in stacks:
-        scenes += _burst_scenes(name, stack, burst_axis, min_side, problems)
+        scenes += _burst_scenes(name, stack, burst_axis, min_side, problems, z_context)
     for sub in subdirs:
+        if z_context:
+            problems.append(_not_a_stack(sub, z_context))
+            continue
         frames = list(_images(sub, recursive=False).values())
         nested = [p for p in frames if isinstance(_probe(p, []), Stack)]
         if nested:
@@ -533,6 +621,13 @@ def scan_bursts(folder: str | Path, min_side: int = 1, burst_axis: str = "T") ->
         scenes.append(_scene(sub.name, frames, min_side, problems))
     _raise_problems(f"--bursts {folder}", problems)
     return [s for s in scenes if s is not None]
+
+
+def _not_a_stack(path: Path, k: int) -> str:
+    return (
+        f"not a stack: {path} is no TIFF stack with a Z axis, which --z-context {k} needs "
+        "(the neighbouring planes are its input)"
+    )
 
 
 def scan_singles(folder: str | Path, min_side: int = 2) -> list[Scene]:
@@ -590,8 +685,16 @@ class NoisyScenes:
         val_patches: int = 64,
         clean_targets: bool = False,
         channels: int | None = None,
+        z_context: int = 0,
     ) -> None:
-        self.channels = _channels_for(scenes, channels, mode)
+        if z_context and (mode == "singles" or channels == 3):
+            raise ValueError("z-context scenes are pairs or bursts of grey planes")
+        #: The model's output channels (and the channels of an image).
+        self.channels = 1 if z_context else _channels_for(scenes, channels, mode)
+        #: K of a z-context model: inputs hold ``2K + 1`` planes, targets the centre plane.
+        self.z_context = z_context
+        #: The model's input channels.
+        self.in_channels = 2 * z_context + 1 if z_context else self.channels
         if mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
         if clean_targets and mode != "pairs":
@@ -624,19 +727,21 @@ class NoisyScenes:
     def _patches(
         self, scenes: Sequence[Scene], n: int, generator: torch.Generator, ordered: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` float patch pairs: random scenes, places and (unless ``ordered``) frames."""
-        size, c = self.crop, self.channels
-        inp, target = torch.empty(n, c, size, size), torch.empty(n, c, size, size)
+        """``n`` float patch pairs: random scenes, places and (unless ``ordered``) frames.
+        A z-context input holds its frame's planes, its target the other frame's centre."""
+        size, c, z = self.crop, self.channels, self.z_context
+        inp, target = torch.empty(n, self.in_channels, size, size), torch.empty(n, c, size, size)
+        centre = slice(z, z + 1) if z else slice(None)
         picks = torch.randint(len(scenes), (n,), generator=generator).tolist()
-        for k, i in enumerate(picks):
+        for j, i in enumerate(picks):
             scene = scenes[i]
             h, w = scene.size
             y = int(torch.randint(h - size + 1, (1,), generator=generator))
             x = int(torch.randint(w - size + 1, (1,), generator=generator))
             a, b = self._frames(len(scene.frames), generator, ordered)
             levels = scene.levels_of(a)  # the target in the input's units
-            inp[k] = to_unit(scene.frames[a][:, y : y + size, x : x + size], levels)
-            target[k] = to_unit(scene.frames[b][:, y : y + size, x : x + size], levels)
+            inp[j] = to_unit(scene.frames[a][:, y : y + size, x : x + size], levels)
+            target[j] = to_unit(scene.frames[b][centre, y : y + size, x : x + size], levels)
         return inp, target
 
     @staticmethod
@@ -667,6 +772,7 @@ class NoisyScenes:
         stacks = {s.stack for s in scenes if s.stack is not None}
         return {
             **({"stacks": len(stacks)} if stacks else {}),
+            **({"z_context": self.z_context} if self.z_context else {}),
             "scenes": len(scenes),
             "val_scenes": len(self.val_scenes),
             "files": sum(len(s.frames) for s in scenes),
@@ -706,6 +812,7 @@ def load_noisy_scenes(
     clean_targets: bool = False,
     channels: int | None = None,
     burst_axis: str = "T",
+    z_context: int = 0,
 ) -> tuple[NoisyScenes, dict[str, object]]:
     """Read ``folders`` in layout ``mode`` and split them; return the data and its record.
 
@@ -713,6 +820,8 @@ def load_noisy_scenes(
     ``channels``: the model's input channels (1: every scene must be grey); by
     default 1 when every scene is grey, else 3 (grey scenes copied into R, G, B).
     ``burst_axis``: the axis of ``bursts`` TIFF stacks holding the repeated frames.
+    ``z_context`` K (``pairs`` or ``bursts`` of grey stacks with a Z axis): inputs
+    are the planes z−K..z+K of a capture, targets the plane z of another.
 
     The record (for the training summary) names the folders by name only, with
     file and scene counts, never by absolute path.
@@ -723,15 +832,27 @@ def load_noisy_scenes(
     """
     paths = [Path(f) for f in folders]
     min_side = 2 * patch_size if mode == "singles" else patch_size
+    if z_context and mode == "singles":
+        raise DataError(
+            f"--singles {paths[0]}: --z-context needs pairs or bursts (Neighbor2Neighbor "
+            "sub-images of one plane have no neighbouring planes of their own noise)"
+        )
     if mode == "pairs":
-        scenes = scan_pairs(paths[0], paths[1], min_side)
+        scenes = scan_pairs(paths[0], paths[1], min_side, z_context)
     elif mode == "bursts":
-        scenes = scan_bursts(paths[0], min_side, burst_axis)
+        scenes = scan_bursts(paths[0], min_side, burst_axis, z_context)
     else:
         scenes = scan_singles(paths[0], min_side)
     gen = torch.Generator().manual_seed(seed)
     data = NoisyScenes(
-        scenes, mode, patch_size, val_fraction, gen, clean_targets=clean_targets, channels=channels
+        scenes,
+        mode,
+        patch_size,
+        val_fraction,
+        gen,
+        clean_targets=clean_targets,
+        channels=channels,
+        z_context=z_context,
     )
     names = [p.resolve().name for p in paths]
     info: dict[str, object] = {"source": mode, "name": names[0], **data.describe()}

@@ -28,10 +28,12 @@ class UNet(nn.Module):
     """UNet with skip connections by concatenation and a linear 1×1 output.
 
     With ``config.residual`` the 1×1 output is added to the input (the network
-    predicts the noise to remove).
+    predicts the noise to remove); for a z-context model (``config.z_context``
+    K > 0) to the centre input plane, channel K.
 
     Input and output: float32 N×C×H×W; H and W must be multiples of
-    :attr:`stride`. Images are RGB in [0, 1]; the output is not clamped.
+    :attr:`stride`. Images are RGB in [0, 1]; the output is not clamped. A
+    z-context model takes N×(2K+1)×H×W (planes z−K..z+K) and gives N×1×H×W.
     """
 
     def __init__(self, config: UNetConfig | None = None) -> None:
@@ -73,7 +75,10 @@ class UNet(nn.Module):
         for up, block in zip(self.up, self.up_blocks, strict=True):
             x = block(torch.cat([up(x), skips.pop()], dim=1))
         out = self.head(x)
-        return inputs + out if self.config.residual else out
+        if not self.config.residual:
+            return out
+        k = self.config.z_context
+        return (inputs[:, k : k + 1] if k else inputs) + out
 
 
 def _upsampler(channels: int, cfg: UNetConfig) -> nn.Module:

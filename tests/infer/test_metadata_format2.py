@@ -117,15 +117,16 @@ def test_format1_without_a_described_config_falls_back_to_a_radius_of_32(tmp_pat
     assert (info.receptive_radius, info.grey, info.noise_description) == (32, "phases", "")
 
 
-def test_a_format3_file_is_refused_by_name(tmp_path):
+def test_a_format4_file_is_refused_by_name(tmp_path):
+    """Format 3 is a z-context model's (tests/infer/test_zcontext.py); 4 is the future."""
     path = with_props(
-        MODELS / "seedlike.onnx", tmp_path / "future.onnx", {md.KEY_FORMAT_VERSION: "3"}
+        MODELS / "seedlike.onnx", tmp_path / "future.onnx", {md.KEY_FORMAT_VERSION: "4"}
     )
     with pytest.raises(ModelLoadError) as caught:
         Denoiser(path, device="cpu")
     message = str(caught.value)
     assert message.startswith(f"{path}: ")
-    assert "format version 3 is not supported" in message and "supports 1..2" in message
+    assert "format version 4 is not supported" in message and "supports 1..3" in message
 
 
 def test_stated_facts_decide_overlap_and_grey_not_the_config_or_the_noise(tmp_path):

@@ -52,7 +52,16 @@ def test_models_that_cannot_denoise_are_refused_at_load(tmp_path, build, message
         ({"config": "[1, 2]"}, "n2n.config must be a JSON object"),
         ({"config": "[" * 100_000}, "n2n.config is not valid JSON"),
         ({"training": "{" * 100_000}, "n2n.training is not valid JSON"),
-        ({"format_version": "3"}, "format version 3 is not supported .*supports 1..2"),
+        ({"format_version": "4"}, "format version 4 is not supported .*supports 1..3"),
+        # format 3: a z-context model states its K, and is grey
+        ({"format_version": "3"}, "format 3 needs 'n2n.z_context', which is missing"),
+        ({"format_version": "3", "z_context": "5"}, "n2n.z_context=5: expected 1 to 4 planes"),
+        ({"format_version": "3", "z_context": "0"}, "n2n.z_context=0: expected 1 to 4 planes"),
+        (
+            {"format_version": "3", "z_context": "1"},
+            "n2n.z_context=1 with n2n.channels=3: z-context models take grey planes",
+        ),
+        ({"z_context": "1"}, "n2n.z_context in a format-2 file: a z-context model is format 3"),
         ({"format_version": "0"}, "format version 0 is not supported"),
         ({"format_version": None}, "not an n2n model"),
         # format 2: the stated facts are checked

@@ -28,8 +28,8 @@ def test_unknown_key_is_refused_and_named():
 
 
 def test_newer_version_is_refused():
-    with pytest.raises(ConfigError, match="version 3 is newer"):
-        UNetConfig.from_dict(UNetConfig().to_dict() | {"version": 3})
+    with pytest.raises(ConfigError, match="version 4 is newer"):
+        UNetConfig.from_dict(UNetConfig().to_dict() | {"version": 4})
 
 
 def test_version_1_model_configs_load_without_the_residual():
