@@ -220,6 +220,13 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     default=None,
     help="GPUs each Ray worker reserves (0.5 shares one GPU between two) [default: 0].",
 )
+@click.option(
+    "--split-stacks/--whole-stacks",
+    default=None,
+    help="Ray: spread each TIFF stack's planes over the workers, or send each stack whole "
+    "to one worker [default: split when the job has fewer stacks than workers, or a stack "
+    "is over the per-file limit].",
+)
 @click.pass_context
 def batch(
     ctx: click.Context,
@@ -244,6 +251,7 @@ def batch(
     workers: int | None,
     cpus_per_worker: int | None,
     gpus_per_worker: float | None,
+    split_stacks: bool | None,
 ) -> None:
     """Denoise every PNG, JPEG, TIFF, WebP, BMP, PPM/PGM, AVIF and HEIC in the folder
     IN into the folder OUT; or the one image file IN into OUT.
@@ -251,9 +259,10 @@ def batch(
     Outputs have the same names. Each keeps its input's format, bit depth
     (16-bit PNG/TIFF/PGM and 10-bit HEIC stay deep), alpha, ICC profile and
     resolution; EXIF orientation is applied. AVIF needs Pillow's codec, HEIC the
-    heic extra (`n2n-infer doctor` lists what is read here); RAW, GIF,
-    animations, multi-page TIFFs and other image files fail by name. Outputs are
-    written atomically and never inside IN.
+    heic extra (`n2n-infer doctor` lists what is read here). TIFF stacks
+    (multi-page, ImageJ hyperstacks, OME-TIFF) are denoised plane by plane and
+    keep their axes and metadata. RAW, GIF, animations and other image files fail
+    by name. Outputs are written atomically and never inside IN.
 
     A single file IN goes into the folder OUT (created if needed), or onto OUT
     itself when OUT is an image file name of IN's format (batch noisy.jpg
@@ -282,6 +291,7 @@ def batch(
         "workers": workers,
         "cpus_per_worker": cpus_per_worker,
         "gpus_per_worker": gpus_per_worker,
+        "split_stacks": split_stacks,
     }
     single = not in_path.is_dir() and (in_path.exists() or in_path.is_symlink())
     if not single:
@@ -392,7 +402,7 @@ def _check_single(in_file: Path, recursive: bool, engine: str) -> None:
 def _check_engine(engine: str, cluster: dict[str, Any]) -> None:
     """Refuse Ray options without ``--engine ray``, and ``--engine ray`` without Ray."""
     if engine != "ray":
-        given = [f"--{k.replace('_', '-')}" for k, v in cluster.items() if v is not None]
+        given = [_flag(k, v) for k, v in cluster.items() if v is not None]
         if given:
             _fail(f"{', '.join(given)}: only with --engine ray", 2)
         return
@@ -404,6 +414,13 @@ def _check_engine(engine: str, cluster: dict[str, Any]) -> None:
             'install it with: pip install "n2n[ray]"',
             2,
         )
+
+
+def _flag(key: str, value: Any) -> str:
+    """The option that set ``cluster[key]`` to ``value``, as the user spelt it."""
+    if key == "split_stacks" and value is False:
+        return "--whole-stacks"
+    return f"--{key.replace('_', '-')}"
 
 
 def _run_ray(
@@ -438,6 +455,7 @@ def _run_ray(
             workers=cluster["workers"] or 1,
             cpus_per_worker=cpus,
             gpus_per_worker=cluster["gpus_per_worker"] or 0,
+            split_stacks=cluster["split_stacks"],
             **options,
         )
     except RayJobError as exc:

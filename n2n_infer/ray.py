@@ -9,12 +9,7 @@ Needs the ``ray`` extra (``pip install "n2n[ray]"``); nothing else in
 :func:`denoise_folder_ray` runs the folder job of :mod:`n2n_infer.batch` with
 its own steps (folder checks, the file list, existing outputs, the
 input-folder guard, :func:`~n2n_infer.batch.convert_file`, atomic writes, the
-report), so its outputs are byte-identical to the local engine's. A TIFF stack is
-one file and so one task: a worker denoises it plane by plane through
-:func:`~n2n_infer.batch.convert_file` (:mod:`n2n_infer.stacks`), since its
-planes stream through one TIFF writer into one output file; they are not spread
-over workers. Its bytes travel whole (up to :data:`MAX_FILE_BYTES`): the local
-engine, which streams a stack from disk to disk, suits larger ones. The driver
+report), so its outputs are byte-identical to the local engine's. The driver
 owns the files: input (and reference) bytes are read by tasks pinned to the
 driver's node, workers decode, denoise and encode in a private scratch folder,
 and the driver writes the encoded bytes atomically into the output folder. No
@@ -22,6 +17,23 @@ file system is shared with the workers: a bundled model is named, a model file
 is shipped to them as bytes. The workers are the callable classes of
 :mod:`n2n_infer.workers` (re-exported here); :class:`DenoiseImages` plugs a
 :class:`~n2n_infer.Denoiser` into your own ``map_batches`` pipelines.
+
+TIFF stacks (:mod:`n2n_infer.stacks`) go one of two ways. *Whole*: a stack is
+one file and so one task, its bytes travel whole (up to :data:`MAX_FILE_BYTES`)
+and one worker denoises it plane by plane through
+:func:`~n2n_infer.batch.convert_file`. *Split*: the driver runs the local
+engine's stack path itself (:func:`~n2n_infer.batch.convert_file` with
+:class:`_RemotePlanes` as its Denoiser): it reads the stack from disk, finds the
+levels once over the whole stack, maps each plane by them, sends the planes to
+:class:`DenoisePlanes` actors in chunks of whole Denoiser batches (at most
+:data:`CHUNKS_PER_WORKER` chunks per worker and :data:`IN_FLIGHT_BYTES` in
+flight), and writes the results, in order, through the same TIFF writer into
+one atomic output: the same bytes as the local engine's. ``split_stacks``
+chooses (see :func:`denoise_folder_ray`): by default a job's stacks are split
+when they are fewer than its workers (whole, they would leave workers idle) and
+always when a stack is too large to travel whole; never for a model that takes
+neighbouring planes (``z_context``). Measured in ``bench/ray_stacks.py``
+(docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -30,22 +42,25 @@ import logging
 import os
 import stat
 import warnings
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import ray
 import ray.data
 from ray.util.annotations import RayDeprecationWarning
 
+from n2n_infer import stacks, tiff16
 from n2n_infer.arrays import MAX_PIXELS
 from n2n_infer.batch import (
     BatchReport,
     FileJob,
     FileResult,
     check_destination,
+    convert_file,
     existing_output,
     plan_jobs,
     run_guarded,
@@ -57,15 +72,20 @@ from n2n_infer.workers import (
     OUT_COLUMNS,
     DenoiseFiles,
     DenoiseImages,
+    DenoisePlanes,
     DenoiserSpec,
     ShippedModel,
     object_column,
     result_of,
 )
 
+if TYPE_CHECKING:
+    from n2n_infer.denoiser import Denoiser
+
 __all__ = [
     "DenoiseFiles",
     "DenoiseImages",
+    "DenoisePlanes",
     "DenoiserSpec",
     "RayJobError",
     "connect",
@@ -85,6 +105,13 @@ MAX_RESTARTS = 3
 #: Bytes read of one input file at most: more than any image of ``MAX_PIXELS`` pixels
 #: holds (4 channels of 8 bytes, uncompressed, and 64 MiB of metadata).
 MAX_FILE_BYTES = MAX_PIXELS * 4 * 8 + (64 << 20)
+#: A split stack's planes go to the workers in chunks of one Denoiser batch
+#: (``batch_size`` planes), fewer when a batch would hold more bytes than this.
+CHUNK_MAX_BYTES = 256 << 20
+#: Chunks of a split stack in flight (sent, not yet written) per worker...
+CHUNKS_PER_WORKER = 2
+#: ...and at most this many bytes of them in flight (two chunks at least).
+IN_FLIGHT_BYTES = 1 << 30
 
 
 class RayJobError(N2NError):
@@ -245,6 +272,7 @@ def denoise_folder_ray(
     workers: int = 1,
     cpus_per_worker: float = 1,
     gpus_per_worker: float = 0,
+    split_stacks: bool | None = None,
 ) -> tuple[BatchReport, list[str]]:
     """:func:`n2n_infer.batch.denoise_folder` on Ray Data, with ``workers`` Denoiser actors.
 
@@ -255,6 +283,15 @@ def denoise_folder_ray(
     Files stream through the cluster: at no time does the driver hold more
     than a few blocks of images. Returns the report (in name order, as the
     local engine's) and the execution providers the workers used.
+
+    ``split_stacks`` says how TIFF stacks run (see the module): ``None`` (the
+    default) splits them by planes over the workers when the job's stacks are
+    fewer than ``workers`` (and any stack larger than :data:`MAX_FILE_BYTES`,
+    which cannot travel whole), else each stack is one task; ``True`` splits
+    every stack; ``False`` none (a stack over :data:`MAX_FILE_BYTES` then fails
+    by name). Split stacks run first, on actors of their own, then the other
+    files; a model that takes neighbouring planes (``z_context``) never splits.
+    Either way the outputs and the report are the local engine's.
 
     Raises:
         N2NError: the folders are unusable (as the local engine).
@@ -279,17 +316,47 @@ def denoise_folder_ray(
     )
     results: dict[str, FileResult] = {}
     todo: list[FileJob] = []
+    split: list[FileJob] = []
     jobs = plan_jobs(in_dir, out_dir, ref_dir, recursive)
+    to_split = _stacks_to_split(jobs, ray_job, split_stacks)
     for job in jobs:
-        done = existing_output(job.name, job.dst, overwrite, skip_existing) or _unreadable(job)
+        done = existing_output(job.name, job.dst, overwrite, skip_existing)
+        if done is None and job.name in to_split:
+            split.append(job)  # read by the driver, streamed: no size limit
+            continue
+        done = done or _unreadable(job)
         if done is None:
             todo.append(job)
         else:
             results[job.name] = done
             if on_file:
                 on_file(done)
-    providers = _run(ray_job, todo, results, on_file) if todo else []
-    return BatchReport([results[job.name] for job in jobs]), providers
+    providers: set[str] = set()
+    if split:
+        used, whole = _run_split(ray_job, split, results, on_file)
+        providers.update(used)
+        todo = _readable(whole, results, on_file) + todo
+    if todo:
+        providers.update(_run(ray_job, todo, results, on_file))
+    return BatchReport([results[job.name] for job in jobs]), sorted(providers)
+
+
+def _readable(
+    jobs: list[FileJob],
+    results: dict[str, FileResult],
+    on_file: Callable[[FileResult], None] | None,
+) -> list[FileJob]:
+    """``jobs`` that can travel whole; the others' errors recorded (see :func:`_unreadable`)."""
+    kept = []
+    for job in jobs:
+        done = _unreadable(job)
+        if done is None:
+            kept.append(job)
+        else:
+            results[job.name] = done
+            if on_file:
+                on_file(done)
+    return kept
 
 
 def _run(
@@ -387,3 +454,222 @@ def _finish(job: FileJob, row: dict[str, Any], ray_job: _RayJob) -> FileResult:
     finished = run_guarded(job.name, job.dst, write)
     finished.seconds += worker_seconds
     return finished
+
+
+# --- TIFF stacks split by planes ----------------------------------------------------------
+
+
+def _is_stack(path: Path) -> bool:
+    """Whether ``path`` is a TIFF stack that the driver may split (a TIFF name: a stack
+    under another name fails on its output's name, which is left to
+    :func:`~n2n_infer.batch.convert_file` on whichever path)."""
+    return path.suffix.lower() in tiff16.FORMAT.suffixes and stacks.is_stack(path)
+
+
+def _too_large(path: Path) -> bool:
+    """Whether ``path`` is larger than a file that travels whole may be."""
+    try:
+        return path.stat().st_size > MAX_FILE_BYTES
+    except OSError:
+        return False
+
+
+def _stacks_to_split(jobs: list[FileJob], ray_job: _RayJob, split_stacks: bool | None) -> set[str]:
+    """The names of the stacks among ``jobs`` (those still to do) that run split by planes.
+
+    ``split_stacks`` True: all; False: none; None: all when they are fewer than the
+    workers (whole, they would leave some idle), else those too large to travel whole.
+    """
+    if split_stacks is False:
+        return set()
+    found = [
+        job
+        for job in jobs
+        if existing_output(job.name, job.dst, ray_job.overwrite, ray_job.skip_existing) is None
+        and _is_stack(job.src)
+    ]
+    if split_stacks or len(found) < ray_job.workers:
+        chosen = found
+    else:
+        chosen = [job for job in found if _too_large(job.src)]
+    if chosen:
+        log.info(
+            "%d of %d TIFF stacks split by planes over %d workers",
+            len(chosen),
+            len(found),
+            ray_job.workers,
+        )
+    return {job.name for job in chosen}
+
+
+def _run_split(
+    ray_job: _RayJob,
+    jobs: list[FileJob],
+    results: dict[str, FileResult],
+    on_file: Callable[[FileResult], None] | None,
+) -> tuple[list[str], list[FileJob]]:
+    """Denoise the stacks ``jobs`` split by planes over actors of their own, one stack
+    after another; (the providers used, the jobs to run whole instead: all of them
+    for a model that takes neighbouring planes).
+
+    Raises:
+        RayJobError: the actors cannot start, or the Ray job stopped (the stacks
+            finished before are written).
+    """
+    connect()
+    actors = _plane_actors(ray_job)
+    try:
+        try:
+            facts = ray.get([actor.facts.remote() for actor in actors])
+        except Exception as exc:  # the actors could not start (a model the workers refuse)
+            raise _stopped(exc, results) from exc
+        if any(f["z_context"] for f in facts):
+            log.info("the model takes neighbouring planes: each stack is one task, not split")
+            return [], jobs
+        for job in jobs:
+            planes = _RemotePlanes(actors, ray_job.spec)
+            result = run_guarded(
+                job.name, job.src, lambda j=job, p=planes: _convert_split(j, p, ray_job)
+            )
+            if planes.stopped is not None:
+                raise _stopped(planes.stopped, results) from planes.stopped
+            results[job.name] = result
+            if on_file:
+                on_file(result)
+        return sorted({p for f in facts for p in f["providers"].split(",") if p}), []
+    finally:
+        _release(actors)
+
+
+def _plane_actors(ray_job: _RayJob) -> list[Any]:
+    """``ray_job.workers`` :class:`DenoisePlanes` actors, each with a worker's resources."""
+    remote = ray.remote(DenoisePlanes).options(
+        num_cpus=ray_job.cpus_per_worker,
+        num_gpus=ray_job.gpus_per_worker,
+        max_restarts=MAX_RESTARTS,
+        max_task_retries=MAX_RESTARTS,
+    )
+    return [remote.remote(ray_job.spec, ray_job.model) for _ in range(ray_job.workers)]
+
+
+def _release(actors: list[Any]) -> None:
+    """Let the actors remove their scratch folders, then end them."""
+    try:
+        ray.get([actor.close.remote() for actor in actors], timeout=30)
+    except Exception as exc:  # a dead actor has nothing left to remove
+        log.debug("closing the stack actors: %s", exc)
+    for actor in actors:
+        ray.kill(actor)
+
+
+def _convert_split(job: FileJob, planes: _RemotePlanes, ray_job: _RayJob) -> FileResult:
+    """The local engine's steps for one file (:func:`~n2n_infer.batch.convert_file`, here
+    on the driver), with the planes denoised on the workers."""
+    existing = existing_output(job.name, job.dst, ray_job.overwrite, ray_job.skip_existing)
+    if existing is not None:  # appeared meanwhile
+        return existing
+    ref = job.ref if job.has_reference else None
+    denoiser = cast("Denoiser", planes)  # all the stack path asks of its Denoiser
+    result = convert_file(
+        denoiser, job.src, job.dst, job.name, ref, ray_job.tile, job.in_root, None, job.single
+    )
+    return job.noted(result)
+
+
+def _chunking(plane_bytes: int, batch_size: int, workers: int) -> tuple[int, int]:
+    """(planes per chunk, chunks in flight) for planes of ``plane_bytes`` bytes: a
+    Denoiser batch a chunk (fewer planes past :data:`CHUNK_MAX_BYTES`), two chunks per
+    worker in flight, at most :data:`IN_FLIGHT_BYTES` of them (two at least)."""
+    plane_bytes = max(1, plane_bytes)
+    per_chunk = batch_size
+    if plane_bytes * batch_size > CHUNK_MAX_BYTES:
+        per_chunk = max(1, CHUNK_MAX_BYTES // plane_bytes)
+    in_flight = min(CHUNKS_PER_WORKER * workers, IN_FLIGHT_BYTES // (per_chunk * plane_bytes))
+    return per_chunk, max(2, in_flight)
+
+
+class _RemotePlanes:
+    """A :class:`~n2n_infer.Denoiser`'s stand-in on the driver for one split stack.
+
+    :func:`~n2n_infer.stacks.denoise_stack_file` asks its Denoiser for ``levels``
+    and :meth:`denoise_iter` only: the driver reads the stack, finds its levels
+    once and maps the planes as the local engine does, and this sends them to
+    the :class:`DenoisePlanes` actors in chunks (the least busy actor first),
+    giving the results back in order. At most ``in_flight`` chunks are sent and
+    not yet given back (:func:`_chunking`), so the driver holds a few chunks,
+    never the stack. ``peak`` is the most chunks that were in flight at once,
+    ``chunks`` how many were sent; ``stopped`` the Ray failure (an actor gone for
+    good, the cluster lost) that stopped it, if any.
+    """
+
+    def __init__(self, actors: list[Any], spec: DenoiserSpec) -> None:
+        self.levels = spec.levels
+        self.batch_size = spec.batch_size
+        self._actors = actors
+        self._busy = [0] * len(actors)
+        self.chunks = 0
+        self.peak = 0
+        self.stopped: Exception | None = None
+
+    def denoise(
+        self,
+        image: Any,
+        tile: bool | None = None,
+        on_tile: Callable[[int, int], None] | None = None,
+    ) -> Any:
+        """One image on a worker (a file planned as a stack that is one image by now)."""
+        return next(iter(self.denoise_iter([image], tile=tile)))
+
+    def denoise_iter(
+        self, images: Iterable[Any], layout: str = "hwc", tile: bool | None = None
+    ) -> Iterator[Any]:
+        """The denoised ``images``, in order, denoised on the workers chunk by chunk.
+
+        Raises:
+            N2NError: a chunk failed on its worker (the message says why).
+            ray.exceptions.RayError: Ray failed (``stopped`` is set).
+        """
+        window: deque[tuple[Any, int, int, int]] = deque()  # (result, actor, first, count)
+        chunk: list[Any] = []
+        per_chunk = in_flight = 0
+        sent = 0
+        for image in images:
+            if not per_chunk:  # from the first plane: they are all alike
+                nbytes = int(getattr(image, "nbytes", 0))
+                per_chunk, in_flight = _chunking(nbytes, self.batch_size, len(self._actors))
+            chunk.append(image)
+            if len(chunk) == per_chunk:
+                if len(window) == in_flight:
+                    yield from self._collect(window.popleft())
+                window.append(self._send(chunk, sent, tile, layout, len(window) + 1))
+                sent, chunk = sent + len(chunk), []
+        if chunk:
+            if len(window) == in_flight:
+                yield from self._collect(window.popleft())
+            window.append(self._send(chunk, sent, tile, layout, len(window) + 1))
+        while window:
+            yield from self._collect(window.popleft())
+
+    def _send(
+        self, chunk: list[Any], first: int, tile: bool | None, layout: str, in_flight: int
+    ) -> tuple[Any, int, int, int]:
+        actor = min(range(len(self._actors)), key=self._busy.__getitem__)
+        self._busy[actor] += 1
+        self.chunks += 1
+        self.peak = max(self.peak, in_flight)
+        result = self._actors[actor].denoise.remote(chunk, tile, layout)
+        return result, actor, first, len(chunk)
+
+    def _collect(self, sent: tuple[Any, int, int, int]) -> list[Any]:
+        result, actor, first, count = sent
+        try:
+            planes, error = ray.get(result)
+        except ray.exceptions.RayError as exc:
+            if not isinstance(exc, ray.exceptions.RayTaskError):
+                self.stopped = exc
+            raise
+        finally:
+            self._busy[actor] -= 1
+        if error:
+            raise N2NError(f"{error} (planes {first}-{first + count - 1}, on a Ray worker)")
+        return list(planes)

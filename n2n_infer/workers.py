@@ -5,7 +5,9 @@ they can be tested, and used by other engines, without a cluster. Each worker
 builds one :class:`~n2n_infer.Denoiser` from a :class:`DenoiserSpec` and a
 :class:`ShippedModel` (a bundled model by name, any other model file as
 bytes: no file system is shared with the driver). :class:`DenoiseFiles` is
-what :func:`n2n_infer.ray.denoise_folder_ray` runs; :class:`DenoiseImages`
+what :func:`n2n_infer.ray.denoise_folder_ray` runs on whole files;
+:class:`DenoisePlanes` the body of the actors it sends a split TIFF stack's planes
+to, in chunks (the driver reads and writes the stack); :class:`DenoiseImages`
 plugs the runtime into your own pipelines.
 """
 
@@ -22,11 +24,11 @@ import numpy as np
 
 from n2n_infer.batch import FileResult, convert_file, run_guarded
 from n2n_infer.denoiser import model_file
-from n2n_infer.errors import N2NError
+from n2n_infer.errors import N2NError, first_line
 from n2n_infer.options import DenoiserOptions
 from n2n_infer.registry import models_dir
 
-__all__ = ["DenoiseFiles", "DenoiseImages", "DenoiserSpec", "ShippedModel"]
+__all__ = ["DenoiseFiles", "DenoiseImages", "DenoisePlanes", "DenoiserSpec", "ShippedModel"]
 
 
 #: How each worker builds its :class:`~n2n_infer.Denoiser`: the one description of a
@@ -77,8 +79,12 @@ class _WorkerBase:
         self.denoiser = spec.build(shipped.materialise(self._scratch))
         self._providers = ",".join(self.denoiser.providers)
 
-    def __del__(self) -> None:
+    def close(self) -> None:
+        """Remove the worker's scratch folder (a shipped model file is loaded by then)."""
         shutil.rmtree(getattr(self, "_scratch", ""), ignore_errors=True)
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class DenoiseImages(_WorkerBase):
@@ -156,6 +162,39 @@ class DenoiseFiles(_WorkerBase):
         if read_error:
             raise N2NError(read_error)
         return convert_file(self.denoiser, src, dst, name, ref, self.tile)
+
+
+class DenoisePlanes(_WorkerBase):
+    """The body of a Ray actor that denoises chunks of a split TIFF stack's planes.
+
+    The driver (:func:`n2n_infer.ray.denoise_folder_ray`) reads the stack, finds
+    its levels once over the whole stack and maps every plane by its channel's
+    levels, as the local engine does (:mod:`n2n_infer.stacks`); it sends the
+    mapped planes here in chunks, maps the results back and writes the output
+    itself. A chunk goes through :meth:`~n2n_infer.Denoiser.denoise_iter`, as the
+    local engine's planes do, and is one batch of ``batch_size`` planes (the last
+    may hold fewer), so the model calls, and the results, are the local engine's.
+    """
+
+    def facts(self) -> dict[str, Any]:
+        """What the driver needs before it splits a stack: the providers used, and the
+        model's ``z_context`` (neighbouring planes it takes on each side: 0 for a model
+        of one plane; such a model's stacks are not split)."""
+        z_context = getattr(self.denoiser.info, "z_context", 0)
+        return {"providers": self._providers, "z_context": int(z_context or 0)}
+
+    def denoise(
+        self, planes: list[np.ndarray], tile: bool | None = None, layout: str = "hwc"
+    ) -> tuple[list[np.ndarray], str]:
+        """The denoised ``planes`` in order and ``""``; or ``[]`` and why they could not
+        be denoised (one line; the driver reports it for the stack's file)."""
+        try:
+            return list(self.denoiser.denoise_iter(planes, layout, tile)), ""
+        except Exception as exc:  # reported for the stack's file, as the local engine does
+            text = first_line(str(exc))
+            if isinstance(exc, N2NError | OSError) and text:
+                return [], text
+            return [], f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 IN_COLUMNS = ("name", "data", "ref", "has_ref", "read_error")

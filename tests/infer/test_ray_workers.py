@@ -101,6 +101,33 @@ def test_ray_options_need_engine_ray(tmp_path, in_dir):
     assert "--address, --workers: only with --engine ray" in result.output
 
 
+@pytest.mark.parametrize("flag", ["--split-stacks", "--whole-stacks"])
+def test_the_stack_split_options_need_engine_ray(tmp_path, in_dir, flag):
+    result = CliRunner().invoke(main, ["batch", str(in_dir), str(tmp_path / "o"), flag])
+    assert result.exit_code == 2
+    assert f"{flag}: only with --engine ray" in result.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "want"), [([], None), (["--split-stacks"], True), (["--whole-stacks"], False)]
+)
+def test_the_stack_split_options_reach_the_ray_engine(monkeypatch, tmp_path, in_dir, flags, want):
+    import n2n_infer.ray as ray_engine
+
+    seen = {}
+
+    def fake(*args, split_stacks=None, **kwargs):
+        seen["split_stacks"] = split_stacks
+        raise ray_engine.RayJobError("stopped here")
+
+    monkeypatch.setattr(ray_engine, "connect", lambda *a, **k: None)
+    monkeypatch.setattr(ray_engine, "denoise_folder_ray", fake)
+    args = ["batch", str(in_dir), str(tmp_path / "o"), "--engine", "ray", *flags]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "stopped here" in result.output
+    assert seen == {"split_stacks": want}
+
+
 def test_the_runtime_and_the_local_engine_never_import_ray(tmp_path, in_dir):
     code = (
         "import sys\n"
