@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/stack_memory.py            # 256 planes of 2048×1024: 1 GiB, slow
     .venv/bin/python bench/stack_memory.py --quick    # 32 planes of 256×256: checks it works
+    .venv/bin/python bench/stack_memory.py --planes 16 --setting "" --setting "--batch-size 1" \
+        --setting "--tile 512"                        # the memory/time trade-off of CLI options
 
 Writes a seeded uint16 stack (dim: values below 16384, so that the levels pass
 over the whole stack runs too; uncompressed, plane by plane, so that this script
@@ -11,9 +13,12 @@ process, whose ``RUSAGE_CHILDREN`` ``ru_maxrss`` is the CLI's peak resident set
 (VmHWM). Three rows: one plane alone (a 2-D TIFF of the same size: the runtime
 and one image), the stack with ``--factor`` times fewer planes, and the full
 stack; when memory does not grow with depth the last two peaks match (give both
-at least the Denoiser's batch of planes, 8: a shorter stack fills a smaller batch). Results
+at least the Denoiser's batch of planes, 8: a shorter stack fills a smaller batch). With
+``--setting`` (repeatable: extra ``n2n-infer batch`` options, ``""`` for none), the rows are
+instead the full stack under each setting, run one after the other on the same file. Results
 go to ``bench/results/stack_memory.{json,md}`` (``--quick``:
-``stack_memory-quick``), with the date and the CPU model (``/proc/cpuinfo``).
+``stack_memory-quick``; ``--setting``: ``stack_memory-settings``), with the date and the CPU
+model (``/proc/cpuinfo``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -71,21 +77,44 @@ def write_stack(path: Path, count: int, height: int, width: int) -> int:
     return path.stat().st_size
 
 
-def measure(count: int, height: int, width: int, scratch: Path) -> dict[str, Any]:
-    """Write the stack, denoise it with ``n2n-infer batch`` in a wrapped subprocess."""
-    folder, out = scratch / f"in-{count}", scratch / f"out-{count}"
+def measure(
+    count: int, height: int, width: int, scratch: Path, settings: tuple[str, ...] = ("",)
+) -> list[dict[str, Any]]:
+    """Write the stack, denoise it with ``n2n-infer batch`` in a wrapped subprocess, once
+    per setting (extra CLI options); one row each."""
+    folder = scratch / f"in-{count}"
     folder.mkdir()
     size = write_stack(folder / "stack.tif", count, height, width)
+    rows = [
+        run_cli(folder, scratch / f"out-{count}", size, count, height, width, setting)
+        for setting in settings
+    ]
+    shutil.rmtree(folder)
+    return rows
+
+
+def run_cli(
+    folder: Path, out: Path, size: int, count: int, height: int, width: int, setting: str
+) -> dict[str, Any]:
+    """One ``n2n-infer batch`` run on ``folder``: its peak resident set and time."""
     cli = Path(sys.executable).with_name("n2n-infer")
     command = [str(cli), "batch", str(folder), str(out), "--device", "cpu", "--quiet"]
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", WRAPPER, *command], capture_output=True, text=True, check=False
+        [sys.executable, "-c", WRAPPER, *command, *shlex.split(setting)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     seconds = time.perf_counter() - t0
-    shutil.rmtree(folder)
     shutil.rmtree(out, ignore_errors=True)
-    row: dict[str, Any] = {"planes": count, "height": height, "width": width, "bytes": size}
+    row: dict[str, Any] = {
+        "planes": count,
+        "height": height,
+        "width": width,
+        "bytes": size,
+        "setting": setting,
+    }
     if proc.returncode != 0:
         return {**row, "error": proc.stderr.strip().splitlines()[-1:]}
     child = json.loads(proc.stdout)
@@ -120,11 +149,12 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Command: `{result['command']}`",
         "",
-        "| input | planes | plane | file MiB | peak RSS MiB | seconds | MP/s |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| input | options | planes | plane | file MiB | peak RSS MiB | seconds | MP/s |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in result["rows"]:
         what = "one plane (2-D TIFF)" if r["planes"] == 1 else "uint16 stack (ZYX)"
+        what += f" | {'`' + r['setting'] + '`' if r.get('setting') else 'defaults'}"
         plane = f"{r['width']}×{r['height']}"
         size = f"{r['bytes'] / 2**20:.0f}"
         if "error" in r:
@@ -149,14 +179,19 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="32 planes of 256×256 (a check that it works)"
     )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=None,
+        help="extra n2n-infer batch options for a row on the full stack (repeatable)",
+    )
     parser.add_argument("--tmp", type=Path, default=None, help="folder for the stacks")
     parser.add_argument("--out", type=Path, default=None, help="results stem")
     args = parser.parse_args()
     if args.quick:
         args.planes, args.height, args.width = 32, 256, 256
-    stem = args.out or REPO / "bench" / "results" / (
-        "stack_memory-quick" if args.quick else "stack_memory"
-    )
+    name = "stack_memory-settings" if args.setting else "stack_memory"
+    stem = args.out or REPO / "bench" / "results" / ("stack_memory-quick" if args.quick else name)
     sys.path.insert(0, str(REPO))
     import n2n_infer
     from bench.report import write_results
@@ -164,14 +199,22 @@ def main() -> None:
     counts = [1, max(2, args.planes // args.factor), args.planes]
     rows = []
     with tempfile.TemporaryDirectory(prefix="n2n-stack-", dir=args.tmp) as scratch:
-        for count in counts:
-            rows.append(measure(count, args.height, args.width, Path(scratch)))
+        if args.setting:
+            size = (args.planes, args.height, args.width)
+            rows = measure(*size, Path(scratch), tuple(args.setting))
+            print(rows, flush=True)
+        for count in [] if args.setting else counts:
+            rows.extend(measure(count, args.height, args.width, Path(scratch)))
             print(rows[-1], flush=True)
-    command = "bench/stack_memory.py" + (
-        " --quick"
-        if args.quick
-        else f" --planes {args.planes} --height {args.height} "
-        f"--width {args.width} --factor {args.factor}"
+    command = (
+        "bench/stack_memory.py"
+        + (
+            " --quick"
+            if args.quick
+            else f" --planes {args.planes} --height {args.height} "
+            f"--width {args.width} --factor {args.factor}"
+        )
+        + "".join(f" --setting {shlex.quote(s)}" for s in args.setting or [])
     )
     result = {
         "date": datetime.date.today().isoformat(),

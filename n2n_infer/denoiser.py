@@ -461,8 +461,10 @@ class Denoiser:
     ) -> Iterator[Any]:
         """Denoise images from any iterable lazily, yielding results in order.
 
-        At most ``batch_size`` images (and their results) are held at a time, so
-        a generator that reads files one by one streams with bounded memory.
+        At most ``batch_size`` images (and their results) are held at a time, and
+        no more than fill one model call (``max_batch_pixels``; an image larger
+        than that runs alone, so it is held alone), so a generator that reads files
+        one by one streams with bounded memory.
 
         Raises:
             ImageError: an image is unusable (its index is named), after the
@@ -473,11 +475,13 @@ class Denoiser:
         if self.z_context:
             self._refuse_images("images")
         chunk: list[ImageArray] = []
+        pixels = 0
         try:
             for i, img in enumerate(images):
                 chunk.append(as_image(img, i, layout, levels=self.levels))
-                if len(chunk) == self.batch_size:
-                    full, chunk = chunk, []
+                pixels += chunk[-1].size_hw[0] * chunk[-1].size_hw[1]
+                if len(chunk) == self.batch_size or pixels >= self.max_batch_pixels:
+                    full, chunk, pixels = chunk, [], 0
                     yield from self._denoise_chunk(full, tile)
         except Exception:
             if chunk:  # the source (or an image) failed: first give back what was read

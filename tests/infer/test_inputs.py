@@ -125,6 +125,27 @@ def test_denoise_iter_streams_in_order_and_lazily(photo):
         assert np.array_equal(out, photo.denoise(img))
 
 
+def test_denoise_iter_holds_no_more_images_than_fill_one_model_call():
+    # 40×40 images, 1600 pixels: a call takes two of them (max_batch_pixels 3200), so
+    # holding a batch of 8 would hold six images no call can take; results are the same
+    d = Denoiser("photo", device="cpu", batch_size=8, max_batch_pixels=3200)
+    rng = np.random.default_rng(8)
+    imgs = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(5)]
+    pulled = []
+
+    def source():
+        for i, img in enumerate(imgs):
+            pulled.append(i)
+            yield img
+
+    it = d.denoise_iter(source())
+    first = next(it)
+    assert len(pulled) == 2
+    outs = [first, *it]
+    for img, out in zip(imgs, outs, strict=True):
+        assert np.array_equal(out, d.denoise(img))
+
+
 @st.composite
 def _valid_images(draw):
     h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
