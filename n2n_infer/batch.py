@@ -303,6 +303,7 @@ def denoise_folder(
     recursive: bool = False,
     tile: bool | None = None,
     on_tile: Callable[[str, int, int], None] | None = None,
+    on_plane: Callable[[str, int, int], None] | None = None,
 ) -> BatchReport:
     """Denoise each image of ``in_dir`` into ``out_dir`` under the same relative name.
 
@@ -311,7 +312,8 @@ def denoise_folder(
     of the same relative name there gives each file's PSNR before and after.
     ``recursive`` mirrors subfolders; ``tile`` is passed to
     :meth:`Denoiser.denoise`. ``on_file`` is called after each file;
-    ``on_tile(name, done, total)`` after each tile of a tiled image.
+    ``on_tile(name, done, total)`` after each tile of a tiled image, ``on_plane(name,
+    done, total)`` after each plane of a TIFF stack.
 
     Nothing is ever written inside ``in_dir``: the folders are checked first
     (:func:`check_folders`), and each output's real location (links followed)
@@ -331,7 +333,9 @@ def denoise_folder(
         result = run_guarded(
             job.name,
             job.src,
-            lambda j=job: _denoise_file(denoiser, j, overwrite, skip_existing, tile, on_tile),
+            lambda j=job: _denoise_file(
+                denoiser, j, overwrite, skip_existing, tile, on_tile, on_plane
+            ),
         )
         report.results.append(result)
         if on_file:
@@ -380,6 +384,7 @@ def denoise_file(
     on_file: Callable[[FileResult], None] | None = None,
     tile: bool | None = None,
     on_tile: Callable[[str, int, int], None] | None = None,
+    on_plane: Callable[[str, int, int], None] | None = None,
 ) -> BatchReport:
     """Denoise the one image file ``in_file`` into ``out``: a folder (the output keeps
     the input's name) or an image file name of the input's format (see
@@ -403,7 +408,7 @@ def denoise_file(
     result = run_guarded(
         job.name,
         job.src,
-        lambda: _denoise_file(denoiser, job, overwrite, skip_existing, tile, on_tile),
+        lambda: _denoise_file(denoiser, job, overwrite, skip_existing, tile, on_tile, on_plane),
     )
     if on_file:
         on_file(result)
@@ -573,6 +578,7 @@ def convert_file(
     in_root: Path | None = None,
     on_tile: Callable[[int, int], None] | None = None,
     single: bool = False,
+    on_plane: Callable[[int, int], None] | None = None,
 ) -> FileResult:
     """Read ``src``, denoise it, write ``dst`` like ``src`` (format, bit depth, ICC, EXIF).
 
@@ -585,7 +591,8 @@ def convert_file(
     A TIFF stack (:func:`n2n_infer.stacks.is_stack`) goes to
     :func:`n2n_infer.stacks.denoise_stack_file` instead: its planes stream into
     ``dst``, checked as above before it is written; ``ref`` is not compared (a note
-    says so) and ``on_tile`` is not called.
+    says so), ``on_tile`` is not called and ``on_plane(done, total)`` is, after each
+    plane.
 
     Raises:
         ImageError: ``src`` cannot be read or ``dst``'s format cannot hold the
@@ -594,7 +601,7 @@ def convert_file(
         OSError: ``dst`` cannot be written.
     """
     if src.suffix.lower() not in UNSUPPORTED and stacks.is_stack(src):  # RAW files are TIFFs
-        return _convert_stack(denoiser, src, dst, name, ref, tile, in_root, single)
+        return _convert_stack(denoiser, src, dst, name, ref, tile, in_root, single, on_plane)
     k = getattr(denoiser, "z_context", 0)
     if k:
         raise ImageError(
@@ -625,6 +632,7 @@ def _convert_stack(
     tile: bool | None,
     in_root: Path | None,
     single: bool,
+    on_plane: Callable[[int, int], None] | None = None,
 ) -> FileResult:
     """:func:`convert_file` for a TIFF stack: :func:`n2n_infer.stacks.denoise_stack_file`,
     ``dst`` checked with :func:`check_destination` once ``src`` is, before it is written.
@@ -634,7 +642,9 @@ def _convert_stack(
         if in_root is not None:
             check_destination(dst, in_root, src, single)
 
-    stack = stacks.denoise_stack_file(denoiser, src, dst, tile=tile, before_write=check)
+    stack = stacks.denoise_stack_file(
+        denoiser, src, dst, tile=tile, before_write=check, on_plane=on_plane
+    )
     info = stack.info
     how = "with z-context" if getattr(denoiser, "z_context", 0) else "plane by plane"
     notes = [
@@ -654,14 +664,16 @@ def _denoise_file(
     skip_existing: bool,
     tile: bool | None,
     on_tile: Callable[[str, int, int], None] | None = None,
+    on_plane: Callable[[str, int, int], None] | None = None,
 ) -> FileResult:
     existing = existing_output(job.name, job.dst, overwrite, skip_existing)
     if existing is not None:
         return existing
     ref = job.ref if job.has_reference else None
     progress = None if on_tile is None else lambda done, total: on_tile(job.name, done, total)
+    planes = None if on_plane is None else lambda done, total: on_plane(job.name, done, total)
     result = convert_file(
-        denoiser, job.src, job.dst, job.name, ref, tile, job.in_root, progress, job.single
+        denoiser, job.src, job.dst, job.name, ref, tile, job.in_root, progress, job.single, planes
     )
     return job.noted(result)
 

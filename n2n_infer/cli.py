@@ -337,13 +337,21 @@ def batch(
             bar.update(1)
 
         def on_tile(name: str, done: int, tiles: int) -> None:
-            short = name if len(name) <= 40 else "…" + name[-39:]
-            bar.set_postfix_str(printable(f"{short}: tile {done}/{tiles}"))  # redraws the bar
+            bar.set_postfix_str(printable(f"{_short(name)}: tile {done}/{tiles}"))  # redraws
+
+        def on_plane(name: str, done: int, planes: int) -> None:
+            bar.set_postfix_str(printable(f"{_short(name)}: plane {done}/{planes}"))
 
         options["on_file"] = on_file
         if single:
             result = job.denoise_file(
-                denoiser, in_path, out, reference=reference, on_tile=on_tile, **options
+                denoiser,
+                in_path,
+                out,
+                reference=reference,
+                on_tile=on_tile,
+                on_plane=on_plane,
+                **options,
             )
             providers = denoiser.providers
         elif engine == "ray":
@@ -352,7 +360,9 @@ def batch(
             result, providers = _run_ray(replace(spec, device=device), cluster, *run)
         else:
             options |= {"reference_dir": reference, "recursive": recursive}
-            result = job.denoise_folder(denoiser, in_path, out_dir, on_tile=on_tile, **options)
+            result = job.denoise_folder(
+                denoiser, in_path, out_dir, on_tile=on_tile, on_plane=on_plane, **options
+            )
             providers = denoiser.providers
     _print_results(result, quiet)
     echo(
@@ -414,6 +424,11 @@ def _check_engine(engine: str, cluster: dict[str, Any]) -> None:
             'install it with: pip install "n2n[ray]"',
             2,
         )
+
+
+def _short(name: str) -> str:
+    """A file name cut to its last 40 characters for the progress bar."""
+    return name if len(name) <= 40 else "…" + name[-39:]
 
 
 def _flag(key: str, value: Any) -> str:

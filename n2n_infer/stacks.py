@@ -599,6 +599,7 @@ def denoise_stack_file(
     *,
     tile: bool | None = None,
     before_write: Callable[[], None] | None = None,
+    on_plane: Callable[[int, int], None] | None = None,
 ) -> StackResult:
     """Denoise the stack ``src`` plane by plane into the TIFF file ``dst`` (see the module).
 
@@ -607,7 +608,8 @@ def denoise_stack_file(
     it was). ``before_write`` is called after ``src`` is checked (and, for uint16 or
     float32 stacks, read once for its levels), before ``dst``'s temporary file is
     created: the folder job checks there where ``dst`` leads. ``tile`` is passed to
-    the Denoiser. Memory does not grow with the number of planes.
+    the Denoiser. ``on_plane(done, total)`` is called as each denoised plane goes
+    to the writer. Memory does not grow with the number of planes.
 
     Raises:
         ImageError: ``dst``'s name is not a TIFF's; ``src`` is not a readable TIFF
@@ -656,6 +658,8 @@ def denoise_stack_file(
             )
         else:
             results = _denoised(denoiser, stack.planes(), levels, tile)
+        if on_plane is not None:
+            results = _counted(results, info.planes, on_plane)
         write_atomic(dst, lambda f: stack.write(f, results))
         notes = [*stack.notes, *_level_notes(levels)]
         if k:
@@ -665,6 +669,15 @@ def denoise_stack_file(
             )
     log.info("%s: %s of %d planes denoised into %s", src, info.kind, info.planes, dst)
     return StackResult(info, tuple(dict.fromkeys(notes)))
+
+
+def _counted(
+    items: Iterator[np.ndarray], total: int, on_item: Callable[[int, int], None]
+) -> Iterator[np.ndarray]:
+    """``items``, calling ``on_item(done, total)`` after each is given."""
+    for done, item in enumerate(items, 1):
+        yield item
+        on_item(done, total)
 
 
 def _level_notes(levels: dict[int, Levels] | None) -> list[str]:

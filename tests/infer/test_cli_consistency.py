@@ -201,6 +201,21 @@ def test_tile_n_tiles_every_image(big, tmp_path):
     assert "big.png: tile 4/4" in result.stderr
 
 
+@pytest.mark.parametrize("single", [False, True])
+def test_a_stack_shows_its_planes_progress(tmp_path, single):
+    import tifffile
+
+    src = tmp_path / "in" / "cells.tif"
+    src.parent.mkdir()
+    planes = np.random.default_rng(3).integers(0, 256, (3, 24, 32), dtype=np.uint8)
+    tifffile.imwrite(src, planes, imagej=True, metadata={"axes": "ZYX"})
+    result = _run("batch", src if single else src.parent, tmp_path / "out", "--model", "seedlike")
+    assert result.exit_code == 0, result.output
+    shown = [f"cells.tif: plane {k}/3" in result.stderr for k in (1, 2, 3)]
+    assert shown == [True, True, True]
+    assert "tile 1/" not in result.stderr
+
+
 def test_no_tile_never_tiles_and_tile_0_is_its_deprecated_alias(big, tmp_path):
     no_tile = _run("batch", big, tmp_path / "a", "--model", "seedlike", "--no-tile")
     old = _run("batch", big, tmp_path / "b", "--model", "seedlike", "--tile", "0")
