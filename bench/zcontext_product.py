@@ -163,7 +163,8 @@ def measure(
         "export_s": export_s,
         "denoise_s": denoise_s,
         "best_val_loss": min(val) if val else None,
-        "fit_args": args,
+        # the scratch folder is this run's own: recorded as SEED_DIR, not as a path
+        "fit_args": [a.replace(str(work), "SEED_DIR") for a in args],
     }
 
 

@@ -474,21 +474,13 @@ class Denoiser:
         """
         if self.z_context:
             self._refuse_images("images")
-        chunk: list[ImageArray] = []
-        pixels = 0
-        try:
-            for i, img in enumerate(images):
-                chunk.append(as_image(img, i, layout, levels=self.levels))
-                pixels += chunk[-1].size_hw[0] * chunk[-1].size_hw[1]
-                if len(chunk) == self.batch_size or pixels >= self.max_batch_pixels:
-                    full, chunk, pixels = chunk, [], 0
-                    yield from self._denoise_chunk(full, tile)
-        except Exception:
-            if chunk:  # the source (or an image) failed: first give back what was read
-                yield from self._denoise_chunk(chunk, tile)
-            raise
-        if chunk:
-            yield from self._denoise_chunk(chunk, tile)
+
+        def full(chunk: list[ImageArray]) -> bool:
+            pixels = sum(img.size_hw[0] * img.size_hw[1] for img in chunk)
+            return len(chunk) == self.batch_size or pixels >= self.max_batch_pixels
+
+        checked = (as_image(img, i, layout, levels=self.levels) for i, img in enumerate(images))
+        yield from _in_chunks(checked, full, partial(self._denoise_chunk, tile=tile))
 
     def _refuse_images(self, what: str) -> None:
         """Raise the error a z-context model gives for 2-D images.
@@ -525,30 +517,26 @@ class Denoiser:
                 f"{self.path.name} is not a z-context model: denoise its planes one by one "
                 "(denoise, denoise_iter)"
             )
-        chunk: list[np.ndarray] = []
-        try:
-            for i, context in enumerate(contexts):
-                if (
-                    not isinstance(context, np.ndarray)
-                    or context.dtype != np.float32
-                    or context.ndim != 3
-                    or context.shape[0] != self.in_channels
-                ):
-                    raise ImageError(
-                        f"context {i}: expected float32 {self.in_channels}×H×W planes, got "
-                        f"{getattr(context, 'dtype', type(context).__name__)} "
-                        f"{getattr(context, 'shape', '')}"
-                    )
-                chunk.append(context)
-                if len(chunk) == self.batch_size:
-                    full, chunk = chunk, []
-                    yield from self._denoise_contexts(full, tile)
-        except Exception:
-            if chunk:
-                yield from self._denoise_contexts(chunk, tile)
-            raise
-        if chunk:
-            yield from self._denoise_contexts(chunk, tile)
+
+        def checked(i: int, context: Any) -> np.ndarray:
+            if (
+                not isinstance(context, np.ndarray)
+                or context.dtype != np.float32
+                or context.ndim != 3
+                or context.shape[0] != self.in_channels
+            ):
+                raise ImageError(
+                    f"context {i}: expected float32 {self.in_channels}×H×W planes, got "
+                    f"{getattr(context, 'dtype', type(context).__name__)} "
+                    f"{getattr(context, 'shape', '')}"
+                )
+            return context
+
+        yield from _in_chunks(
+            (checked(i, c) for i, c in enumerate(contexts)),
+            lambda chunk: len(chunk) == self.batch_size,
+            partial(self._denoise_contexts, tile=tile),
+        )
 
     def _denoise_contexts(self, contexts: list[np.ndarray], tile: bool | None) -> list[np.ndarray]:
         """The output planes of ``contexts`` (same-sized untiled ones batched), in order."""
@@ -755,6 +743,27 @@ class Denoiser:
         extra += f", grey={self.grey!r}" if self.grey not in ("phases", GREY_NATIVE) else ""
         extra += f", levels={self.levels!r}" if self.levels != "auto" else ""
         return f"Denoiser({str(self.path)!r}, providers={self.providers}{extra})"
+
+
+def _in_chunks(
+    items: Iterator[Any], full: Callable[[list[Any]], bool], run: Callable[[list[Any]], list[Any]]
+) -> Iterator[Any]:
+    """``run`` on ``items`` a chunk at a time (a chunk ends when ``full`` says so), its
+    results yielded in order. When ``items`` raises (the source, or a check of an
+    item), the results of the items already read are yielded first."""
+    chunk: list[Any] = []
+    try:
+        for item in items:
+            chunk.append(item)
+            if full(chunk):
+                done, chunk = chunk, []
+                yield from run(done)
+    except Exception:
+        if chunk:  # the source (or an item) failed: first give back what was read
+            yield from run(chunk)
+        raise
+    if chunk:
+        yield from run(chunk)
 
 
 def _same_shape(shape: tuple[int, ...], array: np.ndarray) -> bool:

@@ -144,6 +144,7 @@ def open_engine(
     config.check()
     requested = requested_providers(device, config.cuda_options(), providers)
     named = device != "auto" or providers is not None
+    info: ModelInfo | None = None
     try:
         session = open_session(path, config, requested)
     except ModelLoadError:
@@ -174,7 +175,8 @@ def open_engine(
             engine = OpenVINOEngine(session, path, option or "f32", config.intra_op_threads)
         else:
             engine = OrtEngine(session, path, config, output_channels(info))
-    info = ModelInfo.from_props(read_metadata(engine.session, path), path)
+    if info is None:  # the engine's session is the CPU's (see _on_cpu)
+        info = ModelInfo.from_props(read_metadata(engine.session, path), path)
     stride, channels = info.stride, info.in_channels
     try:
         check_engine(engine, path, stride, channels)

@@ -311,28 +311,18 @@ def model_call(
                 out = _run_bound(session, noisy, binding_device, device_id, options)
             else:
                 out = session.run(names, {feed_name: noisy}, options)[0]
-            check_output(out, noisy.shape)
-        except InferenceError as exc:
-            raise InferenceError(f"{prefix}{exc}") from exc
-        except Exception as exc:  # onnxruntime's own types, and MemoryError from its allocator
-            raise InferenceError(f"{prefix}{_failure(exc, noisy.shape)}") from exc
-        return out
-
-    def call_to_planes(noisy: np.ndarray) -> np.ndarray:
-        n, _, h, w = noisy.shape
-        try:
-            if binding_device:
-                out = _run_bound(session, noisy, binding_device, device_id, options)
+            if out_channels is None:
+                check_output(out, noisy.shape)
             else:
-                out = session.run(names, {feed_name: noisy}, options)[0]
-            check_output(out, (n, out_channels, h, w), noisy.shape)
+                n, _, h, w = noisy.shape
+                check_output(out, (n, out_channels, h, w), noisy.shape)
         except InferenceError as exc:
             raise InferenceError(f"{prefix}{exc}") from exc
         except Exception as exc:  # onnxruntime's own types, and MemoryError from its allocator
             raise InferenceError(f"{prefix}{_failure(exc, noisy.shape)}") from exc
         return out
 
-    return call if out_channels is None else call_to_planes
+    return call
 
 
 def _failure(exc: BaseException, shape: tuple[int, ...]) -> str:
