@@ -237,12 +237,7 @@ def denoise_axes(
     axes = _check_axes(array, axes)
     if getattr(denoiser, "z_context", 0):
         return _denoise_axes_z(denoiser, array, axes, tile)
-    src = [axes.index("Y"), axes.index("X")] + ([array.ndim - 1] if axes.endswith("S") else [])
-    dst = list(range(-len(src), 0))
-    view = np.moveaxis(array, src, dst)  # the other axes first, in their order: no copy
-    out = np.empty(array.shape, array.dtype)
-    out_view = np.moveaxis(out, src, dst)
-    lead = [a for a in axes if a not in "YXS"]
+    view, out, out_view, lead = _plane_views(array, axes)
     lead_shape = view.shape[: len(lead)]
     if math.prod(lead_shape) == 0:
         return out
@@ -270,16 +265,10 @@ def _denoise_axes_z(
             f"image: axes {axes!r} with {array.shape[-1]} samples: {denoiser.path.name} is a "
             "z-context model of grey planes"
         )
-    lead = [a for a in axes if a not in "YXS"]
+    view, out, out_view, lead = _plane_views(array, axes)
     _check_z_axis(denoiser, "".join(lead), "image", f"axes {axes!r}")
-    src = [axes.index("Y"), axes.index("X")] + ([array.ndim - 1] if axes.endswith("S") else [])
-    view = np.moveaxis(array, src, list(range(-len(src), 0)))
     if axes.endswith("S"):
-        view = view[..., 0]
-    out = np.empty(array.shape, array.dtype)
-    out_view = np.moveaxis(out, src, list(range(-len(src), 0)))
-    if axes.endswith("S"):
-        out_view = out_view[..., 0]
+        view, out_view = view[..., 0], out_view[..., 0]
     lead_shape = view.shape[: len(lead)]
     if math.prod(lead_shape) == 0:
         return out
@@ -307,6 +296,18 @@ def _denoise_axes_z(
     for idx, result in zip(positions, results, strict=True):
         out_view[idx] = result
     return out
+
+
+def _plane_views(
+    array: np.ndarray, axes: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(``array`` with Y, X (and S) moved last, an empty output of its shape and dtype,
+    the output's view moved alike, the other axes' letters in order): no copy."""
+    src = [axes.index("Y"), axes.index("X")] + ([array.ndim - 1] if axes.endswith("S") else [])
+    dst = list(range(-len(src), 0))
+    out = np.empty(array.shape, array.dtype)
+    lead = [a for a in axes if a not in "YXS"]
+    return np.moveaxis(array, src, dst), out, np.moveaxis(out, src, dst), lead
 
 
 def _check_z_axis(denoiser: Denoiser, lead: str, what: str, axes: str) -> None:
