@@ -104,7 +104,11 @@ class _Unchanged:
     levels = "auto"
 
     def denoise_iter(
-        self, images: Iterable[np.ndarray], layout: str = "hwc", tile: bool | None = None
+        self,
+        images: Iterable[np.ndarray],
+        layout: str = "hwc",
+        tile: bool | None = None,
+        levels: str | None = None,
     ) -> Iterator[np.ndarray]:
         for image in images:
             yield np.array(image)

@@ -16,10 +16,13 @@ The value checks (finite, in range) and :func:`row_bands` work on bands of
 rows, so that checking an image never allocates more than a few MB beyond it.
 
 Levels: a pixel type's full scale maps to 1.0 (255 for uint8, 65535 for
-uint16), except for a *dim* 16-bit image, one with no value above
-:data:`DIM_16BIT_MAX` (14-bit data or less: a microscope's or a scientific
-camera's counts in a 16-bit file), which is mapped by its own range, min to
-0 and max to 1 (:func:`levels_of`), and its result mapped back. At full scale
+uint16; float values in [0, 1] are taken as they are), except for a *dim*
+image: 16-bit with no value above :data:`DIM_16BIT_MAX` (14-bit data or less: a
+microscope's or a scientific camera's counts in a 16-bit file), or float with no
+value above :data:`DIM_FLOAT_MAX` (the same quarter of the scale: counts
+normalised by a larger maximum, a dim channel scaled to [0, 1] by its bit
+depth). A dim image is mapped by its own range, min to 0 and max to 1
+(:func:`levels_of`), and its result mapped back (floats are not rounded). At full scale
 such an image is nearly black to a model trained on photos, whose dark-region
 corrections are then large next to its signal: at full scale the photo model
 made dim 16-bit grey captures far worse than its noisy input, and by their own
@@ -42,6 +45,12 @@ from n2n_infer.errors import ImageError
 INT_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 #: A 16-bit image with no value above this is mapped by its own range (:func:`levels_of`).
 DIM_16BIT_MAX = 16383
+#: A float image (values in [0, 1]) with no value above this is mapped by its own range:
+#: the same fraction of the scale as :data:`DIM_16BIT_MAX`.
+DIM_FLOAT_MAX = DIM_16BIT_MAX / 65535.0
+#: The span of a flat dim float image (its one value maps to 0): one 16-bit level, as a
+#: flat dim 16-bit image's span is one count.
+FLAT_FLOAT_SPAN = 1.0 / 65535.0
 #: ``levels`` settings: ``"auto"`` (dim 16-bit images by their own range) or ``"full"``.
 LEVELS = ("auto", "full")
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -129,9 +138,9 @@ def as_image(
     C in 1, 3, 4) of dtype uint8, uint16, float32 or float64 (floats in
     [0, 1], finite; either byte order; any strides); or a PIL image of a mode
     in :data:`PIL_READS`. At most ``max_pixels`` pixels (default
-    :data:`MAX_PIXELS`). ``levels="auto"`` maps a dim 16-bit image by its own
-    range (:func:`levels_of`); ``"full"`` maps every image by its dtype's full
-    scale.
+    :data:`MAX_PIXELS`). ``levels="auto"`` maps a dim 16-bit or float image by
+    its own range (:func:`levels_of`); ``"full"`` maps every image by its dtype's
+    full scale (floats as they are).
 
     Raises:
         ImageError: anything else (wrong type, a masked array, wrong number of
@@ -150,8 +159,8 @@ def as_image(
             img = _pil_image(image, index, limit)
         else:
             img = _array_image(image, index, layout, limit)
-        if levels == "auto" and img.rgb.dtype == np.uint16:  # only 16 bits can be dim
-            return replace(img, levels=levels_of(img.rgb))
+        if levels == "auto" and img.rgb.dtype.kind in "uf" and img.rgb.dtype != np.uint8:
+            return replace(img, levels=levels_of(img.rgb))  # 16 bits and floats can be dim
         return img
     except MemoryError as exc:
         raise ImageError(f"image {index}: not enough memory to check and convert it") from exc
@@ -168,12 +177,21 @@ def check_levels(levels: str) -> None:
 
 
 def levels_of(rgb: np.ndarray) -> tuple[float, float] | None:
-    """``(black, span)`` for a dim 16-bit image, else ``None`` (the dtype's full scale).
+    """``(black, span)`` for a dim image, else ``None`` (the dtype's full scale).
 
-    Dim: uint16 with no value above :data:`DIM_16BIT_MAX`. Its minimum maps to 0
-    and its maximum to 1 (a flat image: its value to 0). Computed band by band
+    Dim: uint16 with no value above :data:`DIM_16BIT_MAX`, or float (already
+    checked to lie in [0, 1]) with no value above :data:`DIM_FLOAT_MAX`. Its
+    minimum maps to 0 and its maximum to 1 (a flat image: its value to 0, with a
+    span of one count, or :data:`FLAT_FLOAT_SPAN`). Computed band by band
     (``rgb``: H×W×C, alpha left out by the caller).
     """
+    if rgb.dtype.kind == "f":
+        lo_f, hi_f = np.inf, -np.inf
+        for band in row_bands(rgb):
+            lo_f, hi_f = min(lo_f, float(band.min())), max(hi_f, float(band.max()))
+        if not hi_f <= DIM_FLOAT_MAX:  # NaN too: the caller's checks name it
+            return None
+        return lo_f, (hi_f - lo_f) or FLAT_FLOAT_SPAN
     if rgb.dtype != np.uint16:
         return None
     lo, hi = 65535, 0
@@ -319,7 +337,8 @@ def from_unit(
     black, scale = _affine(levels, dtype)
     if scale is None:
         return clipped.astype(dtype)
-    return np.rint(clipped * scale + black).astype(dtype)
+    values = clipped * np.float32(scale) + np.float32(black)
+    return (values if np.dtype(dtype).kind == "f" else np.rint(values)).astype(dtype)
 
 
 def new_output(img: ImageArray) -> np.ndarray:
@@ -346,10 +365,11 @@ def write_rows(img: ImageArray, out: np.ndarray, y0: int, denoised_chw: np.ndarr
     unit = np.clip(denoised_chw, 0.0, 1.0)  # a new array: the caller's rows are left alone
     black, scale = _affine(img.levels, out.dtype)
     if scale is not None:
-        unit *= scale
+        unit *= np.float32(scale)
         if black:
             unit += np.float32(black)
-        np.rint(unit, out=unit)
+        if out.dtype.kind != "f":  # a dim float image's values are mapped back, not rounded
+            np.rint(unit, out=unit)
     out[rows, :, :3] = unit.transpose(1, 2, 0)
 
 

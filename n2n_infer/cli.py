@@ -173,9 +173,9 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     type=click.Choice(["auto", "full"]),
     default="auto",
     show_default=True,
-    help="How pixel values map to the model's range: auto maps a dim 16-bit image "
-    "(no value above 16383: a microscope's counts) by its own min..max and back; "
-    "full always uses the type's full scale (docs/runtime.md).",
+    help="How pixel values map to the model's range: auto maps a dim image (16-bit "
+    "with no value above 16383: a microscope's counts; float with none above 0.25) by "
+    "its own min..max and back; full always uses the type's full scale (docs/runtime.md).",
 )
 @click.option("--recursive", is_flag=True, help="Also denoise subfolders, mirrored in OUT.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist.")

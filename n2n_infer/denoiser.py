@@ -172,10 +172,11 @@ class Denoiser:
             images copied into RGB); with no model named, grey images go to the
             bundled ``grey`` model instead.
         levels: how pixel values map to the model's [0, 1]. ``"auto"``
-            (default): by the dtype's full scale, except a dim 16-bit image (no
-            value above 16383: a microscope's or a scientific camera's counts),
-            which is mapped by its own min..max and its result mapped back;
-            ``"full"``: always by the dtype's full scale (255, 65535, 1.0).
+            (default): by the dtype's full scale, except a dim image, 16-bit with
+            no value above 16383 (a microscope's or a scientific camera's counts)
+            or float with none above 0.25, which is mapped by its own min..max and
+            its result mapped back; ``"full"``: always by the dtype's full scale
+            (255, 65535; floats as they are).
             See :mod:`n2n_infer.arrays`.
 
     Raises:
@@ -404,7 +405,7 @@ class Denoiser:
                 ``"TZYX"`` or ``"TYXS"``: letters among T, Z, C, Q, Y, X and S
                 (samples: RGB when 3, last), each once, Y and X required. Every
                 2-D plane is denoised (each channel as a grey image, RGB samples
-                as a colour image), dim 16-bit data mapped by the levels of its
+                as a colour image), dim 16-bit or float data mapped by the levels of its
                 whole channel; the result has the stack's shape and dtype. See
                 :func:`n2n_infer.stacks.denoise_axes`. ``None``: one 2-D image.
 
@@ -457,14 +458,21 @@ class Denoiser:
         return self._denoise_chunk(checked, tile) if checked else []
 
     def denoise_iter(
-        self, images: Iterable[Any], layout: str = "hwc", tile: bool | None = None
+        self,
+        images: Iterable[Any],
+        layout: str = "hwc",
+        tile: bool | None = None,
+        levels: str | None = None,
     ) -> Iterator[Any]:
         """Denoise images from any iterable lazily, yielding results in order.
 
         At most ``batch_size`` images (and their results) are held at a time, and
         no more than fill one model call (``max_batch_pixels``; an image larger
         than that runs alone, so it is held alone), so a generator that reads files
-        one by one streams with bounded memory.
+        one by one streams with bounded memory. ``levels`` overrides the Denoiser's
+        own setting for these images: ``"full"`` for images already mapped to the
+        model's [0, 1] by the caller (the planes of a stack, mapped by their
+        channel's levels, :mod:`n2n_infer.stacks`).
 
         Raises:
             ImageError: an image is unusable (its index is named), after the
@@ -479,7 +487,9 @@ class Denoiser:
             pixels = sum(img.size_hw[0] * img.size_hw[1] for img in chunk)
             return len(chunk) == self.batch_size or pixels >= self.max_batch_pixels
 
-        checked = (as_image(img, i, layout, levels=self.levels) for i, img in enumerate(images))
+        mapping = self.levels if levels is None else _text("levels", levels)
+        check_levels(mapping)
+        checked = (as_image(img, i, layout, levels=mapping) for i, img in enumerate(images))
         yield from _in_chunks(checked, full, partial(self._denoise_chunk, tile=tile))
 
     def _refuse_images(self, what: str) -> None:

@@ -621,9 +621,14 @@ class _RemotePlanes:
         return next(iter(self.denoise_iter([image], tile=tile)))
 
     def denoise_iter(
-        self, images: Iterable[Any], layout: str = "hwc", tile: bool | None = None
+        self,
+        images: Iterable[Any],
+        layout: str = "hwc",
+        tile: bool | None = None,
+        levels: str | None = None,
     ) -> Iterator[Any]:
-        """The denoised ``images``, in order, denoised on the workers chunk by chunk.
+        """The denoised ``images``, in order, denoised on the workers chunk by chunk
+        (``levels``: as :meth:`~n2n_infer.Denoiser.denoise_iter` takes it).
 
         Raises:
             N2NError: a chunk failed on its worker (the message says why).
@@ -641,23 +646,27 @@ class _RemotePlanes:
             if len(chunk) == per_chunk:
                 if len(window) == in_flight:
                     yield from self._collect(window.popleft())
-                window.append(self._send(chunk, sent, tile, layout, len(window) + 1))
+                window.append(self._send(chunk, sent, (tile, layout, levels), len(window) + 1))
                 sent, chunk = sent + len(chunk), []
         if chunk:
             if len(window) == in_flight:
                 yield from self._collect(window.popleft())
-            window.append(self._send(chunk, sent, tile, layout, len(window) + 1))
+            window.append(self._send(chunk, sent, (tile, layout, levels), len(window) + 1))
         while window:
             yield from self._collect(window.popleft())
 
     def _send(
-        self, chunk: list[Any], first: int, tile: bool | None, layout: str, in_flight: int
+        self,
+        chunk: list[Any],
+        first: int,
+        how: tuple[bool | None, str, str | None],
+        in_flight: int,
     ) -> tuple[Any, int, int, int]:
         actor = min(range(len(self._actors)), key=self._busy.__getitem__)
         self._busy[actor] += 1
         self.chunks += 1
         self.peak = max(self.peak, in_flight)
-        result = self._actors[actor].denoise.remote(chunk, tile, layout)
+        result = self._actors[actor].denoise.remote(chunk, *how)  # tile, layout, levels
         return result, actor, first, len(chunk)
 
     def _collect(self, sent: tuple[Any, int, int, int]) -> list[Any]:

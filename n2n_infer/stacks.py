@@ -17,10 +17,14 @@ finds each channel's minimum and maximum, and every plane of that channel is
 mapped by them, ``(v - black) / span``, fed to the model as float32 in [0, 1] and
 mapped back (rounded, clipped to the dtype). Planes of one channel thus stay
 comparable (a dim plane beside a bright one is not stretched to full range, a
-constant plane stays constant), as microscopy measurements require. Other
-16-bit channels are mapped by 65535, uint8 and float32 (values in [0, 1], checked
-in the first pass) by their full scale, as the Denoiser maps 2-D images; with
-``Denoiser(levels="full")`` every channel is.
+constant plane stays constant), as microscopy measurements require. The same
+holds for a dim float32 channel (values in [0, 1], checked in the first pass,
+none above :data:`~n2n_infer.arrays.DIM_FLOAT_MAX`; mapped back without
+rounding). Other 16-bit channels are mapped by 65535, uint8 by 255 and other
+float channels as they are, as the Denoiser maps 2-D images; with
+``Denoiser(levels="full")`` every channel is. The mapped planes go to the
+Denoiser with ``levels="full"``, so that its own rule for 2-D images does not
+map a plane again by the plane's range.
 
 Reading. Nothing is decoded before its layout is checked: every directory of the
 file by its entries alone (the rules of :func:`n2n_infer.tiff16.check_directories`,
@@ -79,7 +83,13 @@ import numpy as np
 import tifffile
 
 from n2n_infer import tiff16
-from n2n_infer.arrays import DIM_16BIT_MAX, MAX_PIXELS, finite_range, from_unit, to_unit
+from n2n_infer.arrays import (
+    MAX_PIXELS,
+    finite_range,
+    from_unit,
+    levels_of,
+    to_unit,
+)
 from n2n_infer.errors import ImageError
 from n2n_infer.files import write_atomic
 
@@ -431,47 +441,60 @@ def _levels(
     planes: Callable[[], Iterable[tuple[np.ndarray, int]]],
     what: str,
 ) -> dict[int, Levels] | None:
-    """Each channel's ``(black, span)`` for uint16 planes (``None`` for other dtypes: they
-    go to the Denoiser as they are); float planes are checked to lie in [0, 1].
+    """Each channel's ``(black, span)`` for uint16 and float planes (``None`` for uint8:
+    its planes go to the Denoiser as they are); float planes are checked to lie in [0, 1].
 
     ``planes()`` gives (plane, channel) pairs afresh (a first pass over the stack);
     ``what`` names the stack in errors. A channel is dim when none of its values
-    exceeds :data:`DIM_16BIT_MAX` (unless ``denoiser.levels`` is ``"full"``): it is
-    mapped by its minimum and maximum over the stack; any other by 65535.
+    exceeds :data:`~n2n_infer.arrays.DIM_16BIT_MAX` (16-bit) or
+    :data:`~n2n_infer.arrays.DIM_FLOAT_MAX` (float), unless
+    ``denoiser.levels`` is ``"full"``: it is mapped by its minimum and maximum over
+    the stack (:func:`~n2n_infer.arrays.levels_of`'s rule on the channel's extremes);
+    any other by its dtype's full scale (65535; 1 for floats).
 
     Raises:
         ImageError: float values outside [0, 1] or not finite (naming the plane).
     """
     dtype = np.dtype(dtype).newbyteorder("=")
-    if dtype.kind == "f":
-        for i, (plane, _) in enumerate(planes()):
-            _check_unit(plane, f"{what}: plane {i}")
+    if dtype.kind != "f" and dtype != np.uint16:
         return None
-    if dtype != np.uint16:
-        return None
+    floats = dtype.kind == "f"
+    full = 1.0 if floats else 65535.0
     if getattr(denoiser, "levels", "auto") == "full":
-        return _FullScale()
-    ranges: dict[int, tuple[int, int]] = {}
-    for plane, channel in planes():
+        for i, (plane, _) in enumerate(planes() if floats else ()):
+            _check_unit(plane, f"{what}: plane {i}")
+        return _FullScale(full)
+    ranges: dict[int, tuple[float, float]] = {}
+    for i, (plane, channel) in enumerate(planes()):
         colour = plane if plane.ndim == 2 else plane[..., :3]  # alpha left out
-        lo, hi = int(colour.min()), int(colour.max())
+        if floats:
+            lo, hi = _check_unit(colour, f"{what}: plane {i}")
+        else:
+            lo, hi = float(colour.min()), float(colour.max())
         was = ranges.get(channel, (lo, hi))
         ranges[channel] = (min(was[0], lo), max(was[1], hi))
+    extremes = np.dtype(np.float32 if dtype.kind == "f" else np.uint16)
     return {
-        c: (float(lo), float(max(hi - lo, 1))) if hi <= DIM_16BIT_MAX else (0.0, 65535.0)
+        # the 2-D rule, on a 1×2 image of the channel's extremes
+        c: levels_of(np.array([[[lo], [hi]]], extremes)) or (0.0, full)
         for c, (lo, hi) in ranges.items()
     }
 
 
 class _FullScale(dict[int, Levels]):
-    """Every channel mapped by 65535 (``levels="full"``)."""
+    """Every channel mapped by its dtype's full scale (``levels="full"``)."""
+
+    def __init__(self, full: float) -> None:
+        super().__init__()
+        self.full = full
 
     def __missing__(self, channel: int) -> Levels:
-        return (0.0, 65535.0)
+        return (0.0, self.full)
 
 
-def _check_unit(plane: np.ndarray, what: str) -> None:
-    """Refuse float values that are not finite or lie outside [0, 1], band by band."""
+def _check_unit(plane: np.ndarray, what: str) -> tuple[float, float]:
+    """The smallest and largest of float ``plane``'s values, read band by band; refuses
+    values that are not finite or lie outside [0, 1]."""
     found = finite_range(plane)
     if found is None:
         raise ImageError(f"{what} contains NaN or infinite values")
@@ -480,6 +503,7 @@ def _check_unit(plane: np.ndarray, what: str) -> None:
         raise ImageError(
             f"{what} holds values in [{lo:.9g}, {hi:.9g}]: only float values in [0, 1] are denoised"
         )
+    return lo, hi
 
 
 def _denoised(
@@ -491,7 +515,8 @@ def _denoised(
     """The denoised planes, in order, of the same shapes and dtypes as ``planes``'
     (H×W or H×W×S, with their channels); through ``denoiser.denoise_iter``, so that
     at most a batch of planes is held. With ``levels`` (uint16), a plane goes to the
-    model as float32 mapped by its channel's levels and comes back mapped by them."""
+    model as float32 mapped by its channel's levels (and ``levels="full"``, so that the
+    Denoiser does not map it again) and comes back mapped by them."""
     pending: deque[tuple[np.ndarray, Levels | None]] = deque()
 
     def inputs() -> Iterator[np.ndarray]:
@@ -500,7 +525,8 @@ def _denoised(
             pending.append((plane, mapping))
             yield _to_model(plane, mapping)
 
-    for result in denoiser.denoise_iter(inputs(), tile=tile):
+    mapped = {} if levels is None else {"levels": "full"}
+    for result in denoiser.denoise_iter(inputs(), tile=tile, **mapped):
         plane, mapping = pending.popleft()
         yield _from_model(result, plane, mapping)
 
@@ -517,15 +543,16 @@ def _to_model(plane: np.ndarray, levels: Levels | None) -> np.ndarray:
 
 
 def _from_model(result: np.ndarray, plane: np.ndarray, levels: Levels | None) -> np.ndarray:
-    """The Denoiser's ``result`` in ``plane``'s dtype: mapped back by ``levels`` (rounded,
-    clipped), ``plane``'s alpha copied."""
+    """The Denoiser's ``result`` in ``plane``'s dtype: mapped back by ``levels`` (integers
+    rounded and clipped to the dtype), ``plane``'s alpha copied."""
     if levels is None:
         return result
     black, span = levels
     values = np.clip(result, 0.0, 1.0) * np.float32(span)
     values += np.float32(black)
-    np.rint(values, out=values)
-    np.clip(values, 0, np.iinfo(plane.dtype).max, out=values)
+    if plane.dtype.kind != "f":
+        np.rint(values, out=values)
+        np.clip(values, 0, np.iinfo(plane.dtype).max, out=values)
     out = values.astype(plane.dtype)
     if plane.ndim == 3 and plane.shape[2] == 4:
         out = np.concatenate([out, plane[..., 3:]], axis=2)

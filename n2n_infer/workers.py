@@ -184,12 +184,17 @@ class DenoisePlanes(_WorkerBase):
         return {"providers": self._providers, "z_context": int(z_context or 0)}
 
     def denoise(
-        self, planes: list[np.ndarray], tile: bool | None = None, layout: str = "hwc"
+        self,
+        planes: list[np.ndarray],
+        tile: bool | None = None,
+        layout: str = "hwc",
+        levels: str | None = None,
     ) -> tuple[list[np.ndarray], str]:
         """The denoised ``planes`` in order and ``""``; or ``[]`` and why they could not
-        be denoised (one line; the driver reports it for the stack's file)."""
+        be denoised (one line; the driver reports it for the stack's file). ``levels``:
+        ``"full"`` for planes the driver has mapped (:meth:`~n2n_infer.Denoiser.denoise_iter`)."""
         try:
-            return list(self.denoiser.denoise_iter(planes, layout, tile)), ""
+            return list(self.denoiser.denoise_iter(planes, layout, tile, levels)), ""
         except Exception as exc:  # reported for the stack's file, as the local engine does
             text = first_line(str(exc))
             if isinstance(exc, N2NError | OSError) and text:

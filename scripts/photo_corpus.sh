@@ -7,9 +7,15 @@ py=${PYTHON:-.venv/bin/python}
 cache=${N2N_CACHE:-$HOME/.cache/n2n}
 "$py" -m n2n_train.cli corpus --set TRAIN_CORE --set TRAIN_EXTRA
 photos="$cache/photos/TRAIN_CORE_minus_examples"
-rm -rf "$photos" && mkdir -p "$photos"
+# Built in place without emptying it first, so that a run already reading it (two trainings
+# started together) never sees it missing; links left from an older corpus are removed.
+mkdir -p "$photos"
+for f in "$photos"/*; do
+  [[ -L $f && -e "$cache/photos/TRAIN_CORE/$(basename "$f")" ]] || rm -f "$f"
+done
 for f in "$cache"/photos/TRAIN_CORE/*; do
   case "$(basename "$f")" in *astronaut.png|*coffee.png|*chelsea.png|*rocket.jpg) continue;; esac
-  ln -s "$f" "$photos/"
+  dst="$photos/$(basename "$f")"
+  [[ -L $dst ]] || ln -s "$f" "$dst" 2>/dev/null || [[ -L $dst ]]
 done
 echo "$photos"

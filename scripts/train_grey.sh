@@ -7,7 +7,9 @@
 # Usage: bash scripts/train_grey.sh [RUNS_DIR]   (about 90 minutes on one core of 2)
 # EPOCHS=N (default 50), LR (default 1e-3), THREADS (default 1), AVERAGE=K (default 5: the
 # mean of the last K epochs' weights is shipped), BATCH and STEPS (default 16 and 150: the
-# batch size and steps per epoch), SEED (default 0). INIT_FROM=DIR fine-tunes instead, from
+# batch size and steps per epoch), SEED (default 0), TARGET (default noisy: Noise2Noise;
+# clean: Noise2Clean, the clean patch as target), INSTALL=0 (leave models/grey.pt alone, for
+# runs to compare before shipping). INIT_FROM=DIR fine-tunes instead, from
 # DIR/grey/averaged.pt (a previous run of this script) with a new cosine schedule from LR:
 #   INIT_FROM=runs EPOCHS=40 LR=4e-4 SEED=1 bash scripts/train_grey.sh runs-ft
 # Then `bash scripts/export_shipped.sh` exports it and `python -m bench.grey` compares it
@@ -23,8 +25,8 @@ if [[ -n ${INIT_FROM:-} ]]; then init=$INIT_FROM/grey/averaged.pt; fi
 "$py" -m n2n_train.cli -v fit --photos "$photos" --channels 1 --init "$init" \
   --noise "gaussian:0-50+poisson-gaussian:8-1000,0-4" --patch-size 96 --pyramid 3 \
   --batch-size "${BATCH:-16}" --steps-per-epoch "${STEPS:-150}" --epochs "${EPOCHS:-50}" \
-  --lr "${LR:-1e-3}" --optimizer adam --schedule cosine --dihedral --precision bf16 \
+  --lr "${LR:-1e-3}" --target "${TARGET:-noisy}" --optimizer adam --schedule cosine --dihedral --precision bf16 \
   --channels-last --threads "${THREADS:-1}" --seed "${SEED:-0}" --no-progress --snapshot-every 1 ${RESUME:+--resume} \
   --out "$runs/grey" >>"$runs/grey.log" 2>&1
 "$py" -m n2n_train.cli average "$runs/grey/averaged.pt" "$runs/grey/snapshots" --last "${AVERAGE:-5}"
-cp "$runs/grey/averaged.pt" models/grey.pt
+if [[ ${INSTALL:-1} != 0 ]]; then cp "$runs/grey/averaged.pt" models/grey.pt; fi

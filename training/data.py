@@ -135,7 +135,7 @@ def to_unit(img: torch.Tensor, levels: Levels | None = None) -> torch.Tensor:
     """uint8, uint16 or float tensor (any layout) -> float32, as the runtime scales it.
 
     A new tensor. ``levels``: the image's own ``(black, span)`` (a dim 16-bit
-    image, :func:`read_frame`); ``None``: the dtype's full scale (float input
+    or float image, :func:`read_frame`); ``None``: the dtype's full scale (float input
     is taken as already in [0, 1]).
     """
     black, scale = levels or (0.0, FULL_SCALE.get(img.dtype))
@@ -244,9 +244,10 @@ def read_frame(path: Path) -> tuple[torch.Tensor, Levels | None]:
     colour. The dtype is the file's: uint8, uint16 (16-bit files: never rounded
     to 8 bits, so dim 12-bit data in a 16-bit file keeps every level) or
     float32 (float TIFFs, values in [0, 1]). The levels are
-    :func:`n2n_infer.arrays.levels_of`'s: a dim 16-bit image (no value above
-    16383, a microscope's counts) is mapped by its own min..max, as
-    ``n2n-infer`` maps it (``--levels auto``); ``None`` for the rest.
+    :func:`n2n_infer.arrays.levels_of`'s: a dim image (16-bit with no value
+    above 16383, a microscope's counts, or float with none above 0.25) is mapped
+    by its own min..max, as ``n2n-infer`` maps it (``--levels auto``); ``None``
+    for the rest.
     :func:`to_unit` scales any frame to [0, 1] with them.
 
     Raises:

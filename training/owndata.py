@@ -205,9 +205,9 @@ def _checked_scene(
             f"{p} {_depth(f)}{' (dim: own levels)' if lv is not None else ''}" for p, f, lv in pairs
         )
         problems.append(
-            f"different pixel ranges in scene {name!r}: {listed}; a dim capture (no value "
-            "above 16383, scaled by its own range) cannot pair with a full-range one: "
-            "convert them to one range"
+            f"different pixel ranges in scene {name!r}: {listed}; a dim capture (16-bit "
+            "with no value above 16383, or float with none above 0.25: scaled by its own "
+            "range) cannot pair with a full-range one: convert them to one range"
         )
         return None
     problem = _levels_problem(name, sources, frames, levels)
@@ -246,7 +246,20 @@ def _levels_problem(
     """
     if len(frames) < 2 or any(lv is None for lv in levels):
         return None
-    extent = [(int(f.numpy().min()), int(f.numpy().max())) for f in frames]
+    if len({f.dtype for f in frames}) > 1:  # levels in counts and in fractions of 1
+        listed = ", ".join(f"{p} {_depth(f)}" for p, f in zip(paths, frames, strict=True))
+        return (
+            f"dim captures of different pixel types in scene {name!r}: {listed}; each is "
+            "scaled by its own range and a target by its input's levels, which need one "
+            "type: convert them to one type"
+        )
+    floats = frames[0].dtype.is_floating_point
+    extent = [
+        (float(f.numpy().min()), float(f.numpy().max()))
+        if floats
+        else (int(f.numpy().min()), int(f.numpy().max()))
+        for f in frames
+    ]
     worst: tuple[float, int, int, float, float] | None = None
     for i, lv in enumerate(levels):
         black, span = lv or (0.0, 1.0)
@@ -259,11 +272,11 @@ def _levels_problem(
         return None
     _, i, j, low, high = worst
     listed = ", ".join(
-        f"{p} {f'constant {lo} (a dead capture?)' if lo == hi else f'{lo}..{hi}'}"
+        f"{p} {f'constant {lo:.6g} (a dead capture?)' if lo == hi else f'{lo:.6g}..{hi:.6g}'}"
         for p, (lo, hi) in zip(paths, extent, strict=True)
     )
     return (
-        f"pixel ranges too far apart in dim 16-bit scene {name!r}: {listed}; each dim frame "
+        f"pixel ranges too far apart in dim scene {name!r}: {listed}; each dim frame "
         f"is scaled by its own range and its partner by the same levels, so {paths[j]} "
         f"would become a target of {low:.3g}..{high:.3g} for {paths[i]} instead of about "
         "0..1: remove the scene or its odd frame"

@@ -18,8 +18,9 @@ stack: it is read as a single image, by the runtime's reader
   runtime drops alpha); other photometric interpretations are refused.
 - Pixels keep their type (uint8, uint16, float32; float64 is read as float32;
   float values must lie in [0, 1], as the runtime requires).
-- Levels: the dim 16-bit rule of :func:`n2n_infer.arrays.levels_of` (no value
-  above 16383: mapped by its own min..max) applies per stack and channel, the
+- Levels: the dim rule of :func:`n2n_infer.arrays.levels_of` (16-bit with no
+  value above 16383, or float with none above 0.25: mapped by its own min..max)
+  applies per stack and channel, the
   minimum and maximum taken over every plane of that channel, not plane by
   plane, so that the planes of a stack stay comparable; each plane carries its
   channel's levels.
@@ -347,16 +348,18 @@ def _with_levels(
 ) -> list[Plane]:
     """Planes as tensors, each with its channel's levels (the channel: the ``C`` and
     ``S`` positions; the extremes over every plane of the channel)."""
-    extremes: dict[tuple[int | None, int | None], tuple[int, int]] = {}
+    extremes: dict[tuple[int | None, int | None], tuple[float, float]] = {}
     channel = [(dict(i).get("C"), dict(i).get("S")) for i, _ in planes]
-    if stack.dtype == np.uint16:
+    kind = np.dtype(stack.dtype).kind
+    if stack.dtype == np.uint16 or kind == "f":
         for ch, (_, arr) in zip(channel, planes, strict=True):
-            lo, hi = int(arr.min()), int(arr.max())
+            lo, hi = float(arr.min()), float(arr.max())
             old = extremes.get(ch, (lo, hi))
             extremes[ch] = (min(lo, old[0]), max(hi, old[1]))
+    as_type = np.float32 if kind == "f" else np.uint16
     levels: dict[tuple[int | None, int | None], Levels | None] = {
         # the runtime's own rule, on a 1×2 image of the channel's extremes
-        ch: levels_of(np.array([[[lo], [hi]]], np.uint16))
+        ch: levels_of(np.array([[[lo], [hi]]], as_type))
         for ch, (lo, hi) in extremes.items()
     }
     out = []

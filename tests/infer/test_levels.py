@@ -1,4 +1,4 @@
-"""Levels: a dim 16-bit image (a microscope's counts) is mapped by its own range."""
+"""Levels: a dim 16-bit or float image (a microscope's counts) is mapped by its own range."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from n2n_infer import Denoiser
-from n2n_infer.arrays import DIM_16BIT_MAX, as_image, levels_of
+from n2n_infer.arrays import DIM_16BIT_MAX, DIM_FLOAT_MAX, FLAT_FLOAT_SPAN, as_image, levels_of
 from n2n_infer.cli import main
 from tests.conftest import synthetic_photo
 
@@ -36,7 +36,7 @@ def test_only_dim_16_bit_images_get_their_own_levels():
     bright[0, 0] = DIM_16BIT_MAX + 1  # 15 bits used: a photo's range, full scale
     assert levels_of(bright[:, :, None]) is None
     assert levels_of(dim.astype(np.uint8)[:, :, None]) is None
-    assert levels_of(np.zeros((2, 2, 3), np.float32)) is None
+    assert levels_of(np.full((2, 2, 3), 0.5, np.float32)) is None  # a float photo
     assert as_image(dim).levels == (100.0, 300.0)
     assert as_image(dim, levels="full").levels is None
     rgba = np.zeros((2, 2, 4), np.uint16)
@@ -102,3 +102,54 @@ def test_batch_levels_option_and_16_bit_pil_images(tmp_path):
     assert not np.array_equal(outs["auto"], outs["full"])
     bad = CliRunner().invoke(main, ["batch", str(in_dir), str(tmp_path / "x"), "--levels", "no"])
     assert bad.exit_code == 2 and "--levels" in bad.output
+
+
+# --- dim float images ---------------------------------------------------------------------
+
+
+def test_dim_float_images_get_their_own_levels_like_dim_16_bit_ones():
+    dim = np.array([[0.01, 0.2], [0.05, 0.1]], np.float32)
+    lo, span = levels_of(dim[:, :, None])
+    assert lo == pytest.approx(0.01) and span == pytest.approx(0.19)
+    assert pytest.approx(DIM_16BIT_MAX / 65535) == DIM_FLOAT_MAX
+    bright = dim.copy()
+    bright[0, 0] = 0.26  # more than a quarter of the scale: taken as it is
+    assert levels_of(bright[:, :, None]) is None
+    assert levels_of(dim.astype(np.float64)[:, :, None]) == pytest.approx((0.01, 0.19))
+    assert levels_of(np.full((2, 2, 1), 0.1, np.float32)) == pytest.approx(
+        (0.1, FLAT_FLOAT_SPAN)  # flat: no division by 0
+    )
+    assert as_image(dim).levels == pytest.approx((0.01, 0.19))
+    assert as_image(dim, levels="full").levels is None
+
+
+def test_a_dim_float_capture_is_denoised_as_its_16_bit_counts_are(photo):
+    """The same capture as uint16 counts and as counts / 65535 in float32: both are mapped
+    by their own range, so the model sees the same input; the float result is not rounded."""
+    x, counts = _capture(4)
+    fractions = counts.astype(np.float32) / np.float32(65535)
+    assert fractions.max() <= DIM_FLOAT_MAX
+    as_counts = photo.denoise(counts).astype(np.float64)
+    for got in (photo.denoise(fractions), photo.denoise(fractions, tile=True)):
+        assert got.dtype == np.float32 and got.shape == fractions.shape
+        assert np.abs(got.astype(np.float64) * 65535 - as_counts).max() <= 1.0
+        assert np.any(np.abs(got * 65535 - np.rint(got * 65535)) > 1e-3)  # not rounded
+        assert fractions.min() <= got.min() and got.max() <= fractions.max()
+    full = Denoiser("photo", device="cpu", batch_size=4, tile_size=240, levels="full")
+    psnr = {
+        name: _psnr(out.astype(np.float64) * 65535, x)
+        for name, out in (("noisy", fractions), ("auto", photo.denoise(fractions)),
+                          ("full", full.denoise(fractions)))
+    }  # fmt: skip
+    assert psnr["auto"] > psnr["noisy"] > psnr["full"] + 10, psnr
+
+
+def test_the_override_in_denoise_iter_leaves_mapped_images_alone(photo):
+    """Images the caller has mapped already (a stack's planes) are not mapped again."""
+    dim = np.random.default_rng(5).uniform(0.02, 0.2, (40, 48)).astype(np.float32)
+    once = next(photo.denoise_iter([dim], levels="full"))
+    full = Denoiser("photo", device="cpu", batch_size=4, tile_size=240, levels="full")
+    assert np.array_equal(once, full.denoise(dim))
+    assert not np.array_equal(once, photo.denoise(dim))
+    with pytest.raises(ValueError, match="levels: expected one of auto, full, got 'own'"):
+        next(photo.denoise_iter([dim], levels="own"))

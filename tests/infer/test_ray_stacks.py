@@ -178,10 +178,12 @@ class _Echo:
 
     def __init__(self, sent: list[int], fail: int | None = None) -> None:
         self.sent, self.fail = sent, fail
+        self.levels: list[str | None] = []
         self.denoise = SimpleNamespace(remote=self._denoise)
 
-    def _denoise(self, chunk: list, tile: object, layout: str) -> object:
+    def _denoise(self, chunk: list, tile: object, layout: str, levels: str | None) -> object:
         self.sent.append(len(chunk))
+        self.levels.append(levels)
         if len(self.sent) - 1 == self.fail:
             return ray.put(([], "out of memory (test)"))
         return ray.put(([np.array(c) for c in chunk], ""))
@@ -235,12 +237,14 @@ def test_a_chunk_failing_on_its_worker_fails_the_stack_and_leaves_no_output(clus
     out = tmp_path / "out"
     out.mkdir()
     sent: list[int] = []
-    planes = n2n_ray._RemotePlanes([_Echo(sent, fail=2), _Echo(sent, fail=2)], _spec())
+    echoes = [_Echo(sent, fail=2), _Echo(sent, fail=2)]
+    planes = n2n_ray._RemotePlanes(echoes, _spec())
     result = n2n_ray.run_guarded(
         "s.tif", src, lambda: n2n_ray._convert_split(_job(src, out), planes, _ray_job())
     )
     assert result.status == "error"
     assert result.error == "out of memory (test) (planes 4-5, on a Ray worker)"
+    assert {v for e in echoes for v in e.levels} == {"full"}  # mapped on the driver
     assert list(out.iterdir()) == []  # neither the output nor its temporary file
     assert planes.stopped is None  # a file's failure, not the job's
 
@@ -376,6 +380,12 @@ def test_the_plane_worker_denoises_a_chunk_as_the_local_denoiser_and_reports_fai
         assert error == ""
         for got, want in zip(planes, local.denoise_iter(chunk), strict=True):
             assert np.array_equal(got, want)
+        dim = [c * np.float32(0.2) for c in chunk]  # mapped by the driver: not again here
+        planes, error = worker.denoise(dim, None, "hwc", "full")
+        assert error == ""
+        for got, want in zip(planes, local.denoise_iter(dim, levels="full"), strict=True):
+            assert np.array_equal(got, want)
+        assert not np.array_equal(planes[0], next(local.denoise_iter(dim)))
         planes, error = worker.denoise([np.full((H, W), 2.0, np.float32)])
         assert planes == [] and "[0, 1]" in error and "\n" not in error
     finally:

@@ -12,7 +12,7 @@ import tifffile
 from click.testing import CliRunner
 from PIL import Image
 
-from n2n_infer import stacks
+from n2n_infer import Denoiser, stacks
 from n2n_infer.batch import denoise_folder
 from n2n_infer.cli import main
 from n2n_infer.errors import ImageError, InferenceError
@@ -29,7 +29,8 @@ class Spy:
         self.fail_after = fail_after
         self.seen = []
 
-    def denoise_iter(self, images, layout="hwc", tile=None):
+    def denoise_iter(self, images, layout="hwc", tile=None, levels=None):
+        self.called_with = levels
         for image in images:
             if self.fail_after is not None and len(self.seen) == self.fail_after:
                 raise InferenceError("out of memory (test)")
@@ -282,6 +283,42 @@ def test_levels_full_maps_every_plane_by_the_full_scale(tmp_path):
     assert np.array_equal(out, data)
 
 
+def test_dim_float_channels_are_mapped_by_their_range_over_the_stack(tmp_path):
+    """A float32 stack's dim channel (no value above 0.25) is mapped by its extremes over
+    every plane, as a dim 16-bit channel is; a bright one is taken as it is; the mapped
+    planes go to the Denoiser with levels="full" and come back unrounded."""
+    data = _two_channel_stack().astype(np.float32) / np.float32(65535)
+    data[:, 1] = np.clip(data[:, 1] * 8, 0, 1)  # channel 1: past 0.25, taken as it is
+    src = _ome(tmp_path, data)
+    spy = Spy()
+    dst = tmp_path / "o" / "f.ome.tif"
+    dst.parent.mkdir()
+    stacks.denoise_stack_file(spy, src, dst)
+    assert spy.called_with == "full"
+    lo, hi = data[:, 0].min(), data[:, 0].max()
+    assert np.allclose(spy.seen[0], (data[0, 0] - lo) / (hi - lo), atol=1e-6)
+    assert np.allclose(spy.seen[2], (data[1, 0] - lo) / (hi - lo), atol=1e-6)  # not its own
+    assert np.allclose(spy.seen[1], data[0, 1])
+    out = tifffile.imread(dst)
+    assert out.dtype == np.float32 and np.allclose(out, data, rtol=0, atol=1e-7)
+
+
+def test_a_dim_plane_of_a_bright_channel_is_not_stretched_by_the_denoiser(photo):
+    """Regression: the planes are mapped by their channel's levels before the Denoiser
+    sees them; its own rule for 2-D images (a dim float image by its range) must not map
+    a dark plane of a full-scale channel again."""
+    rng = np.random.default_rng(6)
+    bright = np.clip(rng.normal(0.6, 0.1, (H, W)), 0, 1).astype(np.float32)
+    dark = np.clip(rng.normal(0.05, 0.01, (H, W)), 0, 1).astype(np.float32)
+    full = Denoiser("photo", device="cpu", batch_size=4, tile_size=240, levels="full")
+    out = stacks.denoise_axes(photo, np.stack([bright, dark]), "ZYX")
+    assert np.allclose(out[1], full.denoise(dark), atol=1e-6)
+    counts = np.stack([np.rint(p * 65535) for p in (bright, dark)]).astype(np.uint16)
+    out16 = stacks.denoise_axes(photo, counts, "ZYX")
+    want = full.denoise(counts[1]).astype(np.int64)
+    assert np.abs(out16[1].astype(np.int64) - want).max() <= 1  # float32 rounding
+
+
 def test_float_stacks_outside_unit_range_are_refused_before_writing(tmp_path):
     data = np.full((3, H, W), 0.5, np.float32)
     data[2, 1, 1] = 1.5
@@ -523,8 +560,8 @@ def test_planes_stream_one_at_a_time_never_the_whole_series(tmp_path, monkeypatc
     monkeypatch.setattr(stacks._Stack, "plane", counted)
 
     class Counting(Spy):
-        def denoise_iter(self, images, layout="hwc", tile=None):
-            for done, image in enumerate(super().denoise_iter(images, layout, tile)):
+        def denoise_iter(self, images, layout="hwc", tile=None, levels=None):
+            for done, image in enumerate(super().denoise_iter(images, layout, tile, levels)):
                 held.append(read[0] - planes - done)  # read in the second pass, not yet out
                 yield image
 

@@ -461,3 +461,38 @@ def test_under_a_time_budget_the_progress_bar_counts_its_seconds(tmp_path, photo
     fit(UNet(UNetConfig(features=(4, 8))), _photo_pairs(photo_tensors), cfg, tmp_path)
     err = capsys.readouterr().err
     assert "/1 s of the time budget [" in err and "epoch 1/1000" in err
+
+
+# --- dim float scenes: the same rule as dim 16-bit ones -----------------------------------
+
+
+def test_dim_float_frames_are_read_with_their_own_levels_and_pair(tmp_path):
+    """A float32 TIFF with no value above 0.25 (counts / 65535, say) is mapped by its own
+    range, as the runtime maps it; a dead float frame is refused as a dead 16-bit one."""
+    from n2n_train.data import read_frame, to_unit
+
+    rng = np.random.default_rng(2)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(2):
+        _tiff(a / f"s{i}.tif", _dim(rng).astype(np.float32) / 65535)
+        _tiff(b / f"s{i}.tif", _dim(rng).astype(np.float32) / 65535)
+    frame, levels = read_frame(a / "s0.tif")
+    assert frame.dtype == torch.float32
+    assert levels == pytest.approx((100 / 65535, 2000 / 65535))
+    unit = to_unit(frame, levels)
+    assert float(unit.min()) == pytest.approx(0.0, abs=1e-6)
+    assert float(unit.max()) == pytest.approx(1.0, abs=1e-6)
+    assert len(scan_pairs(a, b)) == 2
+    _tiff(b / "s1.tif", np.full((24, 24), 0.01, np.float32))
+    with pytest.raises(DataError, match=r"constant 0\.01 \(a dead capture\?\)"):
+        scan_pairs(a, b)
+
+
+def test_a_scene_of_dim_16_bit_and_dim_float_captures_is_refused(tmp_path):
+    rng = np.random.default_rng(3)
+    a, b = tmp_path / "a", tmp_path / "b"
+    _tiff(a / "s0.tif", _dim(rng))
+    _tiff(b / "s0.tif", _dim(rng).astype(np.float32) / 65535)
+    with pytest.raises(DataError, match="dim captures of different pixel types") as err:
+        scan_pairs(a, b)
+    assert f"{a / 's0.tif'} 16-bit" in str(err.value) and f"{b / 's0.tif'} float" in str(err.value)

@@ -206,3 +206,20 @@ def test_fit_on_grey_stack_pairs_trains_a_one_channel_model(tmp_path):
     ckpt = load_checkpoint(out / "best.pt")
     assert ckpt.config.in_channels == ckpt.config.out_channels == 1
     assert ckpt.summary["data"]["stacks"] == 1 and ckpt.summary["data"]["scenes"] == 4
+
+
+def test_a_dim_float_stack_is_mapped_by_its_channels_range_over_every_plane(tmp_path):
+    """Float32 stacks follow the dim rule per stack and channel too (the runtime's)."""
+    rng = np.random.default_rng(4)
+    data = np.stack([_counts(rng, (2, SIDE, SIDE), 100 + 40 * z, 900 + 400 * z) for z in range(3)])
+    data = data.astype(np.float32) / np.float32(65535)  # Z, C=2: dim in [0, 0.25]
+    data[:, 1] *= 12  # channel 1 past 0.25 (up to 0.31): taken as it is
+    _ome(tmp_path / "s" / "cells.ome.tif", data, "ZCYX")
+    scenes = scan_singles(tmp_path / "s", min_side=16)
+    assert len(scenes) == 6 and all(s.frames[0].dtype == torch.float32 for s in scenes)
+    lo, hi = float(data[:, 0].min()), float(data[:, 0].max())
+    for scene, (_, c) in zip(scenes, np.ndindex(3, 2), strict=True):
+        if c == 0:
+            assert scene.levels[0] == pytest.approx((lo, hi - lo))
+        else:
+            assert scene.levels[0] is None
