@@ -2,7 +2,7 @@
 
 Usage: python -m bench.grey [--model grey] [--sets TRAIN_EXTRA,TRAIN_GRAY]
        [--noises gaussian:15 gaussian:25 gaussian:50 poisson-gaussian:30,2] [--limit N]
-       [--out bench/results/grey]
+       [--ensemble N] [--out bench/results/grey]
 
 Needs the bench extra (``pip install -e ".[train,bench]"``: bm3d) and the photo
 corpus sets (``n2n-train corpus --set TRAIN_EXTRA --set TRAIN_GRAY``; fetched here when
@@ -25,6 +25,9 @@ Methods (each reads the noisy uint8 image; its output is rounded to uint8):
 - ``photo-phases``: today's path for grey images, the colour ``photo`` model fed
   the image's pixel phases (``Denoiser("photo", grey="phases")``); blind.
 - ``grey``: the grey-native model (``--model``), fp32 onnxruntime; blind.
+- ``grey-xN`` (with ``--ensemble N``, 2, 4 or 8): the same model averaged over N
+  flips and rotations (``Denoiser(ensemble=N)``), at about N times its time; a
+  second table gives it against BM3D.
 - ``bm3d``: ``bm3d.bm3d`` (bm3d package, profile "np") given the true noise.
   Gaussian: ``sigma_psd = SIGMA/255``. Camera noise, two standard ways, both
   given the true PHOTONS and READ:
@@ -360,6 +363,7 @@ def summarise(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         per_group = {}
         for group, members in groups.items():
             methods = list(members[0]["psnr"])
+            ensembles = [m for m in methods if m.startswith("grey-x")]
             diff = np.array([r["psnr"]["grey"] - r["psnr"][used] for r in members])
             timed = list(members[0]["seconds"])
             median = {m: float(np.median([r["seconds"][m] for r in members])) for m in timed}
@@ -373,6 +377,16 @@ def summarise(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "grey_wins": int(np.sum(diff > 0)),
                 "seconds_median": median,
                 "speed_ratio": median[used] / median["grey"],
+                "ensembles": {
+                    m: {
+                        "minus_bm3d": float(
+                            np.mean([r["psnr"][m] - r["psnr"][used] for r in members])
+                        ),
+                        "wins": int(sum(r["psnr"][m] > r["psnr"][used] for r in members)),
+                        "speed_ratio": median[used] / median[m],
+                    }
+                    for m in ensembles
+                },
             }
         summary[spec] = {"bm3d_used": used, "groups": per_group}
     return summary
@@ -400,6 +414,25 @@ def _table(summary: Mapping[str, Any], labels: Mapping[str, str], group: str) ->
             f"| {g['grey_minus_bm3d']:+.2f}{se} ({g['grey_wins']}/{g['photos']} wins) "
             f"| {g['speed_ratio']:.1f}× ({sec[used]:.2f} s / {sec['grey']:.3f} s) |"
         )
+    return lines
+
+
+def _ensemble_table(summary: Mapping[str, Any], labels: Mapping[str, str]) -> list[str]:
+    """Over all photos, each self-ensemble of the grey model against BM3D (none: [])."""
+    lines: list[str] = []
+    for spec, entry in summary.items():
+        g = entry["groups"]["all"]
+        for m, e in g.get("ensembles", {}).items():
+            if not lines:
+                lines = [
+                    "| noise | ensemble | grey | grey, ensemble | ensemble − BM3D | speed ratio |",
+                    "|---|---:|---:|---:|---:|---:|",
+                ]
+            lines.append(
+                f"| {labels.get(spec, spec)} | ×{m.removeprefix('grey-x')} "
+                f"| {g['psnr']['grey']:.2f} | {g['psnr'][m]:.2f} | {e['minus_bm3d']:+.2f} "
+                f"({e['wins']}/{g['photos']} wins) | {e['speed_ratio']:.1f}× |"
+            )
     return lines
 
 
@@ -446,6 +479,17 @@ def markdown(result: Mapping[str, Any]) -> str:
         "",
         *_table(summary, labels, "all"),
     ]
+    ensembles = _ensemble_table(summary, labels)
+    if ensembles:
+        lines += [
+            "",
+            "## Self-ensemble (all photos)",
+            "",
+            "The grey model averaged over flips and rotations (`Denoiser(ensemble=N)`); "
+            "speed ratio: BM3D's median seconds over the ensemble's.",
+            "",
+            *ensembles,
+        ]
     for set_name, info in result["sets"].items():
         lines += ["", f"## {set_name} ({info['photos']} photos)", ""]
         lines += _table(summary, labels, set_name)
@@ -494,6 +538,13 @@ def main() -> None:
     ap.add_argument("--noises", nargs="+", default=list(NOISES), metavar="SPEC")
     ap.add_argument("--limit", type=int, default=None, help="photos per set (a quick run)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--ensemble",
+        type=int,
+        choices=(2, 4, 8),
+        default=None,
+        help="also the grey model averaged over N flips and rotations",
+    )
     ap.add_argument("--out", type=Path, default=OUT, help="STEM of STEM.json and STEM.md")
     args = ap.parse_args()
     noises = [parse_noise(n) for n in args.noises]
@@ -506,6 +557,10 @@ def main() -> None:
     grey.denoise(warm)
     phases.denoise(warm)
     networks: dict[str, Method] = {"photo-phases": phases.denoise, "grey": grey.denoise}
+    if args.ensemble:
+        ensemble = Denoiser(args.model, device="cpu", intra_op_threads=1, ensemble=args.ensemble)
+        ensemble.denoise(warm)
+        networks[f"grey-x{args.ensemble}"] = ensemble.denoise
     t0 = time.perf_counter()
     records = measure(
         photos, noises, networks, args.seed, lambda s: print(s, file=sys.stderr, flush=True)

@@ -9,7 +9,7 @@
 # mean of the last K epochs' weights is shipped), BATCH and STEPS (default 16 and 150: the
 # batch size and steps per epoch), SEED (default 0), TARGET (default noisy: Noise2Noise;
 # clean: Noise2Clean, the clean patch as target), INSTALL=0 (leave models/grey.pt alone, for
-# runs to compare before shipping). INIT_FROM=DIR fine-tunes instead, from
+# runs to compare before shipping), NOISE (default the mix below). INIT_FROM=DIR fine-tunes instead, from
 # DIR/grey/averaged.pt (a previous run of this script) with a new cosine schedule from LR:
 #   INIT_FROM=runs EPOCHS=40 LR=4e-4 SEED=1 bash scripts/train_grey.sh runs-ft
 # Then `bash scripts/export_shipped.sh` exports it and `python -m bench.grey` compares it
@@ -23,7 +23,7 @@ mkdir -p "$runs"
 init=photo
 if [[ -n ${INIT_FROM:-} ]]; then init=$INIT_FROM/grey/averaged.pt; fi
 "$py" -m n2n_train.cli -v fit --photos "$photos" --channels 1 --init "$init" \
-  --noise "gaussian:0-50+poisson-gaussian:8-1000,0-4" --patch-size 96 --pyramid 3 \
+  --noise "${NOISE:-gaussian:0-50+poisson-gaussian:8-1000,0-4}" --patch-size 96 --pyramid 3 \
   --batch-size "${BATCH:-16}" --steps-per-epoch "${STEPS:-150}" --epochs "${EPOCHS:-50}" \
   --lr "${LR:-1e-3}" --target "${TARGET:-noisy}" --optimizer adam --schedule cosine --dihedral --precision bf16 \
   --channels-last --threads "${THREADS:-1}" --seed "${SEED:-0}" --no-progress --snapshot-every 1 ${RESUME:+--resume} \

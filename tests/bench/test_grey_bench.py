@@ -122,3 +122,35 @@ def test_the_table_is_computed_from_every_photo_method_and_noise(tmp_path):
     assert "| Gaussian σ 25 |" in text
     assert "(GAT) |" in text or "(mean var.) |" in text
     assert "family 6, model 85" in text
+    assert "Self-ensemble" not in text
+
+
+def test_a_self_ensemble_gets_its_own_row_against_bm3d(tmp_path):
+    grey = _grey_identity(tmp_path)
+    x2 = Denoiser(grey.path, device="cpu", intra_op_threads=1, ensemble=2)
+    rng = np.random.default_rng(1)
+    photos = {"A": [("a.png", synthetic_photo(rng, 48, 64)[:, :, 1])]}
+    networks = {"photo-phases": grey.denoise, "grey": grey.denoise, "grey-x2": x2.denoise}
+    records = measure(photos, [parse_noise("gaussian:25")], networks, seed=0)
+    assert records[0]["psnr"]["grey-x2"] == records[0]["psnr"]["grey"]  # identity: alike
+    summary = summarise(records)
+    overall = summary["gaussian:25"]["groups"]["all"]
+    e = overall["ensembles"]["grey-x2"]
+    assert e["minus_bm3d"] == pytest.approx(overall["grey_minus_bm3d"])
+    assert e["speed_ratio"] == pytest.approx(
+        records[0]["seconds"]["bm3d"] / records[0]["seconds"]["grey-x2"]
+    )
+    result = {
+        "date": "2026-01-01 00:00 UTC",
+        "cpu": {"model_name": "CPU", "family": "6", "model": "85"},
+        "machine": "CPU, 2 cores",
+        "command": "python -m bench.grey --ensemble 2",
+        "versions": {"onnxruntime": "1", "bm3d": "4"},
+        "model": "grey-identity.onnx",
+        "model_sha256": "0" * 64,
+        "sets": {"A": {"photos": 1}},
+        "summary": summary,
+    }
+    text = markdown(result)
+    assert "## Self-ensemble (all photos)" in text
+    assert f"| Gaussian σ 25 | ×2 | {overall['psnr']['grey']:.2f} |" in text
