@@ -154,3 +154,24 @@ def test_a_self_ensemble_gets_its_own_row_against_bm3d(tmp_path):
     text = markdown(result)
     assert "## Self-ensemble (all photos)" in text
     assert f"| Gaussian σ 25 | ×2 | {overall['psnr']['grey']:.2f} |" in text
+
+
+def test_stages_are_scored_on_the_bench_noise_draws_and_against_its_bm3d():
+    import torch
+
+    from bench.grey import noise_rng
+    from bench.grey_stages import against_bm3d, score
+
+    rng = np.random.default_rng(2)
+    photos = {"A": [("a.png", synthetic_photo(rng, 48, 64)[:, :, 1])]}
+    scores = score({"identity": torch.nn.Identity()}, photos, ["gaussian:25"], seed=0)
+    noise = parse_noise("gaussian:25")
+    clean = photos["A"][0][1]
+    noisy = noise.apply(clean, noise_rng(0, noise, "A", 0))
+    from n2n_infer.metrics import psnr
+
+    assert scores["identity"]["gaussian:25"] == pytest.approx(psnr(noisy, clean), abs=1e-9)
+    entry = {"bm3d_used": "bm3d", "groups": {"all": {"psnr": {"bm3d": 30.0}}}}
+    stored = {"summary": {"gaussian:25": entry}}
+    diffs = against_bm3d(scores["identity"], stored)
+    assert diffs["gaussian:25"] == pytest.approx(scores["identity"]["gaussian:25"] - 30.0)
