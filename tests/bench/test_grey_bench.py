@@ -69,6 +69,21 @@ def _grey_identity(tmp_path: Path) -> Denoiser:
     return Denoiser(path, device="cpu", intra_op_threads=1)
 
 
+def _result(summary: dict, sets: tuple[str, ...]) -> dict:
+    """A bench result around ``summary``, as ``bench.grey.main`` writes it (one photo a set)."""
+    return {
+        "date": "2026-01-01 00:00 UTC",
+        "cpu": {"model_name": "CPU", "family": "6", "model": "85"},
+        "machine": "CPU, 2 cores",
+        "command": "python -m bench.grey",
+        "versions": {"onnxruntime": "1", "bm3d": "4"},
+        "model": "grey-identity.onnx",
+        "model_sha256": "0" * 64,
+        "sets": {s: {"photos": 1} for s in sets},
+        "summary": summary,
+    }
+
+
 def test_the_table_is_computed_from_every_photo_method_and_noise(tmp_path):
     grey = _grey_identity(tmp_path)
     assert grey.channels == 1
@@ -106,18 +121,7 @@ def test_the_table_is_computed_from_every_photo_method_and_noise(tmp_path):
         records[1]["seconds"]["bm3d"] / records[1]["seconds"]["grey"]
     )
 
-    result = {
-        "date": "2026-01-01 00:00 UTC",
-        "cpu": {"model_name": "CPU", "family": "6", "model": "85"},
-        "machine": "CPU, 2 cores",
-        "command": "python -m bench.grey",
-        "versions": {"onnxruntime": "1", "bm3d": "4"},
-        "model": "grey-identity.onnx",
-        "model_sha256": "0" * 64,
-        "sets": {"A": {"photos": 1}, "B": {"photos": 1}},
-        "summary": summary,
-    }
-    text = markdown(result)
+    text = markdown(_result(summary, ("A", "B")))
     assert "## All photos (2)" in text and "## A (1 photos)" in text
     assert "| Gaussian σ 25 |" in text
     assert "(GAT) |" in text or "(mean var.) |" in text
@@ -140,18 +144,7 @@ def test_a_self_ensemble_gets_its_own_row_against_bm3d(tmp_path):
     assert e["speed_ratio"] == pytest.approx(
         records[0]["seconds"]["bm3d"] / records[0]["seconds"]["grey-x2"]
     )
-    result = {
-        "date": "2026-01-01 00:00 UTC",
-        "cpu": {"model_name": "CPU", "family": "6", "model": "85"},
-        "machine": "CPU, 2 cores",
-        "command": "python -m bench.grey --ensemble 2",
-        "versions": {"onnxruntime": "1", "bm3d": "4"},
-        "model": "grey-identity.onnx",
-        "model_sha256": "0" * 64,
-        "sets": {"A": {"photos": 1}},
-        "summary": summary,
-    }
-    text = markdown(result)
+    text = markdown(_result(summary, ("A",)))
     assert "## Self-ensemble (all photos)" in text
     assert f"| Gaussian σ 25 | ×2 | {overall['psnr']['grey']:.2f} |" in text
 
