@@ -186,12 +186,10 @@ def levels_of(rgb: np.ndarray) -> tuple[float, float] | None:
     (``rgb``: H×W×C, alpha left out by the caller).
     """
     if rgb.dtype.kind == "f":
-        lo_f, hi_f = np.inf, -np.inf
-        for band in row_bands(rgb):
-            lo_f, hi_f = min(lo_f, float(band.min())), max(hi_f, float(band.max()))
-        if not hi_f <= DIM_FLOAT_MAX:  # NaN too: the caller's checks name it
+        found = finite_range(rgb)  # None: NaN or infinite, which the caller's checks name
+        if found is None or found[1] > DIM_FLOAT_MAX:
             return None
-        return lo_f, (hi_f - lo_f) or FLAT_FLOAT_SPAN
+        return found[0], (found[1] - found[0]) or FLAT_FLOAT_SPAN
     if rgb.dtype != np.uint16:
         return None
     lo, hi = 65535, 0

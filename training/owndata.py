@@ -253,13 +253,7 @@ def _levels_problem(
             "scaled by its own range and a target by its input's levels, which need one "
             "type: convert them to one type"
         )
-    floats = frames[0].dtype.is_floating_point
-    extent = [
-        (float(f.numpy().min()), float(f.numpy().max()))
-        if floats
-        else (int(f.numpy().min()), int(f.numpy().max()))
-        for f in frames
-    ]
+    extent = [(float(f.numpy().min()), float(f.numpy().max())) for f in frames]
     worst: tuple[float, int, int, float, float] | None = None
     for i, lv in enumerate(levels):
         black, span = lv or (0.0, 1.0)
