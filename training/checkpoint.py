@@ -152,6 +152,83 @@ def widened_to_context(ckpt: Checkpoint, k: int) -> Checkpoint:
     return Checkpoint(config, state, dict(grey.summary))
 
 
+def deepened(ckpt: Checkpoint, features: tuple[int, ...], seed: int = 0) -> Checkpoint:
+    """``ckpt`` grown by levels at the bottom of the UNet (``features`` extends its
+    features), computing exactly what ``ckpt`` computes: a starting point for training a
+    deeper model, with a wider view, from a trained one (``n2n-train fit --init grey
+    --features 32,64,128,256``).
+
+    Each added level's encoder block starts from a fresh initialisation (``seed``); the
+    decoder block that joins it to the level above starts as the identity on that level's
+    features and zero on the new level's, so the new level adds nothing until training
+    moves those weights. Exact because the identity 3×3 convolution is followed by a ReLU
+    and reads ReLU outputs, which are never negative: hence only ReLU models without batch
+    norm can be deepened.
+
+    Raises:
+        CheckpointError: ``features`` does not extend the checkpoint's, the model uses
+            batch norm or a leaky ReLU, or the weights are not the config's UNet's.
+    """
+    cfg = ckpt.config
+    old = tuple(cfg.features)
+    if tuple(features[: len(old)]) != old or len(features) <= len(old):
+        raise CheckpointError(
+            f"--features {','.join(map(str, features))}: to start from --init, whose features "
+            f"are {','.join(map(str, old))}, give those and then the levels to add"
+        )
+    if cfg.batch_norm or cfg.activation != "relu":
+        raise CheckpointError(
+            "--init: only a ReLU model without batch norm can be given more levels (an "
+            "identity block must leave its features unchanged)"
+        )
+    try:
+        UNet(cfg).load_state_dict(ckpt.state_dict)
+    except (RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"--init: the weights are not the config's UNet's: {exc}") from exc
+    state = dict(ckpt.state_dict)
+    for level in range(len(old), len(features)):
+        try:
+            config = dataclasses.replace(cfg, features=tuple(features[: level + 1]))
+        except ValueError as exc:
+            raise CheckpointError(f"--features: {exc}") from exc
+        state = _one_level_deeper(state, cfg, config, seed + level)
+        cfg = config
+    return Checkpoint(cfg, state, dict(ckpt.summary))
+
+
+def _one_level_deeper(
+    state: dict[str, torch.Tensor], old: UNetConfig, new: UNetConfig, seed: int
+) -> dict[str, torch.Tensor]:
+    """The state of ``new`` (``old`` with one more level) that computes what ``state`` does."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = UNet(new)
+    deep = len(old.features)  # the index of the added level's encoder block
+    out = {k: v for k, v in fresh.state_dict().items() if k.startswith(f"down.{deep}.")}
+    for key, value in state.items():
+        part, _, rest = key.partition(".")
+        if part in ("up", "up_blocks"):  # the decoder moves one place down the list
+            index, _, tail = rest.partition(".")
+            out[f"{part}.{int(index) + 1}.{tail}"] = value
+        else:
+            out[key] = value
+    for key, value in fresh.state_dict().items():  # the new upsampler's weights, if any
+        if key.startswith("up.0."):
+            out[key] = value
+    skip = old.features[-1]
+    joined = new.features[-1]  # the upsampled new level comes first in the concatenation
+    convs = [m for m in fresh.up_blocks[0] if isinstance(m, torch.nn.Conv2d)]
+    for i, conv in enumerate(convs):
+        weight = torch.zeros_like(conv.weight)
+        first = joined if i == 0 else 0
+        for c in range(skip):
+            weight[c, first + c, 1, 1] = 1.0
+        name = next(n for n, m in fresh.up_blocks[0].named_children() if m is conv)
+        out[f"up_blocks.0.{name}.weight"] = weight
+        out[f"up_blocks.0.{name}.bias"] = torch.zeros_like(conv.bias)
+    return out
+
+
 def save_checkpoint(
     path: str | Path,
     model: UNet,

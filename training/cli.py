@@ -167,9 +167,16 @@ def corpus(sets: tuple[str, ...], cache_dir: Path | None) -> None:
     help="Run folder: best.pt, last.pt, metrics.jsonl, loss.png.",
 )
 @click.option(
-    "--preset", default=None, help="Model shape preset [default: study, or --init's shape]."
+    "--preset",
+    default=None,
+    help="Model shape preset [default: study, or --init's shape, which shape options change].",
 )
-@click.option("--features", default=None, help="Features per level (2-6 levels), e.g. 16,32,64.")
+@click.option(
+    "--features",
+    default=None,
+    help="Features per level (2-6 levels), e.g. 16,32,64. With --init: its features and "
+    "then levels to add grow it into a deeper model that starts computing what it did.",
+)
 @click.option("--convs-per-level", type=click.Choice(["1", "2"]), default=None)
 @click.option("--batch-norm/--no-batch-norm", default=None)
 @click.option(

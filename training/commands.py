@@ -24,6 +24,7 @@ from n2n_infer.files import sha256_file, write_text_atomic
 from n2n_train.checkpoint import (
     Checkpoint,
     CheckpointError,
+    deepened,
     find_checkpoint,
     load_checkpoint,
     widened_to_context,
@@ -74,15 +75,16 @@ def check_device(device: str) -> None:
         raise click.BadParameter("CUDA is not available to this torch build", param_hint="--device")
 
 
-def model_config(opts: dict[str, Any]) -> UNetConfig:
-    """The preset named by ``opts["preset"]`` with the options that were given.
+def model_config(opts: dict[str, Any], base: UNetConfig | None = None) -> UNetConfig:
+    """The preset named by ``opts["preset"]`` (else ``base``, else ``study``) with the
+    options that were given.
 
     Raises:
         click.BadParameter: unknown preset or malformed ``--features``.
         ValueError: an invalid combination (from :class:`UNetConfig`).
     """
-    preset = opts.get("preset") or "study"
-    if preset not in PRESETS:
+    preset = opts.get("preset")
+    if preset and preset not in PRESETS:
         raise click.BadParameter(
             f"unknown preset {preset!r}; known: {sorted(PRESETS)}", param_hint="--preset"
         )
@@ -96,7 +98,8 @@ def model_config(opts: dict[str, Any]) -> UNetConfig:
             raise click.BadParameter(
                 "expected integers like 16,32,64", param_hint="--features"
             ) from exc
-    return dataclasses.replace(PRESETS[preset], **changes)
+    start = PRESETS[preset] if preset else base if base is not None else PRESETS["study"]
+    return dataclasses.replace(start, **changes)
 
 
 def shape_given(opts: dict[str, Any]) -> bool:
@@ -494,7 +497,10 @@ def _fit_rank(out_dir: Path, opts: dict[str, Any], dist: Dist) -> int:
         if init is not None and init.config.z_context and not z_context(opts):
             opts = dict(opts, z_context=init.config.z_context)  # the checkpoint's shape
             check_z_context(opts)
-        ucfg = init.config if init is not None and not shape_given(opts) else model_config(opts)
+        ucfg = model_config(opts, init.config) if init is not None else model_config(opts)
+        if init is not None and _adds_levels(init.config.features, ucfg.features):
+            log.info("--init: grown from features %s to %s", init.config.features, ucfg.features)
+            init = deepened(init, ucfg.features, seed=int(opts.get("seed") or 0))
         cfg = train_config(opts, course=opts["course"] is not None)
         if opts["course"] is None and cfg.patch_size % ucfg.stride:
             raise ConfigError(
@@ -552,6 +558,11 @@ def _fit_rank(out_dir: Path, opts: dict[str, Any], dist: Dist) -> int:
         else:
             echo(closing_line(out_dir, summary, opts))
     return 0
+
+
+def _adds_levels(old: tuple[int, ...], new: tuple[int, ...]) -> bool:
+    """Whether ``new`` is ``old`` with levels added at the bottom (a model to grow into)."""
+    return len(new) > len(old) and tuple(new[: len(old)]) == tuple(old)
 
 
 def _model_channels(opts: dict[str, Any], init: Checkpoint | None, data: object) -> int:
