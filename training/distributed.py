@@ -51,6 +51,11 @@ log = logging.getLogger(__name__)
 #: How long a rank waits for the others (rendezvous, collectives) before failing.
 TIMEOUT = datetime.timedelta(minutes=30)
 
+#: Environment variable naming the file a rank writes once it has finished its run and met
+#: the others at the closing barrier (set by :func:`launch`): a rank that then dies while
+#: leaving the process group has lost nothing, and the launcher does not count it a failure.
+FINISHED_ENV = "N2N_RANK_FINISHED"
+
 #: Odd 63-bit constant (the golden ratio's) that spreads rank seeds apart.
 _SPREAD = 0x9E3779B97F4A7C15
 #: Mixed into the seed of the shared epoch order (so it is not rank 0's stream).
@@ -252,11 +257,21 @@ def shutdown(dist: Dist, finished: bool = True) -> None:
     run that trained and saved normally). A rank that failed leaves without
     the barrier: the others would wait for it in vain, and the launcher stops
     them.
+
+    The barrier narrows that window but does not close it: gloo can still end a rank
+    that is leaving as its peer closes the connections. So a finished rank first
+    writes the file named by ``N2N_RANK_FINISHED`` (:data:`FINISHED_ENV`, set by
+    :func:`launch`): past the barrier every rank's checkpoints and metrics are
+    written, and the launcher reads a later death as a teardown fault, not a failed
+    run.
     """
     if not (dist.active and torch.distributed.is_initialized()):
         return
     if finished:
         torch.distributed.barrier()
+        marker = os.environ.get(FINISHED_ENV)
+        if marker:
+            Path(marker).write_bytes(b"")
     torch.distributed.destroy_process_group()
 
 
@@ -309,8 +324,10 @@ def launch(nproc: int, argv: Sequence[str], poll_s: float = 0.2) -> tuple[int, l
     others' error output is kept and shown only when they fail and rank 0 did
     not. When one process fails the others are stopped after a grace period,
     and the status is rank 0's failure, else the first one's (so a data error
-    still exits 2). Returns the status and, when a rank
-    other than 0 failed, the last lines of its error output (``[rank r] ...``).
+    still exits 2). A process that ends with an error after it has finished the
+    run (:data:`FINISHED_ENV`, see :func:`shutdown`) is logged, not counted. Returns
+    the status and, when a rank other than 0 failed, the last lines of its error
+    output (``[rank r] ...``).
 
     Raises:
         DistributedError: ``nproc`` < 2.
@@ -324,9 +341,11 @@ def launch(nproc: int, argv: Sequence[str], poll_s: float = 0.2) -> tuple[int, l
     log.info("launching %d processes: %s", nproc, " ".join(cmd))
     with tempfile.TemporaryDirectory(prefix="n2n-ranks-") as tmp:
         logs = [Path(tmp) / f"rank-{r}.log" for r in range(nproc)]
+        marks = [Path(tmp) / f"rank-{r}.finished" for r in range(nproc)]
         procs = []
         for rank in range(nproc):
             env = dict(base, RANK=str(rank), LOCAL_RANK=str(rank))
+            env[FINISHED_ENV] = str(marks[rank])
             if rank == 0:
                 procs.append(subprocess.Popen(cmd, env=env))
             else:
@@ -334,7 +353,7 @@ def launch(nproc: int, argv: Sequence[str], poll_s: float = 0.2) -> tuple[int, l
                     procs.append(
                         subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
                     )
-        failed = _wait_all(procs, poll_s)
+        failed = _wait_all(procs, poll_s, finished=marks)
         if failed is None:
             return 0, []
         rank, status = failed
@@ -345,15 +364,32 @@ def launch(nproc: int, argv: Sequence[str], poll_s: float = 0.2) -> tuple[int, l
 
 
 def _wait_all(
-    procs: list[subprocess.Popen[bytes]], poll_s: float, grace_s: float = 10.0
+    procs: list[subprocess.Popen[bytes]],
+    poll_s: float,
+    grace_s: float = 10.0,
+    finished: Sequence[Path] = (),
 ) -> tuple[int, int] | None:
     """Wait for every process; None when all succeed. After a failure the others get
     ``grace_s`` to end on their own (a data error ends every rank), then are stopped;
-    returns (rank, exit status) of rank 0's failure if it failed, else the first one's."""
+    returns (rank, exit status) of rank 0's failure if it failed, else the first one's.
+    A process whose ``finished[rank]`` file exists when it ends has done its work: an
+    error status then is logged as a fault in leaving the process group, not a failure."""
     deadline = None
+    excused: set[int] = set()
     try:
         while True:
             codes = [p.poll() for p in procs]
+            for r, c in enumerate(codes):
+                if c not in (None, 0) and r < len(finished) and finished[r].exists():
+                    if r not in excused:
+                        excused.add(r)
+                        log.warning(
+                            "rank %d ended with status %d after finishing the run (a fault "
+                            "in leaving the process group); its work is complete",
+                            r,
+                            c,
+                        )
+                    codes[r] = 0
             if all(c == 0 for c in codes):
                 return None
             failed = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,10 @@ from n2n_train.checkpoint import load_checkpoint, load_resume_state
 from n2n_train.config import TrainConfig, UNetConfig
 from n2n_train.data import CoursePairs
 from n2n_train.distributed import (
+    FINISHED_ENV,
     DesyncError,
     Dist,
+    _wait_all,
     check_in_sync,
     order_seed,
     rank_seed,
@@ -137,6 +140,7 @@ def _equivalence_rank(rank: int, world: int, init_file: str, out: str) -> None:
         cfg = TrainConfig(epochs=2, batch_size=5, lr=0.05, seed=4)
         dist = Dist(rank=rank, world=world, backend="gloo")
         fit(UNet(_SMALL), data, cfg, out, progress=False, dist=dist, check_sync=1)
+        os.environ[FINISHED_ENV] = f"{out}-rank{rank}.finished"
         shutdown(dist)  # a barrier first, as `fit --nproc` does: no rank tears down early
     finally:
         if tdist.is_initialized():
@@ -160,6 +164,8 @@ def test_two_ranks_take_the_same_steps_as_one_process_on_the_whole_batch(tmp_pat
     )
     ckpt, state = load_resume_state(tmp_path / "run" / "last.pt")
     assert state["processes"] == 2 and len(state["ranks"]) == 2
+    # past the closing barrier each rank wrote its finished file, before leaving the group
+    assert all((tmp_path / f"run-rank{r}.finished").is_file() for r in range(2))
     assert ckpt.summary["distributed"] == {"processes": 2, "backend": "gloo", "sync_checks": 8}
 
     # the same steps in one process, written out: plain SGD on each whole batch
@@ -284,3 +290,28 @@ def test_a_time_budget_stops_every_rank_at_the_same_step(seedlike_dir, tmp_path)
     summary = json.loads(result.stdout)
     assert summary["stopped"].startswith("time budget of 0.02 minutes")
     assert summary["epochs"] < 1000
+
+
+def _proc(code: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_a_rank_that_dies_leaving_after_it_finished_is_not_a_failed_run(tmp_path, caplog):
+    """gloo can end a rank while it leaves the process group, after the closing barrier:
+    with its finished file written (as shutdown() writes it), the run has succeeded."""
+    marks = [tmp_path / "rank-0.finished", tmp_path / "rank-1.finished"]
+    leave = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_bytes(b''); sys.exit({})"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", leave.format(0), str(marks[0])]),
+        subprocess.Popen([sys.executable, "-c", leave.format(134), str(marks[1])]),
+    ]
+    with caplog.at_level("WARNING", logger="n2n_train.distributed"):
+        assert _wait_all(procs, 0.05, finished=marks) is None
+    assert "rank 1 ended with status 134 after finishing the run" in caplog.text
+
+
+def test_a_rank_that_dies_before_it_finished_fails_the_run(tmp_path):
+    marks = [tmp_path / "rank-0.finished", tmp_path / "rank-1.finished"]
+    marks[0].write_bytes(b"")
+    procs = [_proc("import sys; sys.exit(0)"), _proc("import sys; sys.exit(3)")]
+    assert _wait_all(procs, 0.05, finished=marks) == (1, 3)
