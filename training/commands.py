@@ -134,7 +134,7 @@ def train_config(opts: dict[str, Any], course: bool) -> TrainConfig:
         dihedral=opts["dihedral"] or study,
         blur_prob=opts["blur_prob"] or (0.1 if study else 0.0),
         schedule=opts["schedule"],
-        precision=opts["precision"],
+        precision="fp32" if opts["precision"] == "auto" else opts["precision"],
         channels_last=opts["channels_last"],
         pyramid=opts.get("pyramid") or 0,
         init=opts.get("init_sha256") or "",
@@ -525,6 +525,8 @@ def _fit_rank(out_dir: Path, opts: dict[str, Any], dist: Dist) -> int:
             was = init.config.in_channels
             log.info("--init: %d-channel weights converted to %d", was, channels)
             init = with_channels(init, channels)
+        if opts["precision"] == "auto":
+            cfg = dataclasses.replace(cfg, precision=_auto_precision(out_dir, opts, ucfg, dist))
     except (CheckpointError, ConfigError, DataError, DistributedError, ValueError, OSError) as exc:
         echo(f"error: {exc}", err=True)  # other ranks: shown only if rank 0 is silent
         return 2
@@ -558,6 +560,28 @@ def _fit_rank(out_dir: Path, opts: dict[str, Any], dist: Dist) -> int:
         else:
             echo(closing_line(out_dir, summary, opts))
     return 0
+
+
+def _auto_precision(out_dir: Path, opts: dict[str, Any], ucfg: UNetConfig, dist: Dist) -> str:
+    """``--precision auto``: the precision a resumed run was started with, else the
+    faster here (measured on rank 0, which every rank then follows)."""
+    from n2n_train.loop import fastest_precision
+
+    last = out_dir / "last.pt"
+    if opts["resume"] and last.is_file():
+        chosen = str(load_checkpoint(last).summary.get("train_config", {}).get("precision"))
+        if chosen in ("fp32", "bf16"):
+            log.info("--precision auto: %s, as the run being resumed", chosen)
+            return chosen
+    chosen = ""
+    if dist.is_main:
+        patch = 32 if opts["course"] is not None else int(opts["patch_size"])
+        chosen, seconds = fastest_precision(
+            ucfg, patch, int(opts["batch_size"]), opts["device"], bool(opts["channels_last"])
+        )
+        times = ", ".join(f"{k} {v:.3g} s" for k, v in seconds.items()) or "CUDA's bf16 support"
+        log.info("--precision auto: %s (one training step: %s)", chosen, times)
+    return str(dist.broadcast(chosen))
 
 
 def _adds_levels(old: tuple[int, ...], new: tuple[int, ...]) -> bool:
